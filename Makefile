@@ -1,0 +1,43 @@
+# Two commands do everything, on a fresh machine with Python 3.11+:
+#   make run    conformance run against the embedded reference gateway, reports in reports/runs/
+#   make test   the project's own tests (lint, types, unit, gateway, mutation matrix)
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# Re-installs only when the dependency list changes.
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: setup run test test-quick lint bench serve clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "opconform needs Python 3.11 or newer")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+run: setup
+	$(BIN)/opconform run
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy opconform schemas gateway conformance loadtests reports
+
+test: lint
+	$(BIN)/python -m pytest
+
+# Everything but the cases marked slow.
+test-quick: setup
+	$(BIN)/python -m pytest -m "not slow"
+
+bench: setup
+	$(BIN)/python benchmarks/gateway_throughput.py
+
+serve: setup
+	$(BIN)/opconform serve
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,118 @@
+"""Per-key limits: requests per minute, tokens per day, concurrent requests.
+
+Semantics (documented in the README):
+- requests/min is a fixed window of `window_seconds` that starts, on a whole second, with the
+  key's first request after the previous window ended. Requests refused with 429 do not count.
+- X-RateLimit-Limit is the plan's requests/min; X-RateLimit-Remaining what is left in the window;
+  X-RateLimit-Reset the Unix time (integer seconds) at which the window ends.
+- Retry-After on a 429 is ceil(reset - now) >= 1 seconds, so a client that waits it never comes
+  back before Reset. Over the concurrency cap Retry-After is 1.
+- tokens/day counts prompt + completion tokens of finished requests per UTC day.
+- The limiter lives in one process: the gateway is single-worker, so limits are exact.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gateway.settings import Plan
+
+DAY_SECONDS = 86_400
+
+
+@dataclass
+class _KeyState:
+    window_start: int = 0
+    window_count: int = 0
+    day: int = -1
+    day_tokens: int = 0
+    in_flight: int = 0
+
+
+@dataclass(frozen=True)
+class Verdict:
+    allowed: bool
+    limit: int
+    remaining: int
+    reset: int
+    retry_after: int = 0
+    reason: str = ""
+
+
+class RateLimiter:
+    def __init__(self, window_seconds: int = 60, clock: Callable[[], float] = time.time,
+                 faults: frozenset[str] = frozenset()) -> None:
+        self.window_seconds = window_seconds
+        self._clock = clock
+        self._faults = faults
+        self._states: dict[str, _KeyState] = {}
+
+    def _state(self, key_id: str) -> _KeyState:
+        if "ratelimit-shared-across-keys" in self._faults:
+            key_id = "*"
+        state = self._states.get(key_id)
+        if state is None:
+            state = self._states[key_id] = _KeyState()
+        return state
+
+    def admit(self, key_id: str, plan: Plan, *, takes_slot: bool) -> Verdict:
+        """Count one request against `key_id`, or refuse it; takes a concurrency slot if asked."""
+        now = self._clock()
+        state = self._state(key_id)
+        if now >= state.window_start + self.window_seconds:
+            state.window_start = int(now)
+            state.window_count = 0
+        reset = state.window_start + self.window_seconds
+        limit = plan.requests_per_min
+        allowance = limit + 1 if "ratelimit-off-by-one" in self._faults else limit
+        enforce = "ratelimit-not-enforced" not in self._faults
+
+        def refuse(retry_after: int, reason: str) -> Verdict:
+            remaining = max(0, limit - state.window_count)
+            return Verdict(False, limit, remaining, reset, retry_after, reason)
+
+        if enforce and state.window_count >= allowance:
+            return refuse(max(1, math.ceil(reset - now)), "requests per minute")
+        if (takes_slot and state.in_flight >= plan.concurrent
+                and "concurrency-not-enforced" not in self._faults):
+            return refuse(1, "concurrent requests")
+        day = int(now // DAY_SECONDS)
+        if state.day != day:
+            state.day, state.day_tokens = day, 0
+        if (plan.tokens_per_day is not None and state.day_tokens >= plan.tokens_per_day
+                and "tokens-per-day-not-enforced" not in self._faults):
+            return refuse(max(1, math.ceil((day + 1) * DAY_SECONDS - now)), "tokens per day")
+
+        state.window_count += 1
+        if takes_slot:
+            state.in_flight += 1
+        return Verdict(True, limit, max(0, limit - state.window_count), reset)
+
+    def peek(self, key_id: str, plan: Plan) -> Verdict:
+        """The headers' view of a key without counting a request (for answers that precede
+        admission, e.g. a 401 for a disabled key)."""
+        state = self._state(key_id)
+        now = self._clock()
+        if now >= state.window_start + self.window_seconds:
+            return Verdict(True, plan.requests_per_min, plan.requests_per_min,
+                           int(now) + self.window_seconds)
+        return Verdict(True, plan.requests_per_min,
+                       max(0, plan.requests_per_min - state.window_count),
+                       state.window_start + self.window_seconds)
+
+    def release(self, key_id: str) -> None:
+        state = self._state(key_id)
+        state.in_flight = max(0, state.in_flight - 1)
+
+    def record_tokens(self, key_id: str, tokens: int) -> None:
+        state = self._state(key_id)
+        day = int(self._clock() // DAY_SECONDS)
+        if state.day != day:
+            state.day, state.day_tokens = day, 0
+        state.day_tokens += tokens
+
+    def in_flight(self, key_id: str) -> int:
+        return self._state(key_id).in_flight

@@ -1,0 +1,92 @@
+"""Run the reference gateway: `opconform serve`."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from collections.abc import Callable
+from typing import TextIO
+
+import uvicorn
+
+from gateway.app import create_app
+from gateway.settings import GatewayConfig
+
+# Which identity each printed variable carries; the conformance suite reads the same names.
+ENV_ROLES = (
+    ("OP_API_KEY", "main"),
+    ("OP_ALT_API_KEY", "alt"),
+    ("OP_PRO_API_KEY", "pro"),
+    ("OP_ENTERPRISE_API_KEY", "enterprise"),
+    ("OP_RESTRICTED_API_KEY", "restricted"),
+)
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def base_url(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/v1"
+
+
+def environment(config: GatewayConfig, url: str) -> dict[str, str]:
+    """The OP_* variables that point opconform (or any tool) at this gateway."""
+    env = {"OP_BASE_URL": url}
+    for variable, role in ENV_ROLES:
+        key = config.key_for_role(role)
+        if key is not None:
+            env[variable] = key.secret
+            if role == "main":
+                env["OP_PLAN"] = key.plan.name
+    enterprise = config.plans.get("enterprise")
+    if enterprise is not None:
+        env["OP_ENTERPRISE_REQUESTS_PER_MIN"] = str(enterprise.requests_per_min)
+        env["OP_ENTERPRISE_CONCURRENT"] = str(enterprise.concurrent)
+    env["OP_RESTRICTED_MODEL"] = config.restricted_model
+    env["OP_UPSTREAM_ERROR_MODEL"] = "op-test-upstream-error"
+    env["OP_UNAVAILABLE_MODEL"] = "op-test-unavailable"
+    env["OP_MIDSTREAM_ERROR_MODEL"] = "op-test-midstream-error"
+    env["OP_DETERMINISTIC"] = "1"
+    return env
+
+
+def describe(config: GatewayConfig, url: str, out: TextIO) -> None:
+    print(f"opconform reference gateway on {url}", file=out)
+    for key in config.keys.values():
+        plan = key.plan
+        tokens = "unlimited" if plan.tokens_per_day is None else f"{plan.tokens_per_day:,}"
+        denied = f", denied: {', '.join(sorted(key.denied_models))}" if key.denied_models else ""
+        print(f"  key {key.secret}  plan={plan.name} rpm={plan.requests_per_min} "
+              f"tokens/day={tokens} concurrent={plan.concurrent}{denied}", file=out)
+    if config.faults:
+        print(f"  faults: {', '.join(sorted(config.faults))}", file=out)
+    out.flush()
+
+
+def serve(config: GatewayConfig, host: str = "127.0.0.1", port: int = 8000, *,
+          print_env: bool = False, quiet: bool = False, access_log: bool = False,
+          on_ready: Callable[[str], None] | None = None) -> None:
+    sock = bind_socket(host, port)
+    url = base_url(host, sock.getsockname()[1])
+    if print_env:
+        for name, value in environment(config, url).items():
+            print(f"export {name}={value}")
+        sys.stdout.flush()
+    if not quiet:
+        describe(config, url, sys.stderr if print_env else sys.stdout)
+    if on_ready is not None:
+        on_ready(url)
+    uv_config = uvicorn.Config(
+        create_app(config), loop="uvloop", http="httptools", lifespan="off",
+        log_level="warning" if quiet or print_env else "info", access_log=access_log,
+        timeout_graceful_shutdown=1,
+    )
+    uvicorn.Server(uv_config).run(sockets=[sock])

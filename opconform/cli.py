@@ -1,0 +1,126 @@
+"""The `opconform` command. Subcommands parse their own options and return an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from opconform import __version__
+from opconform.exitcodes import HARNESS, USAGE, UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(USAGE, f"opconform: {message} (see --help)\n")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more: {text!r}")
+    return value
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run the reference gateway",
+                       description="Run the reference gateway (mock models, documented limits).")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000, help="0 picks a free port")
+    p.add_argument("--config", type=Path, help="TOML file of plans and keys")
+    p.add_argument("--fault", action="append", default=[], metavar="NAME",
+                   help="switch on a fault (repeatable or comma-separated); see --list-faults")
+    p.add_argument("--list-faults", action="store_true", help="list the faults and exit")
+    p.add_argument("--print-env", action="store_true",
+                   help="print shell-ready OP_* variables for this gateway before serving")
+    p.add_argument("--ttft-ms", type=_positive_float, help="time to first token, every model")
+    p.add_argument("--tpot-ms", type=_positive_float, help="time per output token, every model")
+    p.add_argument("--jitter-ms", type=_positive_float, default=0.0,
+                   help="uniform jitter added to each token's time")
+    p.add_argument("--window-seconds", type=int,
+                   help="requests/min window length (test-only; the contract says 60)")
+    p.add_argument("--quiet", action="store_true", help="print nothing but --print-env")
+    p.add_argument("--access-log", action="store_true")
+    p.set_defaults(handler=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from gateway.catalogue import Latency
+    from gateway.faults import FAULTS, unknown_faults
+    from gateway.server import serve
+    from gateway.settings import ConfigError, load_config
+
+    if args.list_faults:
+        width = max(len(name) for name in FAULTS)
+        for fault in FAULTS.values():
+            breaks = ",".join(fault.breaks) or "chaos"
+            print(f"{fault.name:<{width}}  {breaks:<24}  {fault.description}")
+        return 0
+    names = [n.strip() for item in args.fault for n in item.split(",") if n.strip()]
+    unknown = unknown_faults(names)
+    if unknown:
+        raise UsageError(f"unknown fault(s): {', '.join(unknown)} (see --list-faults)")
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    config = replace(config, faults=frozenset(names))
+    if args.window_seconds is not None:
+        if args.window_seconds < 1:
+            raise UsageError("--window-seconds must be at least 1")
+        config = replace(config, window_seconds=args.window_seconds)
+    if args.ttft_ms is not None or args.tpot_ms is not None:
+        config = config.with_latency(Latency(ttft_ms=args.ttft_ms or 0.0,
+                                             tpot_ms=args.tpot_ms or 0.0,
+                                             jitter_ms=args.jitter_ms))
+    try:
+        serve(config, args.host, args.port, print_env=args.print_env, quiet=args.quiet,
+              access_log=args.access_log)
+    except OSError as exc:
+        print(f"opconform serve: cannot listen on {args.host}:{args.port}: {exc.strerror}",
+              file=sys.stderr)
+        return HARNESS
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+# Each issue adds its subcommand here: (module, function) that registers its parser.
+_REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [_add_serve]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="opconform", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"opconform {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for register in _REGISTRARS:
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return USAGE
+    try:
+        code: int = args.handler(args)
+    except UsageError as exc:
+        print(f"opconform {args.command}: {exc}", file=sys.stderr)
+        return USAGE
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): not an error worth a traceback.
+        sys.stderr.close()
+        return 0
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
