@@ -91,8 +91,15 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-# Each issue adds its subcommand here: (module, function) that registers its parser.
-_REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [_add_serve]
+def _add_conformance(sub: argparse._SubParsersAction) -> None:
+    from conformance.command import add_requirements, add_run
+
+    add_run(sub)
+    add_requirements(sub)
+
+
+# Each part of opconform registers its subcommands here.
+_REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [_add_serve, _add_conformance]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,61 @@
+"""Fixtures of the conformance checks (the plugin provides target, api and check)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from conformance.plugin import _RUN, disabled
+from opconform.config import Target
+
+
+@pytest.fixture(scope="session")
+def bulk_key(api: Any) -> str:
+    """The identity for checks that are not about one key's limits: Pro when given, so the main
+    key's requests/min stays free for the checks that measure it."""
+    return "pro" if api.has_key("pro") else "main"
+
+
+@pytest.fixture(scope="session")
+def listed_models(api: Any, bulk_key: str) -> list[str]:
+    exchange = api.request("GET", "/models", key=bulk_key)
+    try:
+        data = exchange.json()["data"]
+        ids = [entry["id"] for entry in data if isinstance(entry, dict) and "id" in entry]
+    except (ValueError, KeyError, TypeError):
+        ids = []
+    if not ids:
+        pytest.fail(f"cannot select models: GET /models gave {exchange.describe()}")
+    return list(dict.fromkeys(ids))
+
+
+@pytest.fixture(scope="session")
+def models(target: Target, listed_models: list[str]) -> list[str]:
+    """The models the run checks: --models, every listed one with --all-models, else the first
+    --model-count of the list (skipping the restricted model, which the main key may lack)."""
+    if target.models:
+        return target.models
+    if target.all_models:
+        return listed_models
+    usable = [m for m in listed_models if m != target.restricted_model]
+    return usable[: max(1, target.model_count)]
+
+
+@pytest.fixture(scope="session")
+def model(models: list[str]) -> str:
+    return models[0]
+
+
+@pytest.fixture
+def attach(request: pytest.FixtureRequest) -> Any:
+    """attach(exchange): add an exchange made by a shared fixture to this check's evidence."""
+    return request.config.stash[_RUN].recorder.attach
+
+
+@pytest.fixture
+def restricted(target: Target, api: Any) -> str:
+    if not api.has_key("restricted") or not target.restricted_model:
+        disabled("needs --restricted-api-key and --restricted-model")
+    assert target.restricted_model is not None
+    return target.restricted_model

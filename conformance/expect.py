@@ -1,0 +1,99 @@
+"""Assertions shared by the checks. Each failure message says what was expected, what came
+back, and enough of the answer to act on it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from opconform.client import Exchange
+from schemas.loader import validator
+
+RATE_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
+
+
+def preview(exchange: Exchange, size: int = 200) -> str:
+    if exchange.error:
+        return exchange.error
+    body = exchange.body[:size].decode("utf-8", errors="replace")
+    return f"{exchange.status} {exchange.content_type or '(no content-type)'}: {body!r}"
+
+
+def status(exchange: Exchange, expected: int | Iterable[int]) -> None:
+    allowed = {expected} if isinstance(expected, int) else set(expected)
+    shown = " or ".join(str(s) for s in sorted(allowed))
+    assert exchange.status in allowed, (
+        f"{exchange.method} {exchange.path}: expected {shown}, got {preview(exchange)}")
+
+
+def schema_errors(instance: Any, schema: str) -> list[str]:
+    errors = sorted(validator(schema).iter_errors(instance), key=lambda e: list(e.absolute_path))
+    return [f"{'/'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}"
+            for e in errors]
+
+
+def matches(instance: Any, schema: str, what: str) -> None:
+    errors = schema_errors(instance, schema)
+    assert not errors, f"{what} does not match {schema}.schema.json: " + "; ".join(errors[:5])
+
+
+def json_body(exchange: Exchange) -> Any:
+    assert exchange.content_type == "application/json", (
+        f"{exchange.method} {exchange.path}: expected Content-Type application/json, got "
+        f"{preview(exchange)}")
+    try:
+        return exchange.json()
+    except ValueError as exc:
+        raise AssertionError(f"{exchange.method} {exchange.path}: {exc}") from None
+
+
+def error_body(exchange: Exchange) -> dict[str, Any]:
+    """The documented error body, as far as OP-ERR-001 requires it: JSON with error.message
+    and error.type strings (the type of error.code is OP-ERR-002's business)."""
+    body = json_body(exchange)
+    problems = [p for p in schema_errors(body, "error") if not p.startswith("error/code")
+                and "'code' is a required property" not in p]
+    assert not problems, (f"{exchange.method} {exchange.path} -> {exchange.status}: error body "
+                          f"is not the documented format: {'; '.join(problems)}; body "
+                          f"{json.dumps(body)[:200]}")
+    return dict(body["error"])
+
+
+def rate_headers(exchange: Exchange) -> dict[str, int]:
+    missing = [h for h in RATE_HEADERS if exchange.header(h) is None]
+    assert not missing, (f"{exchange.method} {exchange.path} -> {exchange.status}: missing "
+                         f"{', '.join(missing)} (present: "
+                         f"{', '.join(sorted(exchange.headers)) or 'none'})")
+    values = {h: exchange.header(h) or "" for h in RATE_HEADERS}
+    bad = {h: v for h, v in values.items() if not v.strip().isdigit()}
+    assert not bad, f"{exchange.method} {exchange.path}: rate-limit headers not integers: {bad}"
+    return {h: int(v) for h, v in values.items()}
+
+
+def chat_request(model: str, content: str = "Say hello in five words.", max_tokens: int = 16,
+                 **extra: Any) -> dict[str, Any]:
+    return {"model": model, "messages": [{"role": "user", "content": content}],
+            "max_tokens": max_tokens, **extra}
+
+
+def streamed_text(chunks: list[Any]) -> str:
+    parts = []
+    for chunk in chunks:
+        for choice in chunk.get("choices") or []:
+            content = (choice.get("delta") or {}).get("content")
+            if isinstance(content, str):
+                parts.append(content)
+    return "".join(parts)
+
+
+def stream_chunks(exchange: Exchange) -> list[dict[str, Any]]:
+    """The JSON chunks of a successful stream (asserting the basics every stream check needs)."""
+    status(exchange, 200)
+    assert exchange.events is not None
+    try:
+        payloads = exchange.json_events()
+    except ValueError as exc:
+        raise AssertionError(f"stream: {exc}") from None
+    assert payloads, f"stream has no data events: {preview(exchange)}"
+    return [p for p in payloads if isinstance(p, dict)]

@@ -1,0 +1,75 @@
+// The official Node SDK against the target, retries off, every request counted.
+// Input comes from the environment (keys never on the command line); one JSON line out.
+import OpenAI from "openai";
+
+const env = process.env;
+let requests = 0;
+const countingFetch = async (url, init) => {
+  requests += 1;
+  return fetch(url, init);
+};
+const client = (key) =>
+  new OpenAI({
+    baseURL: env.OP_SDK_BASE_URL,
+    apiKey: key,
+    maxRetries: 0,
+    timeout: Number(env.OP_SDK_TIMEOUT_MS || 60000),
+    fetch: countingFetch,
+  });
+
+const errorName = async (call) => {
+  try {
+    await call();
+    return "no error";
+  } catch (error) {
+    return error?.constructor?.name ?? String(error);
+  }
+};
+
+const result = { requests: 0 };
+try {
+  const main = client(env.OP_SDK_KEY);
+  if (env.OP_SDK_MODE === "basic") {
+    const models = await main.models.list();
+    result.models = models.data.length;
+    const completion = await main.chat.completions.create({
+      model: env.OP_SDK_MODEL,
+      messages: [{ role: "user", content: "Say hello in five words." }],
+      max_tokens: 16,
+    });
+    result.completion = completion.choices[0]?.message?.content ?? null;
+    const stream = await main.chat.completions.create({
+      model: env.OP_SDK_MODEL,
+      messages: [{ role: "user", content: "Write a haiku about APIs." }],
+      max_tokens: 24,
+      stream: true,
+    });
+    let text = "";
+    let finish = null;
+    for await (const chunk of stream) {
+      text += chunk.choices[0]?.delta?.content ?? "";
+      finish = chunk.choices[0]?.finish_reason ?? finish;
+    }
+    result.streamed = text;
+    result.finish_reason = finish;
+  } else if (env.OP_SDK_MODE === "errors") {
+    result.authentication = await errorName(() =>
+      client("op_sk_opconform_unknown_node_check").models.list(),
+    );
+    if (env.OP_SDK_RESTRICTED_KEY && env.OP_SDK_RESTRICTED_MODEL) {
+      result.permission = await errorName(() =>
+        client(env.OP_SDK_RESTRICTED_KEY).chat.completions.create({
+          model: env.OP_SDK_RESTRICTED_MODEL,
+          messages: [{ role: "user", content: "hi" }],
+          max_tokens: 4,
+        }),
+      );
+    }
+  } else if (env.OP_SDK_MODE === "errors-429") {
+    result.rate_limit = await errorName(() => main.models.list());
+  }
+} catch (error) {
+  result.error = `${error?.constructor?.name}: ${error?.message}`;
+}
+result.requests = requests;
+console.log(JSON.stringify(result));

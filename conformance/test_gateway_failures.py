@@ -1,0 +1,67 @@
+"""502/503 and mid-stream failures, opt-in: the target must expose test models for them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from conformance import expect
+from conformance.plugin import disabled
+from opconform.config import Target
+
+pytestmark = pytest.mark.area("gateway-failures")
+requirement = pytest.mark.requirement
+
+
+@requirement("OP-ERR-006")
+def test_upstream_failure_is_502(api: Any, bulk_key: str, target: Target) -> None:
+    if not target.upstream_error_model:
+        disabled("needs --upstream-error-model")
+    exchange = api.chat(expect.chat_request(target.upstream_error_model), key=bulk_key)
+    expect.status(exchange, 502)
+    expect.error_body(exchange)
+    expect.rate_headers(exchange)
+
+
+@requirement("OP-ERR-007")
+def test_unavailable_model_is_503(api: Any, bulk_key: str, target: Target) -> None:
+    if not target.unavailable_model:
+        disabled("needs --unavailable-model")
+    exchange = api.chat(expect.chat_request(target.unavailable_model), key=bulk_key)
+    expect.status(exchange, 503)
+    expect.error_body(exchange)
+    expect.rate_headers(exchange)
+
+
+@requirement("OP-ERR-008")
+def test_midstream_failure_ends_with_error_event(api: Any, bulk_key: str, target: Target) -> None:
+    if not target.midstream_error_model:
+        disabled("needs --midstream-error-model")
+    body = expect.chat_request(target.midstream_error_model, max_tokens=24)
+    exchange = api.chat(body, key=bulk_key, stream=True)
+    expect.status(exchange, 200)
+    errors = []
+    for event in exchange.events or []:
+        if event.is_done:
+            continue
+        try:
+            import json
+
+            payload = json.loads(event.data)
+        except ValueError:
+            continue
+        if isinstance(payload, dict) and payload.get("error"):
+            errors.append(payload)
+    assert errors, ("the upstream failure mid-stream was not reported: no data "
+                    '{"error": ...} event, so the SDKs take the truncated answer as complete '
+                    f"({len(exchange.events or [])} events, [DONE] x{exchange.done_count})")
+    assert exchange.done_count == 0, "an error event followed by [DONE] reads as success"
+    # The SDK's view: the Python SDK must raise on it.
+    import openai
+
+    client = openai.OpenAI(base_url=target.base_url, api_key=api.secret(bulk_key),
+                           max_retries=0, timeout=target.request_timeout)
+    with pytest.raises(openai.APIError):
+        for _ in client.chat.completions.create(stream=True, **body):
+            pass

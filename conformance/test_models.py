@@ -1,0 +1,68 @@
+"""GET /v1/models and GET /v1/models/{id}."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import pytest
+
+from conformance import expect
+
+pytestmark = pytest.mark.area("models")
+requirement = pytest.mark.requirement
+
+
+@pytest.fixture
+def model_list(api: Any, bulk_key: str) -> dict[str, Any]:
+    exchange = api.request("GET", "/models", key=bulk_key)
+    expect.status(exchange, 200)
+    body = expect.json_body(exchange)
+    assert isinstance(body, dict), f"model list is not an object: {expect.preview(exchange)}"
+    return body
+
+
+@requirement("OP-MODELS-001")
+def test_list_matches_schema(model_list: dict[str, Any]) -> None:
+    expect.matches(model_list, "model-list", "GET /models")
+
+
+@requirement("OP-MODELS-002")
+def test_list_spans_providers(model_list: dict[str, Any]) -> None:
+    data = [m for m in model_list.get("data") or [] if isinstance(m, dict)]
+    providers = {m.get("owned_by") for m in data}
+    assert len(data) > 50 and len(providers) >= 9, (
+        f"{len(data)} models from {len(providers)} providers; the reference promises over 50 "
+        f"models from 9 providers ({', '.join(sorted(map(str, providers)))})")
+
+
+@requirement("OP-MODELS-003")
+def test_model_ids_are_unique(model_list: dict[str, Any]) -> None:
+    ids = [m.get("id") for m in model_list.get("data") or [] if isinstance(m, dict)]
+    duplicates = sorted({str(i) for i in ids if ids.count(i) > 1})
+    assert not duplicates, f"model ids listed more than once: {', '.join(duplicates)}"
+
+
+@requirement("OP-MODELS-004")
+def test_listed_models_answer_chat(api: Any, bulk_key: str, models: list[str],
+                                   listed_models: list[str]) -> None:
+    chosen = list(dict.fromkeys(models + listed_models[: len(models) + 1]))
+    failures = []
+    for model_id in chosen:
+        exchange = api.chat(expect.chat_request(model_id, max_tokens=4), key=bulk_key)
+        if exchange.status != 200:
+            failures.append(f"{model_id}: {expect.preview(exchange, 120)}")
+    assert not failures, "listed models that do not answer: " + "; ".join(failures)
+
+
+@requirement("OP-MODELS-005")
+def test_retrieve_model(api: Any, bulk_key: str, model: str) -> None:
+    exchange = api.request("GET", f"/models/{model}", key=bulk_key)
+    expect.status(exchange, 200)
+    body = expect.json_body(exchange)
+    expect.matches(body, "model", f"GET /models/{model}")
+    assert body["id"] == model, f"GET /models/{model} returned id {body['id']!r}"
+    unknown = api.request("GET", f"/models/opconform-no-such-model-{secrets.token_hex(4)}",
+                          key=bulk_key)
+    expect.status(unknown, 404)
+    expect.error_body(unknown)

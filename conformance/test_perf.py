@@ -1,0 +1,93 @@
+"""Latency, measured with pytest-benchmark; judged only against --latency-slo thresholds."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from conformance import expect
+from opconform.config import Target
+
+pytestmark = pytest.mark.area("perf")
+requirement = pytest.mark.requirement
+ROUNDS = 5
+
+
+def _p95(samples: list[float]) -> float:
+    ordered = sorted(samples)
+    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
+
+
+def _judge(benchmark: Any, target: Target, name: str) -> None:
+    samples = list(benchmark.stats.stats.data) if benchmark.stats else []
+    if not samples:
+        return
+    benchmark.extra_info[f"{name}_p95_s"] = _p95(samples)
+    for slo_name, limit in target.latency_slo.items():
+        metric, _, stat = slo_name.partition("_")
+        if metric != name:
+            continue
+        value = _p95(samples) if stat == "p95" else sorted(samples)[len(samples) // 2]
+        assert value <= limit, (f"{slo_name} is {value * 1000:.0f} ms, over the threshold of "
+                                f"{limit * 1000:.0f} ms ({len(samples)} rounds)")
+
+
+def _measure(benchmark: Any, action: Callable[[], Any]) -> None:
+    benchmark.pedantic(action, rounds=ROUNDS, iterations=1, warmup_rounds=1)
+
+
+def _payloads(events: list[Any]) -> list[Any]:
+    payloads = []
+    for event in events:
+        try:
+            payload = json.loads(event.data)
+        except ValueError:
+            continue
+        if isinstance(payload, dict):
+            payloads.append(payload)
+    return payloads
+
+
+@requirement("OP-PERF-001")
+def test_time_to_first_byte_of_models(benchmark: Any, api: Any, bulk_key: str,
+                                      target: Target) -> None:
+    def action() -> None:
+        expect.status(api.request("GET", "/models", key=bulk_key), 200)
+
+    _measure(benchmark, action)
+    _judge(benchmark, target, "ttfb")
+
+
+@requirement("OP-PERF-001")
+def test_small_completion_latency(benchmark: Any, api: Any, bulk_key: str, model: str,
+                                  target: Target) -> None:
+    def action() -> None:
+        expect.status(api.chat(expect.chat_request(model, max_tokens=8), key=bulk_key), 200)
+
+    _measure(benchmark, action)
+    _judge(benchmark, target, "completion")
+
+
+@requirement("OP-PERF-001")
+def test_time_to_first_token(benchmark: Any, api: Any, bulk_key: str, model: str,
+                             target: Target) -> None:
+    """Clocked to the first event with content, not the role-only first chunk."""
+    body = expect.chat_request(model, max_tokens=8)
+
+    def action() -> None:
+        held = api.hold_stream(body, key=bulk_key)
+        try:
+            while held.open and held.exchange.status == 200:
+                if expect.streamed_text(_payloads(held.exchange.events or [])):
+                    return
+                held.wait_next_event()
+            raise AssertionError(f"no content arrived: {expect.preview(held.exchange)}")
+        finally:
+            held.abort()
+
+    _measure(benchmark, action)
+    _judge(benchmark, target, "ttft")

@@ -1,0 +1,316 @@
+"""Rate limits per key and plan: headers, requests/min, concurrency, per-key isolation.
+
+These checks run after every other area (the plugin orders them), on the main key, because the
+last of them exhaust it. The concurrency checks come first in this file, the exhausting ones after.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from typing import Any
+
+import pytest
+
+from conformance import expect
+from conformance.plugin import disabled
+from opconform.client import reset_in_seconds
+from opconform.config import Target
+
+pytestmark = pytest.mark.area("ratelimit")
+requirement = pytest.mark.requirement
+
+WINDOW = 60  # "Requests / min"
+CLOCK_SKEW = 2  # seconds of tolerance between our clock and the target's
+LONG_STREAM = "Count from 1 to 20000, one number per line."
+MAX_DRIVEN_LIMIT = 2000  # a requests/min limit above this is not driven to exhaustion
+
+
+def _server_now(exchange: Any) -> float:
+    date = exchange.header("date")
+    if date:
+        try:
+            return email.utils.parsedate_to_datetime(date).timestamp()
+        except (TypeError, ValueError):
+            pass
+    return exchange.started_at
+
+
+def _rpm(target: Target) -> int:
+    if target.requests_per_min is None:
+        disabled("the plan's requests/min is unknown: give --enterprise-requests-per-min")
+    assert target.requests_per_min is not None
+    return target.requests_per_min
+
+
+# ---------------------------------------------------------------------------- headers
+@requirement("OP-RL-001")
+def test_headers_on_success(api: Any, model: str) -> None:
+    expect.rate_headers(api.request("GET", "/models", key="main"))
+    expect.rate_headers(api.chat(expect.chat_request(model, max_tokens=4), key="main"))
+
+
+@requirement("OP-RL-002")
+def test_headers_on_errors(api: Any, model: str, target: Target) -> None:
+    exchanges = [
+        api.request("POST", "/chat/completions", key="main", content=b"{not json",
+                    headers={"content-type": "application/json"}),
+        api.chat(expect.chat_request("opconform-no-such-model"), key="main"),
+        api.request("GET", "/opconform-no-such-path", key="main"),
+    ]
+    if api.has_key("restricted") and target.restricted_model:
+        exchanges.append(api.chat(expect.chat_request(target.restricted_model, max_tokens=4),
+                                  key="restricted"))
+    for exchange in exchanges:
+        assert exchange.status is not None and exchange.status >= 400, expect.preview(exchange)
+        expect.rate_headers(exchange)
+
+
+@requirement("OP-RL-003")
+def test_headers_on_stream(api: Any, model: str) -> None:
+    exchange = api.chat(expect.chat_request(model, max_tokens=8), key="main", stream=True)
+    expect.status(exchange, 200)
+    expect.rate_headers(exchange)
+
+
+@requirement("OP-RL-014")
+def test_headers_on_401(api: Any) -> None:
+    exchange = api.request("GET", "/models", key=None)
+    expect.status(exchange, 401)
+    expect.rate_headers(exchange)
+
+
+@requirement("OP-RL-004")
+def test_limit_matches_plan(api: Any, target: Target) -> None:
+    rpm = _rpm(target)
+    limit = expect.rate_headers(api.request("GET", "/models", key="main"))["x-ratelimit-limit"]
+    assert limit == rpm, (f"X-RateLimit-Limit is {limit} for a {target.plan} key; the plan "
+                          f"allows {rpm} requests/min")
+    if api.has_key("pro") and target.plan != "pro":
+        pro = expect.rate_headers(api.request("GET", "/models", key="pro"))["x-ratelimit-limit"]
+        assert pro == 600, f"X-RateLimit-Limit is {pro} for the Pro key; Pro allows 600/min"
+
+
+@requirement("OP-RL-005")
+def test_remaining_drops_by_one(api: Any) -> None:
+    for _attempt in range(2):
+        api.pacer.before("main", needed=4)
+        headers = [expect.rate_headers(api.request("GET", "/models", key="main"))
+                   for _ in range(3)]
+        if len({h["x-ratelimit-reset"] for h in headers}) > 1:
+            continue  # a new window began in the middle: measure again
+        remaining = [h["x-ratelimit-remaining"] for h in headers]
+        assert remaining[1] == remaining[0] - 1 and remaining[2] == remaining[1] - 1, (
+            f"X-RateLimit-Remaining over three requests in one window: {remaining}")
+        return
+    pytest.skip("the window rolled over during both attempts")
+
+
+@requirement("OP-RL-006")
+def test_reset_is_sane(api: Any) -> None:
+    exchange = api.request("GET", "/models", key="main")
+    reset = expect.rate_headers(exchange)["x-ratelimit-reset"]
+    now = _server_now(exchange)
+    if reset > 1e9:
+        assert now - CLOCK_SKEW <= reset <= now + WINDOW + CLOCK_SKEW, (
+            f"X-RateLimit-Reset {reset} reads as epoch seconds but is {reset - now:+.0f}s from "
+            f"now; a requests/min window ends within {WINDOW}s")
+    else:
+        assert 0 <= reset <= WINDOW + CLOCK_SKEW, (
+            f"X-RateLimit-Reset {reset} reads as seconds until reset but is more than a "
+            f"{WINDOW}s window")
+
+
+# ---------------------------------------------------------------------------- concurrency
+def _hold(api: Any, model: str, count: int) -> list[Any]:
+    body = expect.chat_request(model, LONG_STREAM, max_tokens=8000)
+    return [api.hold_stream(body, key="main") for _ in range(count)]
+
+
+def _cap(target: Target) -> int:
+    if target.concurrent is None:
+        disabled("the plan's concurrency cap is unknown: give --enterprise-concurrent")
+    assert target.concurrent is not None
+    if target.concurrent > 64:
+        disabled(f"a cap of {target.concurrent} streams is too many to hold from one client")
+    return target.concurrent
+
+
+def _close_all(held: list[Any]) -> list[Any]:
+    """Disconnect every held stream; the exchanges say whether each had already ended."""
+    return [h.abort() for h in held]
+
+
+def _still_open(closed: list[Any]) -> bool:
+    return all(e.done_count == 0 and e.error is None for e in closed if e.status == 200)
+
+
+def _poll_until_served(api: Any, model: str, attempts: int = 12) -> Any:
+    exchange = None
+    for _ in range(attempts):
+        exchange = api.chat(expect.chat_request(model, max_tokens=4), key="main", allow_429=True)
+        if exchange.status != 429:
+            return exchange
+        time.sleep(0.25)
+    return exchange
+
+
+@requirement("OP-RL-010")
+def test_concurrency_cap(api: Any, model: str, target: Target) -> None:
+    cap = _cap(target)
+    api.pacer.before("main", needed=cap + 2)
+    held = _hold(api, model, cap)
+    try:
+        refused = [h.exchange for h in held if h.exchange.status != 200]
+        assert not refused, (f"only {cap - len(refused)} of the plan's {cap} concurrent streams "
+                             f"were accepted: {expect.preview(refused[0])}")
+        extra = api.chat(expect.chat_request(model, max_tokens=4), key="main", allow_429=True)
+    finally:
+        closed = _close_all(held)
+    if not _still_open(closed):
+        pytest.skip("the held streams ended before the extra request was answered")
+    assert extra.status == 429, (f"with {cap} streams open (the {target.plan} plan's cap) the "
+                                 f"next request got {expect.preview(extra)}, not 429")
+    expect.error_body(extra)
+    assert extra.header("retry-after"), "the 429 for the concurrency cap has no Retry-After"
+
+
+@requirement("OP-RL-011")
+def test_slot_frees_on_disconnect_and_end(api: Any, model: str, target: Target) -> None:
+    cap = _cap(target)
+    api.pacer.before("main", needed=cap + 30)
+    held = _hold(api, model, cap)
+    try:
+        assert all(h.exchange.status == 200 for h in held), "could not open the plan's streams"
+        gone = held.pop(0).abort()  # the client disconnects from one stream
+        after_disconnect = _poll_until_served(api, model)
+        # With cap - 1 streams held, a short stream takes the last slot and ends; the slot
+        # must come back at once.
+        short = api.chat(expect.chat_request(model, max_tokens=4), key="main", stream=True,
+                         allow_429=True)
+        after_end = api.chat(expect.chat_request(model, max_tokens=4), key="main",
+                             allow_429=True)
+    finally:
+        closed = _close_all(held)
+    if not _still_open(closed) or gone.done_count:
+        pytest.skip("the held streams ended on their own during the check")
+    assert after_disconnect is not None and after_disconnect.status == 200, (
+        f"after a client disconnected from one of {cap} streams, requests still got "
+        f"{expect.preview(after_disconnect)} for 3 s: its slot was not freed")
+    assert short.status == 200 and short.done_count == 1, (
+        f"a short stream in the last free slot failed: {expect.preview(short)}")
+    assert after_end.status == 200, (
+        f"after a stream ended, the next request got {expect.preview(after_end)}: the "
+        "stream's slot was not freed")
+
+
+# ---------------------------------------------------------------------------- requests/min
+@pytest.fixture(scope="module")
+def exhausted(api: Any, target: Target) -> dict[str, Any]:
+    """Drive the main key through its requests/min window with cheap GET /models requests:
+    Remaining says how many are left; exactly those must pass, and the next one must not."""
+    rpm = _rpm(target)
+    if rpm > MAX_DRIVEN_LIMIT:
+        disabled(f"a limit of {rpm} requests/min is too high to drive in a check")
+    for _attempt in range(2):
+        api.pacer.before("main", needed=2)
+        first = api.request("GET", "/models", key="main", allow_429=True, pace=False)
+        start = expect.rate_headers(first)
+        sequence = []
+        for _ in range(start["x-ratelimit-remaining"]):
+            exchange = api.request("GET", "/models", key="main", allow_429=True, pace=False)
+            sequence.append(exchange)
+            if exchange.status == 429:
+                break
+        over = api.request("GET", "/models", key="main", allow_429=True, pace=False)
+        resets = {e.header("x-ratelimit-reset") for e in [first, *sequence]}
+        if len(resets) == 1:
+            return {"first": first, "start": start, "sequence": sequence, "over": over}
+    pytest.skip("the window rolled over while the key was being driven to its limit")
+
+
+@requirement("OP-RL-007")
+def test_limit_onset_is_exact(exhausted: dict[str, Any], attach: Any, target: Target) -> None:
+    first, sequence, over = exhausted["first"], exhausted["sequence"], exhausted["over"]
+    for exchange in (first, *sequence[-3:], over):
+        attach(exchange)
+    early = [i for i, e in enumerate(sequence) if e.status == 429]
+    assert not early, (
+        f"429 after {early[0] + 1} of the {len(sequence)} requests that "
+        f"X-RateLimit-Remaining {exhausted['start']['x-ratelimit-remaining']} allowed")
+    assert over.status == 429, (
+        f"the request past the {target.plan} plan's limit (Remaining was 0) got "
+        f"{expect.preview(over)}, not 429")
+    expect.error_body(over)
+
+
+@requirement("OP-RL-008")
+def test_retry_after_on_429(exhausted: dict[str, Any], attach: Any) -> None:
+    over = exhausted["over"]
+    attach(over)
+    if over.status != 429:
+        pytest.fail(f"no 429 to inspect: the request past the limit got {expect.preview(over)}")
+    value = over.header("retry-after")
+    assert value is not None, "the 429 has no Retry-After header"
+    assert value.strip().isdigit(), f"Retry-After {value!r} is not an integer number of seconds"
+    retry_after = int(value)
+    assert 1 <= retry_after <= WINDOW, f"Retry-After {retry_after} is outside 1..{WINDOW}"
+    reset = over.header("x-ratelimit-reset")
+    until_reset = reset_in_seconds(reset, now=_server_now(over)) if reset else None
+    if until_reset is not None:
+        assert retry_after + CLOCK_SKEW >= until_reset, (
+            f"Retry-After {retry_after}s points before X-RateLimit-Reset "
+            f"({until_reset:.0f}s away): a client that obeys it comes back too early")
+
+
+@requirement("OP-RL-012")
+def test_other_key_unaffected(exhausted: dict[str, Any], api: Any, attach: Any) -> None:
+    if not api.has_key("alt"):
+        disabled("needs --alt-api-key (a second key of the same plan)")
+    attach(exhausted["over"])
+    other = api.request("GET", "/models", key="alt", allow_429=True)
+    assert other.status == 200, (
+        f"while the main key was exhausted, the alt key got {expect.preview(other)}: limits "
+        "must apply per key")
+
+
+@requirement("OP-SDK-002")
+@pytest.mark.area("sdk")
+def test_python_sdk_raises_rate_limit_error(exhausted: dict[str, Any], api: Any,
+                                            target: Target) -> None:
+    from conformance.sdk import python_client
+
+    if exhausted["over"].status != 429:
+        pytest.skip("the key could not be driven to a 429 (see OP-RL-007)")
+    import openai
+
+    client = python_client(api, target, "main")
+    with pytest.raises(openai.RateLimitError):
+        client.models.list()
+
+
+@requirement("OP-SDK-004")
+@pytest.mark.area("sdk")
+def test_node_sdk_raises_rate_limit_error(exhausted: dict[str, Any], api: Any,
+                                          target: Target) -> None:
+    from conformance.sdk import run_node
+
+    if exhausted["over"].status != 429:
+        pytest.skip("the key could not be driven to a 429 (see OP-RL-007)")
+    result = run_node(api, target, "errors-429", key="main")
+    assert result.get("rate_limit") == "RateLimitError", f"Node SDK on a 429: {result}"
+
+
+@requirement("OP-RL-009")
+@pytest.mark.slow
+def test_request_succeeds_after_retry_after(exhausted: dict[str, Any], api: Any,
+                                            attach: Any) -> None:
+    over = exhausted["over"]
+    attach(over)
+    value = over.header("retry-after") or ""
+    if over.status != 429 or not value.isdigit():
+        pytest.skip("no 429 with an integer Retry-After to obey (see OP-RL-007/008)")
+    time.sleep(min(int(value), WINDOW) + 0.5)
+    again = api.request("GET", "/models", key="main", allow_429=True, pace=False)
+    assert again.status == 200, (
+        f"after waiting Retry-After {value}s the request got {expect.preview(again)}")

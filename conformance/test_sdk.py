@@ -1,0 +1,69 @@
+"""The official SDKs against the target: the reference promises "a single line of code"."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from conformance import expect
+from conformance.sdk import python_client, run_node
+from opconform.config import Target
+
+pytestmark = pytest.mark.area("sdk")
+requirement = pytest.mark.requirement
+
+
+@requirement("OP-SDK-001")
+def test_python_sdk_lists_completes_streams(api: Any, bulk_key: str, model: str,
+                                            target: Target) -> None:
+    import openai
+
+    client = python_client(api, target, bulk_key)
+    try:
+        listed = [m.id for m in client.models.list()]
+        assert model in listed, f"models.list() does not contain {model}"
+        completion = client.chat.completions.create(**expect.chat_request(model))
+        assert completion.choices[0].message.content, "the completion has no content"
+        parts, finish = [], None
+        for chunk in client.chat.completions.create(stream=True, **expect.chat_request(model)):
+            if chunk.choices:
+                parts.append(chunk.choices[0].delta.content or "")
+                finish = chunk.choices[0].finish_reason or finish
+    except openai.OpenAIError as exc:
+        raise AssertionError(f"the Python SDK failed: {type(exc).__name__}: {exc}") from None
+    assert "".join(parts) and finish, f"the stream ended without text or finish_reason ({finish})"
+
+
+@requirement("OP-SDK-002")
+def test_python_sdk_maps_401_and_403(api: Any, bulk_key: str, target: Target) -> None:
+    import openai
+
+    client = python_client(api, target, bulk_key).with_options(
+        api_key="op_sk_opconform_unknown_python_check")
+    with pytest.raises(openai.AuthenticationError):
+        client.models.list()
+    if api.has_key("restricted") and target.restricted_model:
+        restricted = python_client(api, target, "restricted")
+        with pytest.raises(openai.PermissionDeniedError):
+            restricted.chat.completions.create(**expect.chat_request(target.restricted_model,
+                                                                     max_tokens=4))
+
+
+@requirement("OP-SDK-003")
+def test_node_sdk_lists_completes_streams(api: Any, bulk_key: str, model: str,
+                                          target: Target) -> None:
+    result = run_node(api, target, "basic", key=bulk_key, model=model)
+    assert "error" not in result, f"the Node SDK failed: {result['error']}"
+    assert result.get("models", 0) > 0 and result.get("completion"), f"Node SDK: {result}"
+    assert result.get("streamed") and result.get("finish_reason"), (
+        f"the Node SDK stream ended without text or finish_reason: {result}")
+
+
+@requirement("OP-SDK-004")
+def test_node_sdk_maps_401_and_403(api: Any, bulk_key: str, target: Target) -> None:
+    result = run_node(api, target, "errors", key=bulk_key,
+                      restricted_model=target.restricted_model or "")
+    assert result.get("authentication") == "AuthenticationError", f"Node SDK on 401: {result}"
+    if "permission" in result:
+        assert result["permission"] == "PermissionDeniedError", f"Node SDK on 403: {result}"

@@ -1,0 +1,145 @@
+"""Bad requests get 400 (unknown models a 4xx) with the error body; no input gets a 5xx."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conformance import expect
+
+pytestmark = pytest.mark.area("validation")
+requirement = pytest.mark.requirement
+
+USER = [{"role": "user", "content": "Say hello."}]
+
+
+def _body(model_id: str, **changes: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"model": model_id, "messages": USER, "max_tokens": 8}
+    for name, value in changes.items():
+        if value is _DROP:
+            body.pop(name, None)
+        else:
+            body[name] = value
+    return body
+
+
+_DROP = object()
+
+# (id, requirement, body builder or raw bytes)
+BAD_REQUESTS: list[tuple[str, str, Any]] = [
+    ("not-json", "OP-VAL-001", b"{not json"),
+    ("empty-body", "OP-VAL-001", b""),
+    ("json-array", "OP-VAL-001", b"[1, 2]"),
+    ("json-null", "OP-VAL-001", b"null"),
+    ("missing-model", "OP-VAL-002", lambda m: _body(m, model=_DROP)),
+    ("missing-messages", "OP-VAL-002", lambda m: _body(m, messages=_DROP)),
+    ("model-number", "OP-VAL-003", lambda m: _body(m, model=42)),
+    ("messages-string", "OP-VAL-003", lambda m: _body(m, messages="hello")),
+    ("max-tokens-string", "OP-VAL-003", lambda m: _body(m, max_tokens="256")),
+    ("temperature-string", "OP-VAL-003", lambda m: _body(m, temperature="hot")),
+    ("stream-string", "OP-VAL-003", lambda m: _body(m, stream="true")),
+    ("temperature-negative", "OP-VAL-004", lambda m: _body(m, temperature=-0.1)),
+    ("temperature-above-2", "OP-VAL-004", lambda m: _body(m, temperature=2.1)),
+    ("messages-empty", "OP-VAL-005", lambda m: _body(m, messages=[])),
+    ("message-without-role", "OP-VAL-005", lambda m: _body(m, messages=[{"content": "hi"}])),
+    ("message-unknown-role", "OP-VAL-005",
+     lambda m: _body(m, messages=[{"role": "wizard", "content": "hi"}])),
+    ("message-without-content", "OP-VAL-005", lambda m: _body(m, messages=[{"role": "user"}])),
+    ("max-tokens-zero", "OP-VAL-006", lambda m: _body(m, max_tokens=0)),
+    ("max-tokens-negative", "OP-VAL-006", lambda m: _body(m, max_tokens=-5)),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "body"),
+    [pytest.param(case, body, id=case, marks=pytest.mark.requirement(rid))
+     for case, rid, body in BAD_REQUESTS])
+def test_bad_request_gets_400(api: Any, bulk_key: str, model: str, case: str, body: Any) -> None:
+    content = body if isinstance(body, bytes) else json.dumps(body(model)).encode()
+    exchange = api.request("POST", "/chat/completions", key=bulk_key, content=content,
+                           headers={"content-type": "application/json"})
+    expect.status(exchange, 400)
+    expect.error_body(exchange)
+
+
+@requirement("OP-VAL-007")
+def test_unknown_model_gets_4xx(api: Any, bulk_key: str) -> None:
+    exchange = api.chat(expect.chat_request("opconform-no-such-model"), key=bulk_key)
+    assert exchange.status is not None and 400 <= exchange.status < 500, (
+        f"unknown model: expected a 4xx (400 or 404), got {expect.preview(exchange)}")
+    expect.error_body(exchange)
+
+
+# Valid but less travelled requests (OpenAI wire format): each must be served, never a 5xx.
+EDGE_REQUESTS: list[tuple[str, Any]] = [
+    ("content-parts", lambda m: _body(m, messages=[
+        {"role": "user", "content": [{"type": "text", "text": "Say hello."}]}])),
+    ("developer-role", lambda m: _body(m, messages=[
+        {"role": "developer", "content": "Be brief."}, *USER])),
+    ("assistant-turn", lambda m: _body(m, messages=[
+        *USER, {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Again."}])),
+    ("unicode", lambda m: _body(m, messages=[{"role": "user", "content": "Héllo 世界 🚀"}])),
+    ("unknown-extra-field", lambda m: _body(m, top_p=0.5, user="opconform")),
+    ("stream-options-null", lambda m: _body(m, stream_options=None)),
+    ("temperature-integer", lambda m: _body(m, temperature=1)),
+]
+
+
+@requirement("OP-VAL-008")
+@pytest.mark.parametrize(("case", "body"), EDGE_REQUESTS, ids=[c for c, _ in EDGE_REQUESTS])
+def test_valid_edge_request_is_served(api: Any, bulk_key: str, model: str, case: str,
+                                      body: Any) -> None:
+    exchange = api.chat(body(model), key=bulk_key)
+    expect.status(exchange, 200)
+    expect.matches(exchange.json(), "chat-completion-response", f"answer to {case}")
+
+
+_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-3, 300),
+                     st.floats(-1, 3, allow_nan=False), st.text(max_size=12))
+_MESSAGES = st.lists(st.fixed_dictionaries(
+    {}, optional={"role": st.sampled_from(["system", "user", "assistant", "tool", "developer",
+                                           "robot"]),
+                  "content": st.one_of(st.text(max_size=20), _SCALARS,
+                                       st.lists(st.fixed_dictionaries(
+                                           {"type": st.just("text"), "text": st.text(max_size=8)}),
+                                           max_size=2))}),
+    max_size=3)
+
+
+@st.composite
+def _request_bodies(draw: st.DrawFn, model: str) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    if draw(st.integers(0, 9)) > 0:  # mostly present
+        body["model"] = draw(st.one_of(st.just(model), st.just(model), _SCALARS))
+    body["messages"] = draw(st.one_of(_MESSAGES, _MESSAGES, _SCALARS))
+    for name in ("max_tokens", "temperature", "stream"):
+        if draw(st.booleans()):
+            body[name] = draw(_SCALARS)
+    if body.get("stream") is True:
+        body["stream"] = False  # keep the property run to plain answers
+    if isinstance(body.get("max_tokens"), int) and body["max_tokens"] > 16:
+        body["max_tokens"] = 16
+    return body
+
+
+@requirement("OP-VAL-008")
+def test_generated_requests_never_get_5xx(api: Any, bulk_key: str, model: str) -> None:
+    """A bounded, reproducible property run: 30 generated bodies, valid and invalid."""
+
+    @settings(max_examples=30, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(body=_request_bodies(model))
+    def property_check(body: dict[str, Any]) -> None:
+        exchange = api.chat(body, key=bulk_key)
+        assert exchange.status is not None and exchange.status < 500, (
+            f"{json.dumps(body)[:200]} -> {expect.preview(exchange)}")
+        if exchange.status == 200:
+            expect.matches(exchange.json(), "chat-completion-response", "answer")
+        else:
+            expect.error_body(exchange)
+
+    property_check()

@@ -1,0 +1,506 @@
+"""The one HTTP client of the conformance suite.
+
+Every request has connect, read and total deadlines and a size cap, and never retries: the suite
+needs exact request counts to judge rate limits. Bytes are read on a worker thread and handed
+over with their arrival times, so a target that hangs, trickles or streams forever is cut off at
+the deadline by the caller's clock, never by the target's good will.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from opconform import __version__
+from opconform.sse import SSEDecoder, SSEEvent, SSEStats
+
+USER_AGENT = f"opconform/{__version__}"
+
+
+@dataclass(frozen=True)
+class Limits:
+    connect_timeout: float = 5.0
+    read_timeout: float = 20.0  # longest silence between two reads
+    request_timeout: float = 60.0  # whole exchange, including a whole stream
+    close_grace: float = 2.0  # how long a stream may stay open after [DONE]
+    max_body_bytes: int = 4 * 1024 * 1024
+    max_stream_bytes: int = 16 * 1024 * 1024
+    max_consecutive_failures: int = 3  # then the target counts as unreachable
+
+
+class TargetUnreachable(Exception):
+    """The target failed at the transport level too often in a row; checks stop calling it."""
+
+
+class UnexpectedRateLimit(Exception):
+    """A 429 in a check that is not about rate limits: the run's pacing or a noisy neighbour,
+    not that check's failure."""
+
+    def __init__(self, exchange: Exchange) -> None:
+        super().__init__(
+            f"unexpected 429 from {exchange.method} {exchange.path} (key {exchange.key_label}; "
+            f"Retry-After {exchange.header('retry-after')!r}): the key's limits were hit by "
+            "something other than this check")
+        self.exchange = exchange
+
+
+class BudgetExhausted(Exception):
+    """The run's --max-tokens-total would be exceeded by another completion."""
+
+
+@dataclass(repr=False)
+class Exchange:
+    """One request and what came back, with timings. Bodies stay raw in memory; evidence is
+    redacted when it is recorded (see conformance.evidence)."""
+
+    method: str
+    url: str
+    path: str
+    key_label: str | None
+    request_headers: dict[str, str]
+    request_body: bytes
+    started_at: float  # wall clock, for reports
+    status: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)  # lower-case names
+    body: bytes = b""
+    truncated: bool = False
+    error: str | None = None
+    elapsed: float = 0.0
+    time_to_headers: float | None = None
+    time_to_first_byte: float | None = None
+    # streams only
+    events: list[SSEEvent] | None = None
+    sse: SSEStats | None = None
+    done_count: int = 0
+    events_after_done: int = 0
+    closed_after_done: bool | None = None
+    incomplete_tail: bytes = b""
+    chunk_times: list[float] = field(default_factory=list)
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+    def __repr__(self) -> str:
+        # pytest prints reprs in assertion explanations: never the request headers (keys).
+        return f"<Exchange {self.describe()}>"
+
+    @property
+    def content_type(self) -> str:
+        return (self.header("content-type") or "").split(";")[0].strip().lower()
+
+    def json(self) -> Any:
+        """The body as JSON; raises ValueError with a short description otherwise."""
+        try:
+            return json.loads(self.body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            preview = self.body[:80].decode("utf-8", errors="replace")
+            raise ValueError(f"body is not JSON ({exc.__class__.__name__}): {preview!r}") from exc
+
+    def json_events(self) -> list[Any]:
+        """Payloads of the stream's data events before [DONE]; ValueError if one is not JSON."""
+        payloads = []
+        for index, event in enumerate(self.events or []):
+            if event.is_done:
+                break
+            try:
+                payloads.append(json.loads(event.data))
+            except ValueError:
+                raise ValueError(f"event {index} is not JSON: {event.data[:80]!r}") from None
+        return payloads
+
+    def describe(self) -> str:
+        if self.error:
+            return f"{self.method} {self.path} -> {self.error}"
+        return f"{self.method} {self.path} -> {self.status} {self.content_type or '(no type)'}"
+
+
+@dataclass
+class _KeyWindow:
+    remaining: int | None = None
+    reset_at: float | None = None  # monotonic time
+
+
+class Pacer:
+    """Reads X-RateLimit-Remaining/Reset per key and waits for the next window rather than trip
+    a limit that the current check is not testing."""
+
+    def __init__(self, max_wait: float = 65.0, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.max_wait = max_wait
+        self._sleep = sleep
+        self._windows: dict[str, _KeyWindow] = {}
+        self.waited = 0.0
+
+    def observe(self, label: str, headers: Mapping[str, str]) -> None:
+        remaining, reset = headers.get("x-ratelimit-remaining"), headers.get("x-ratelimit-reset")
+        if remaining is None or not remaining.isdigit():
+            return
+        window = self._windows.setdefault(label, _KeyWindow())
+        window.remaining = int(remaining)
+        seconds = reset_in_seconds(reset) if reset else None
+        window.reset_at = time.monotonic() + seconds if seconds is not None else None
+
+    def before(self, label: str, needed: int = 1) -> None:
+        window = self._windows.get(label)
+        if window is None or window.remaining is None or window.remaining >= needed:
+            return
+        if window.reset_at is None:
+            return
+        wait = min(self.max_wait, window.reset_at - time.monotonic() + 0.25)
+        if wait > 0:
+            self._sleep(wait)
+            self.waited += wait
+        window.remaining, window.reset_at = None, None
+
+    def forget(self, label: str) -> None:
+        self._windows.pop(label, None)
+
+
+def reset_in_seconds(value: str, now: float | None = None) -> float | None:
+    """X-RateLimit-Reset as seconds from now: epoch seconds (GitHub's convention) or a delta
+    (early IETF drafts). None if it is neither a number nor plausible."""
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    now = time.time() if now is None else now
+    if number > 1e9:
+        return max(0.0, number - now)
+    return max(0.0, number)
+
+
+class Budget:
+    """--max-tokens-total: tokens spent so far, from usage, across the whole run."""
+
+    def __init__(self, max_tokens_total: int) -> None:
+        self.limit = max_tokens_total
+        self.spent = 0
+
+    def reserve(self, max_tokens: int) -> None:
+        if self.spent + max_tokens > self.limit:
+            raise BudgetExhausted(
+                f"token budget spent: {self.spent} of --max-tokens-total {self.limit}")
+
+    def add(self, tokens: int) -> None:
+        self.spent += tokens
+
+
+class ApiClient:
+    def __init__(self, base_url: str, keys: Mapping[str, str | None], limits: Limits | None = None,
+                 *, budget: Budget | None = None, pacer: Pacer | None = None,
+                 on_exchange: Callable[[Exchange], None] | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.keys = {label: key for label, key in keys.items() if key}
+        self.limits = limits or Limits()
+        self.budget = budget or Budget(10**12)
+        self.pacer = pacer or Pacer()
+        self.on_exchange = on_exchange
+        self.sent: dict[str, int] = {}
+        self.consecutive_failures = 0
+        self._http = self._new_http()
+
+    def _new_http(self) -> httpx.Client:
+        timeout = httpx.Timeout(connect=self.limits.connect_timeout,
+                                read=min(self.limits.read_timeout, self.limits.request_timeout),
+                                write=self.limits.connect_timeout, pool=self.limits.connect_timeout)
+        # trust_env=False: a proxy from the environment must not sit between us and the target.
+        return httpx.Client(timeout=timeout, trust_env=False, follow_redirects=False,
+                            headers={"user-agent": USER_AGENT})
+
+    def close(self) -> None:
+        self._http.close()
+
+    def has_key(self, label: str) -> bool:
+        return label in self.keys
+
+    def secret(self, label: str) -> str:
+        return self.keys[label]
+
+    # ------------------------------------------------------------------ requests
+    def request(self, method: str, path: str, *, key: str | None = "main",
+                json_body: Any = None, content: bytes | None = None,
+                headers: Mapping[str, str] | None = None, authorization: str | None = None,
+                stream: bool = False, allow_429: bool = False, pace: bool = True) -> Exchange:
+        """Send one request as `key` (a label: main, alt, pro, restricted ...; None: no
+        Authorization header unless `authorization` gives one verbatim)."""
+        if self.consecutive_failures >= self.limits.max_consecutive_failures:
+            raise TargetUnreachable(
+                f"{self.consecutive_failures} transport failures in a row; not sending "
+                f"{method} {path}")
+        request_headers = {"accept": "text/event-stream" if stream else "application/json"}
+        if key is not None and authorization is None:
+            request_headers["authorization"] = f"Bearer {self.secret(key)}"
+        elif authorization is not None:
+            request_headers["authorization"] = authorization
+        if json_body is not None:
+            content = json.dumps(json_body).encode()
+            request_headers["content-type"] = "application/json"
+        request_headers.update(headers or {})
+        label = key or "anonymous"
+        if pace:
+            self.pacer.before(label)
+        exchange = self._exchange(method, path, label if key else None, request_headers,
+                                  content or b"", stream)
+        self.sent[label] = self.sent.get(label, 0) + 1
+        self.pacer.observe(label, exchange.headers)
+        self._account_tokens(exchange)
+        if exchange.error is None:
+            self.consecutive_failures = 0
+        else:
+            self.consecutive_failures += 1
+        if self.on_exchange is not None:
+            self.on_exchange(exchange)
+        if exchange.status == 429 and not allow_429:
+            raise UnexpectedRateLimit(exchange)
+        return exchange
+
+    def chat(self, body: dict[str, Any], *, key: str | None = "main", stream: bool = False,
+             **kwargs: Any) -> Exchange:
+        """POST /chat/completions; reserves max_tokens against the run's token budget."""
+        self.budget.reserve(_max_tokens(body))
+        if stream:
+            body = {**body, "stream": True}
+        return self.request("POST", "/chat/completions", key=key, json_body=body, stream=stream,
+                            **kwargs)
+
+    def _account_tokens(self, exchange: Exchange) -> None:
+        if exchange.status != 200:
+            return
+        usage = None
+        if exchange.events is not None:
+            for payload in _safe_payloads(exchange.events):
+                if isinstance(payload, dict) and isinstance(payload.get("usage"), dict):
+                    usage = payload["usage"]
+            if usage is None:  # no usage chunk: count content events, approximately
+                self.budget.add(len(exchange.events))
+        elif exchange.content_type == "application/json":
+            try:
+                payload = exchange.json()
+            except ValueError:
+                return
+            usage = payload.get("usage") if isinstance(payload, dict) else None
+        if isinstance(usage, dict) and isinstance(usage.get("total_tokens"), int):
+            self.budget.add(usage["total_tokens"])
+
+    # ------------------------------------------------------------------ transport
+    def _exchange(self, method: str, path: str, key_label: str | None, headers: dict[str, str],
+                  content: bytes, stream: bool) -> Exchange:
+        transfer = Transfer(self, method, path, key_label, headers, content, stream)
+        transfer.start()
+        exchange = transfer.collect()
+        if exchange.error and "timed out" in exchange.error:
+            # A worker may still be blocked inside the pool; start afresh for the next request.
+            self._http = self._new_http()
+        return exchange
+
+    def hold_stream(self, body: dict[str, Any], *, key: str = "main") -> Transfer:
+        """Open a streamed completion and return once its headers (and first event, if it is a
+        stream) arrived, without reading further: the stream holds a concurrency slot until
+        `finish()` reads it to the end or `abort()` disconnects."""
+        self.budget.reserve(_max_tokens(body))
+        headers = {"accept": "text/event-stream", "content-type": "application/json",
+                   "authorization": f"Bearer {self.secret(key)}"}
+        transfer = Transfer(self, "POST", "/chat/completions", key,
+                            headers, json.dumps({**body, "stream": True}).encode(), True)
+        transfer.start()
+        transfer.wait_first_event()
+        self.sent[key] = self.sent.get(key, 0) + 1
+        return transfer
+
+
+class Transfer:
+    """One request in flight: a worker thread reads, the caller consumes with deadlines."""
+
+    def __init__(self, client: ApiClient, method: str, path: str, key_label: str | None,
+                 headers: dict[str, str], content: bytes, stream: bool) -> None:
+        self.client = client
+        self.limits = client.limits
+        self.stream = stream
+        self.exchange = Exchange(method=method, url=client.base_url + path, path=path,
+                                 key_label=key_label, request_headers=dict(headers),
+                                 request_body=content, started_at=time.time())
+        self._inbox: queue.Queue[tuple[str, Any, float]] = queue.Queue()
+        self._holder: dict[str, httpx.Response] = {}
+        self._decoder = SSEDecoder() if stream else None
+        self._body = bytearray()
+        self._done_at: float | None = None
+        self._finished = False
+        self._start = 0.0
+
+    def start(self) -> None:
+        self._start = time.perf_counter()
+        worker = threading.Thread(target=self._work, daemon=True)
+        worker.start()
+
+    @property
+    def open(self) -> bool:
+        return not self._finished
+
+    def wait_first_event(self) -> None:
+        """Consume until the headers and, for a 200 stream, the first event have arrived."""
+        self._consume(min_events=1)
+
+    def wait_next_event(self) -> None:
+        """Consume until one more event has arrived (or the stream ended)."""
+        self._consume(min_events=len(self.exchange.events or []) + 1)
+
+    def collect(self) -> Exchange:
+        """Consume to the end (or a deadline) and return the exchange."""
+        self._consume(min_events=None)
+        return self.finish_exchange()
+
+    def abort(self) -> Exchange:
+        """Disconnect now, as a client that gives up on a stream."""
+        self._close()
+        self._finished = True
+        return self.finish_exchange()
+
+    def finish(self) -> Exchange:
+        return self.collect()
+
+    def finish_exchange(self) -> Exchange:
+        exchange = self.exchange
+        exchange.elapsed = time.perf_counter() - self._start
+        exchange.body = bytes(self._body)
+        if self._decoder is not None:
+            exchange.sse = self._decoder.stats
+            exchange.incomplete_tail = self._decoder.incomplete
+            if exchange.events is None:
+                exchange.events = []
+        if self.client.on_exchange is not None and self._finished:
+            self.client.pacer.observe(exchange.key_label or "anonymous", exchange.headers)
+        return exchange
+
+    def _consume(self, *, min_events: int | None) -> None:
+        exchange = self.exchange
+        deadline = self._start + self.limits.request_timeout
+        cap = self.limits.max_stream_bytes if self.stream else self.limits.max_body_bytes
+        try:
+            while not self._finished:
+                if min_events is not None and exchange.status is not None and (
+                        exchange.status != 200 or len(exchange.events or []) >= min_events):
+                    return
+                if self._done_at is not None:
+                    wait = self._done_at + self.limits.close_grace - time.perf_counter()
+                    if wait <= 0:
+                        exchange.closed_after_done = False
+                        break
+                else:
+                    wait = deadline - time.perf_counter()
+                    if wait <= 0:
+                        stage = "response headers" if exchange.status is None else \
+                            "the end of the body"
+                        exchange.error = (f"timed out after {self.limits.request_timeout:g}s "
+                                          f"waiting for {stage} (--request-timeout)")
+                        break
+                try:
+                    kind, value, at = self._inbox.get(timeout=wait)
+                except queue.Empty:
+                    continue
+                if kind == "headers":
+                    exchange.status = value.status_code
+                    exchange.headers = {k.lower(): v for k, v in value.headers.items()}
+                    exchange.time_to_headers = at - self._start
+                elif kind == "chunk":
+                    if exchange.time_to_first_byte is None:
+                        exchange.time_to_first_byte = at - self._start
+                    exchange.chunk_times.append(at - self._start)
+                    room = cap - len(self._body)
+                    self._body.extend(value[:room])
+                    if self._decoder is not None:
+                        for event in self._decoder.feed(value[:room], at - self._start):
+                            self._on_event(event)
+                    if len(value) > room:
+                        exchange.truncated = True
+                        exchange.error = f"body larger than the cap of {cap} bytes"
+                        break
+                elif kind == "end":
+                    if self._done_at is not None:
+                        exchange.closed_after_done = True
+                    break
+                else:  # error
+                    exchange.error = value
+                    break
+            else:
+                return
+        except BaseException:
+            self._close()
+            raise
+        self._finished = True
+        self._close()
+
+    def _on_event(self, event: SSEEvent) -> None:
+        exchange = self.exchange
+        if exchange.events is None:
+            exchange.events = []
+        exchange.events.append(event)
+        if self._done_at is not None:
+            exchange.events_after_done += 1
+        if event.is_done:
+            exchange.done_count += 1
+            if self._done_at is None:
+                self._done_at = time.perf_counter()
+
+    def _close(self) -> None:
+        response = self._holder.get("response")
+        if response is not None:
+            response.close()  # stops the worker if it is still reading
+
+    def _work(self) -> None:
+        exchange, inbox, http = self.exchange, self._inbox, self.client._http
+        try:
+            request = http.build_request(exchange.method, exchange.url,
+                                         headers=exchange.request_headers,
+                                         content=exchange.request_body)
+            response = http.send(request, stream=True)
+            self._holder["response"] = response
+            inbox.put(("headers", response, time.perf_counter()))
+            for chunk in response.iter_bytes():
+                if chunk:
+                    inbox.put(("chunk", chunk, time.perf_counter()))
+            inbox.put(("end", None, time.perf_counter()))
+        except httpx.TimeoutException as exc:
+            inbox.put(("error", f"timed out: {exc.__class__.__name__} (--read-timeout "
+                                f"{self.limits.read_timeout:g}s)", time.perf_counter()))
+        except httpx.HTTPError as exc:
+            inbox.put(("error", _describe_transport_error(exc), time.perf_counter()))
+        except Exception as exc:  # the worker must always report, whatever broke
+            inbox.put(("error", f"{exc.__class__.__name__}: {exc}", time.perf_counter()))
+
+
+def _max_tokens(body: Any) -> int:
+    """What a request may spend: its max_tokens when that is a sane number (bodies of the
+    validation checks may carry anything there)."""
+    value = body.get("max_tokens") if isinstance(body, dict) else None
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 10**7:
+        return value
+    return 16
+
+
+def _describe_transport_error(exc: httpx.HTTPError) -> str:
+    text = str(exc) or exc.__class__.__name__
+    if isinstance(exc, httpx.ConnectError):
+        return f"cannot connect: {text}"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return f"connection broken by the server: {text}"
+    if isinstance(exc, httpx.ReadError):
+        return f"connection reset while reading: {text}"
+    return f"{exc.__class__.__name__}: {text}"
+
+
+def _safe_payloads(events: list[SSEEvent]) -> list[Any]:
+    payloads = []
+    for event in events:
+        if event.is_done:
+            break
+        try:
+            payloads.append(json.loads(event.data))
+        except ValueError:
+            continue
+    return payloads

@@ -1,0 +1,249 @@
+"""Run configuration: one table of options, read from the command line, the environment and an
+optional `opconform.toml`, in that order of precedence. The same table builds the options of
+`opconform run` and of the pytest plugin, so both accept exactly the same things.
+
+Keys (every option marked secret) are never printed; the file is only read for a key when the
+environment does not carry it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from opconform.exitcodes import UsageError
+
+PLANS = ("free", "pro", "enterprise")
+# Documented limits per plan: requests/min, tokens/day (None: unlimited), concurrent requests.
+PLAN_LIMITS: dict[str, tuple[int | None, int | None, int | None]] = {
+    "free": (60, 100_000, 5),
+    "pro": (600, None, 50),
+    "enterprise": (None, None, None),  # "Custom": given with --enterprise-* options
+}
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str  # attribute name; the flag is --name-with-dashes
+    env: str | None
+    help: str
+    kind: str = "str"  # str, int, float, bool, list
+    default: Any = None
+    secret: bool = False
+    choices: tuple[str, ...] | None = None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("base_url", "OP_BASE_URL",
+           "target, e.g. https://staging.example/v1 (default: start the embedded gateway)"),
+    Option("api_key", "OP_API_KEY", "main key (required for a remote target)", secret=True),
+    Option("plan", "OP_PLAN", "plan of the main key", choices=PLANS, default="free"),
+    Option("alt_api_key", "OP_ALT_API_KEY", "second key of the same plan (per-key isolation)",
+           secret=True),
+    Option("pro_api_key", "OP_PRO_API_KEY", "a Pro key: used for bulk checks", secret=True),
+    Option("restricted_api_key", "OP_RESTRICTED_API_KEY",
+           "a key without permission for --restricted-model (403 checks)", secret=True),
+    Option("restricted_model", "OP_RESTRICTED_MODEL", "a model the restricted key may not use"),
+    Option("enterprise_requests_per_min", "OP_ENTERPRISE_REQUESTS_PER_MIN",
+           "requests/min of an enterprise main key", kind="int"),
+    Option("enterprise_concurrent", "OP_ENTERPRISE_CONCURRENT",
+           "concurrent requests of an enterprise main key", kind="int"),
+    Option("models", "OP_MODELS", "models to check (comma-separated; default: the first "
+           "--model-count of /v1/models)", kind="list"),
+    Option("model_count", "OP_MODEL_COUNT", "how many listed models to check by default",
+           kind="int", default=2),
+    Option("all_models", "OP_ALL_MODELS", "check every listed model", kind="bool",
+           default=False),
+    Option("max_tokens_total", "OP_MAX_TOKENS_TOTAL",
+           "token budget of the whole run, summed from usage", kind="int", default=50_000),
+    Option("deterministic", "OP_DETERMINISTIC",
+           "the target answers the same request with the same text", kind="bool",
+           default=False),
+    Option("upstream_error_model", "OP_UPSTREAM_ERROR_MODEL",
+           "test model that answers 502 (enables the gateway-failure checks)"),
+    Option("unavailable_model", "OP_UNAVAILABLE_MODEL", "test model that answers 503"),
+    Option("midstream_error_model", "OP_MIDSTREAM_ERROR_MODEL",
+           "test model whose stream fails part-way"),
+    Option("connect_timeout", "OP_CONNECT_TIMEOUT", "seconds to connect", kind="float",
+           default=5.0),
+    Option("read_timeout", "OP_READ_TIMEOUT", "longest silence in an answer, seconds",
+           kind="float", default=20.0),
+    Option("request_timeout", "OP_REQUEST_TIMEOUT", "longest exchange, seconds", kind="float",
+           default=60.0),
+    Option("latency_slo", "OP_LATENCY_SLO",
+           "thresholds for the perf checks, e.g. ttft_p95=800ms,ttfb_p95=300ms", kind="list"),
+    Option("area", "OP_AREA", "only these areas (comma-separated), e.g. auth,streaming",
+           kind="list"),
+    Option("expected_failures", "OP_EXPECTED_FAILURES",
+           "file of known failures (requirement or check IDs) that keep the gate green"),
+    Option("gateway_args", "OP_GATEWAY_ARGS",
+           "extra options for the embedded gateway, e.g. --fault stream-no-done"),
+)
+OPTION_BY_NAME = {option.name: option for option in OPTIONS}
+SECRET_OPTIONS = tuple(o.name for o in OPTIONS if o.secret)
+AREAS = ("auth", "models", "chat", "validation", "streaming", "compat", "errors",
+         "gateway-failures", "ratelimit", "sdk", "perf")
+
+
+def _convert(option: Option, value: Any, source: str) -> Any:
+    if value is None:
+        return None
+    if option.kind == "bool":
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off", ""):
+            return False
+        raise UsageError(f"{source}: expected true or false, not {value!r}")
+    if option.kind in ("int", "float"):
+        convert: Callable[[Any], Any] = int if option.kind == "int" else float
+        try:
+            number = convert(value)
+        except (TypeError, ValueError):
+            raise UsageError(f"{source}: expected a number, not {value!r}") from None
+        if number < 0:
+            raise UsageError(f"{source}: must not be negative")
+        return number
+    if option.kind == "list":
+        items = value if isinstance(value, list) else str(value).split(",")
+        return [str(item).strip() for item in items if str(item).strip()]
+    text = str(value)
+    if option.choices and text not in option.choices:
+        raise UsageError(f"{source}: {text!r} is not one of {', '.join(option.choices)}")
+    return text
+
+
+def read_file(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path} is not valid TOML: {exc}") from None
+    table = data.get("opconform", data)
+    unknown = sorted(set(table) - set(OPTION_BY_NAME))
+    if unknown:
+        raise UsageError(f"{path}: unknown setting(s) {', '.join(unknown)}")
+    return dict(table)
+
+
+def resolve(cli: Mapping[str, Any], env: Mapping[str, str] | None = None,
+            config_file: Path | None = None) -> dict[str, Any]:
+    """Each option's value: command line, then environment, then file, then default."""
+    env = os.environ if env is None else env
+    if config_file is None and Path("opconform.toml").is_file():
+        config_file = Path("opconform.toml")
+    file_values = read_file(config_file) if config_file else {}
+    values: dict[str, Any] = {}
+    for option in OPTIONS:
+        if cli.get(option.name) not in (None, []):
+            values[option.name] = _convert(option, cli[option.name], option.flag)
+        elif option.env and env.get(option.env) not in (None, ""):
+            values[option.name] = _convert(option, env[option.env], option.env)
+        elif option.name in file_values:
+            values[option.name] = _convert(option, file_values[option.name],
+                                           f"{config_file}: {option.name}")
+        else:
+            values[option.name] = option.default
+    return values
+
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s)?$")
+
+
+def parse_slo(items: list[str] | None) -> dict[str, float]:
+    """"ttft_p95=800ms" -> {"ttft_p95": 0.8} (seconds)."""
+    slo: dict[str, float] = {}
+    for item in items or []:
+        name, _, value = item.partition("=")
+        match = _DURATION.match(value.strip())
+        if not name.strip() or not match:
+            raise UsageError(f"--latency-slo: expected NAME=DURATION like ttft_p95=800ms, "
+                             f"not {item!r}")
+        number, unit = float(match.group(1)), match.group(2) or "s"
+        slo[name.strip()] = number / 1000 if unit == "ms" else number
+    return slo
+
+
+@dataclass(frozen=True)
+class Target:
+    """A resolved target: where, as whom, what to check, how long to wait."""
+
+    base_url: str
+    keys: dict[str, str | None]  # main, alt, pro, restricted
+    plan: str
+    requests_per_min: int | None
+    tokens_per_day: int | None
+    concurrent: int | None
+    restricted_model: str | None
+    models: list[str] | None
+    model_count: int
+    all_models: bool
+    max_tokens_total: int
+    deterministic: bool
+    upstream_error_model: str | None
+    unavailable_model: str | None
+    midstream_error_model: str | None
+    connect_timeout: float
+    read_timeout: float
+    request_timeout: float
+    latency_slo: dict[str, float] = field(default_factory=dict)
+    embedded: bool = False
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any], *, embedded: bool = False) -> Target:
+        base_url = values.get("base_url")
+        if not base_url:
+            raise UsageError("no target: give --base-url (or OP_BASE_URL), or run without it "
+                             "to use the embedded gateway")
+        if not re.match(r"^https?://[^/\s]+", base_url):
+            raise UsageError(f"--base-url must be an http(s) URL, not {base_url!r}")
+        if not values.get("api_key"):
+            raise UsageError("--api-key (or OP_API_KEY) is required for a remote target")
+        plan = values.get("plan") or "free"
+        rpm, tokens, concurrent = PLAN_LIMITS[plan]
+        if plan == "enterprise":
+            rpm = values.get("enterprise_requests_per_min")
+            concurrent = values.get("enterprise_concurrent")
+        return cls(
+            base_url=base_url.rstrip("/"),
+            keys={"main": values.get("api_key"), "alt": values.get("alt_api_key"),
+                  "pro": values.get("pro_api_key"),
+                  "restricted": values.get("restricted_api_key")},
+            plan=plan, requests_per_min=rpm, tokens_per_day=tokens, concurrent=concurrent,
+            restricted_model=values.get("restricted_model"),
+            models=values.get("models") or None,
+            model_count=values.get("model_count") or 2,
+            all_models=bool(values.get("all_models")),
+            max_tokens_total=values.get("max_tokens_total") or 50_000,
+            deterministic=bool(values.get("deterministic")),
+            upstream_error_model=values.get("upstream_error_model"),
+            unavailable_model=values.get("unavailable_model"),
+            midstream_error_model=values.get("midstream_error_model"),
+            connect_timeout=values.get("connect_timeout") or 5.0,
+            read_timeout=values.get("read_timeout") or 20.0,
+            request_timeout=values.get("request_timeout") or 60.0,
+            latency_slo=parse_slo(values.get("latency_slo")),
+            embedded=embedded,
+        )
+
+    def secrets(self) -> list[str]:
+        return [key for key in self.keys.values() if key]
+
+    def describe(self) -> dict[str, Any]:
+        """What a report may say about the target: never a key, only which identities exist."""
+        return {"base_url": self.base_url, "embedded": self.embedded, "plan": self.plan,
+                "identities": sorted(label for label, key in self.keys.items() if key),
+                "requests_per_min": self.requests_per_min, "concurrent": self.concurrent,
+                "tokens_per_day": self.tokens_per_day}

@@ -1,0 +1,44 @@
+"""Redaction, applied once where evidence is recorded, so nothing downstream can leak a key."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+
+KEY_PREFIX = "op_sk_"
+REDACTED = "[REDACTED]"
+# Anything shaped like a key, known to us or not. The documented prefix stays visible, which is
+# useful evidence ("a key with the op_sk_ prefix was sent") and nothing more.
+_KEY_SHAPED = re.compile(r"op_sk_(?!\[REDACTED\])[A-Za-z0-9_\-]+")
+LEAK_PATTERN = _KEY_SHAPED
+
+
+class Redactor:
+    def __init__(self, secrets: Iterable[str | None] = ()) -> None:
+        self._secrets: list[str] = []
+        self.add(*secrets)
+
+    def add(self, *secrets: str | None) -> None:
+        for secret in secrets:
+            if not secret:
+                continue
+            # The key without its prefix is sent by the malformed-key check: just as secret.
+            variants = {secret, secret.removeprefix(KEY_PREFIX)}
+            self._secrets.extend(v for v in variants if len(v) >= 4 and v not in self._secrets)
+        self._secrets.sort(key=len, reverse=True)
+
+    def text(self, value: str) -> str:
+        for secret in self._secrets:
+            if secret in value:
+                value = value.replace(secret, REDACTED)
+        return _KEY_SHAPED.sub(KEY_PREFIX + REDACTED, value)
+
+    def headers(self, headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> dict[str, str]:
+        items = headers.items() if isinstance(headers, Mapping) else headers
+        return {name: self.text(value) for name, value in items}
+
+    def find_leaks(self, value: str) -> list[str]:
+        """Known secrets or key-shaped strings present in `value` (for tests and self-checks)."""
+        found = [s for s in self._secrets if s in value]
+        found.extend(m.group(0) for m in _KEY_SHAPED.finditer(value))
+        return found
