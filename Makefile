@@ -24,7 +24,8 @@ run: setup
 
 lint: setup
 	$(BIN)/ruff check .
-	$(BIN)/mypy opconform schemas gateway conformance loadtests reports
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy opconform schemas gateway conformance loadtests reports tests
 
 test: lint
 	$(BIN)/python -m pytest

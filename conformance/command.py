@@ -19,23 +19,31 @@ DEFAULT_REPORTS = Path("reports") / "runs"
 
 def add_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "run", help="check a deployment against the contract",
+        "run",
+        help="check a deployment against the contract",
         description="Run the conformance suite. With no --base-url it starts the embedded "
-                    "reference gateway on a free loopback port and checks that.")
+        "reference gateway on a free loopback port and checks that.",
+    )
     for option in OPTIONS:
-        kwargs: dict[str, Any] = {"dest": option.name, "default": None,
-                                  "help": option.help + (f" [env {option.env}]" if option.env
-                                                         else "")}
+        kwargs: dict[str, Any] = {
+            "dest": option.name,
+            "default": None,
+            "help": option.help + (f" [env {option.env}]" if option.env else ""),
+        }
         if option.kind == "bool":
             kwargs.update(action="store_const", const=True)
         if option.choices:
             kwargs["choices"] = option.choices
         p.add_argument(option.flag, **kwargs)
-    p.add_argument("--report-dir", type=Path,
-                   help=f"run folder (default {DEFAULT_REPORTS}/<timestamp>)")
+    p.add_argument(
+        "--report-dir", type=Path, help=f"run folder (default {DEFAULT_REPORTS}/<timestamp>)"
+    )
     p.add_argument("--config", type=Path, help="settings file (default ./opconform.toml)")
-    p.add_argument("-m", dest="markexpr", help="pytest marker expression, e.g. 'slow or not "
-                                                "slow' to include the opt-in checks")
+    p.add_argument(
+        "-m",
+        dest="markexpr",
+        help="pytest marker expression, e.g. 'slow or not slow' to include the opt-in checks",
+    )
     p.add_argument("-k", dest="keyword", help="pytest keyword expression")
     p.add_argument("-q", "--quiet", action="store_true", help="less output")
     p.add_argument("pytest_args", nargs="*", help="after --: passed to pytest as they are")
@@ -43,13 +51,35 @@ def add_run(sub: argparse._SubParsersAction) -> None:
 
 
 def _pytest_args(args: argparse.Namespace, report_dir: Path) -> list[str]:
-    argv = [str(SUITE_DIR), "-p", "no:cacheprovider", "--tb=short", "-rN",
-            "--report-dir", str(report_dir),
-            "--junitxml", str(report_dir / "junit.xml"),
-            "--alluredir", str(report_dir / "allure-results"),
-            "--benchmark-json", str(report_dir / "benchmark.json"),
-            "--benchmark-storage", str(report_dir / "benchmarks"),
-            "-o", "junit_family=xunit2", "-o", "console_output_style=count"]
+    argv = [
+        str(SUITE_DIR),
+        "-p",
+        "no:cacheprovider",
+        "--tb=short",
+        "-rN",
+        "--report-dir",
+        str(report_dir),
+        "--junitxml",
+        str(report_dir / "junit.xml"),
+        "--alluredir",
+        str(report_dir / "allure-results"),
+        "--benchmark-json",
+        str(report_dir / "benchmark.json"),
+        "--benchmark-storage",
+        str(report_dir / "benchmarks"),
+        "-o",
+        "junit_family=xunit2",
+        "-o",
+        "junit_suite_name=opconform",
+        "-o",
+        "console_output_style=count",
+        # pytest-benchmark warns when a selection has no perf checks: not the user's concern.
+        "-W",
+        "ignore::pytest_benchmark.logger.PytestBenchmarkWarning",
+        # This process imported the suite's package before pytest started: harmless here.
+        "-W",
+        "ignore::pytest.PytestAssertRewriteWarning",
+    ]
     argv += ["-q"] if args.quiet else []
     if args.markexpr:
         argv += ["-m", args.markexpr]
@@ -82,15 +112,16 @@ def run(args: argparse.Namespace) -> int:
         return HARNESS
     results = report_dir / "results.json"
     if not results.is_file():
-        print(f"opconform run: no results were written (pytest exit {int(code)})",
-              file=sys.stderr)
+        print(f"opconform run: no results were written (pytest exit {int(code)})", file=sys.stderr)
         return HARNESS
     document = json.loads(results.read_text(encoding="utf-8"))
     _sweep(report_dir, document)
     _render(report_dir)
     counts = ", ".join(f"{n} {s}" for s, n in document["counts"].items() if n)
-    print(f"opconform: {document['verdict']} ({counts}); exit {document['exit_code']}; "
-          f"reports in {report_dir}")
+    print(
+        f"opconform: {document['verdict']} ({counts}); exit {document['exit_code']}; "
+        f"reports in {report_dir}"
+    )
     return int(document["exit_code"])
 
 
@@ -115,9 +146,12 @@ def _render(report_dir: Path) -> None:
 
 
 def add_requirements(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("requirements", help="print the requirement catalogue and its coverage",
-                       description="Every requirement of the reference, its level, and the "
-                                   "checks that cover it (or why none can).")
+    p = sub.add_parser(
+        "requirements",
+        help="print the requirement catalogue and its coverage",
+        description="Every requirement of the reference, its level, and the "
+        "checks that cover it (or why none can).",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=requirements_command)
 
@@ -137,9 +171,19 @@ def coverage() -> dict[str, list[str]]:
                         self.map.setdefault(rid, []).append(item.nodeid)
 
     collector = Collector()
-    code = pytest.main([str(SUITE_DIR), "--collect-only", "-q", "-p", "no:cacheprovider",
-                        "-m", "slow or quota or not slow", "--no-header"],
-                       plugins=[collector])
+    code = pytest.main(
+        [
+            str(SUITE_DIR),
+            "--collect-only",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-m",
+            "slow or quota or not slow",
+            "--no-header",
+        ],
+        plugins=[collector],
+    )
     if code not in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
         raise RuntimeError(f"collecting the suite failed (pytest exit {int(code)})")
     return collector.map
@@ -156,17 +200,32 @@ def requirements_command(args: argparse.Namespace) -> int:
     rows = []
     for req in requirements().values():
         checks = covered.get(req.id, [])
-        rows.append({"id": req.id, "area": req.area, "level": req.level or "-",
-                     "checks": checks, "untestable": req.untestable, "summary": req.summary})
+        rows.append(
+            {
+                "id": req.id,
+                "area": req.area,
+                "level": req.level or "-",
+                "checks": checks,
+                "untestable": req.untestable,
+                "summary": req.summary,
+            }
+        )
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     for row in rows:
-        what = (f"{len(row['checks'])} check(s)" if row["checks"]
-                else f"untestable: {row['untestable']}" if row["untestable"] else "NO CHECK")
+        what = (
+            f"{len(row['checks'])} check(s)"
+            if row["checks"]
+            else f"untestable: {row['untestable']}"
+            if row["untestable"]
+            else "NO CHECK"
+        )
         print(f"{row['id']:<14} {row['level']:<6} {row['area']:<16} {what}")
     testable = [r for r in rows if not r["untestable"]]
     missing = [r["id"] for r in testable if not r["checks"]]
-    print(f"\n{len(testable) - len(missing)} of {len(testable)} testable requirements have checks; "
-          f"{len(rows) - len(testable)} are untestable from outside, with reasons")
+    print(
+        f"\n{len(testable) - len(missing)} of {len(testable)} testable requirements have checks; "
+        f"{len(rows) - len(testable)} are untestable from outside, with reasons"
+    )
     return 1 if missing else 0

@@ -37,8 +37,11 @@ def record(exchange: Exchange, redactor: Redactor) -> dict[str, Any]:
         "error": redactor.text(exchange.error) if exchange.error else None,
         "started_at": exchange.started_at,
         "elapsed_s": round(exchange.elapsed, 4),
-        "time_to_first_byte_s": (round(exchange.time_to_first_byte, 4)
-                                 if exchange.time_to_first_byte is not None else None),
+        "time_to_first_byte_s": (
+            round(exchange.time_to_first_byte, 4)
+            if exchange.time_to_first_byte is not None
+            else None
+        ),
     }
     if exchange.events is not None:
         entry["stream"] = {
@@ -77,8 +80,9 @@ def transcript_name(nodeid: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid.split("::", 1)[-1])[:150] + ".json"
 
 
-def write_transcript(folder: Path, nodeid: str, exchanges: list[dict[str, Any]],
-                     redactor: Redactor) -> str:
+def write_transcript(
+    folder: Path, nodeid: str, exchanges: list[dict[str, Any]], redactor: Redactor
+) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     name = transcript_name(nodeid)
     text = json.dumps({"check": nodeid, "exchanges": exchanges}, indent=2)

@@ -24,13 +24,13 @@ def status(exchange: Exchange, expected: int | Iterable[int]) -> None:
     allowed = {expected} if isinstance(expected, int) else set(expected)
     shown = " or ".join(str(s) for s in sorted(allowed))
     assert exchange.status in allowed, (
-        f"{exchange.method} {exchange.path}: expected {shown}, got {preview(exchange)}")
+        f"{exchange.method} {exchange.path}: expected {shown}, got {preview(exchange)}"
+    )
 
 
 def schema_errors(instance: Any, schema: str) -> list[str]:
     errors = sorted(validator(schema).iter_errors(instance), key=lambda e: list(e.absolute_path))
-    return [f"{'/'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}"
-            for e in errors]
+    return [f"{'/'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}" for e in errors]
 
 
 def matches(instance: Any, schema: str, what: str) -> None:
@@ -41,7 +41,8 @@ def matches(instance: Any, schema: str, what: str) -> None:
 def json_body(exchange: Exchange) -> Any:
     assert exchange.content_type == "application/json", (
         f"{exchange.method} {exchange.path}: expected Content-Type application/json, got "
-        f"{preview(exchange)}")
+        f"{preview(exchange)}"
+    )
     try:
         return exchange.json()
     except ValueError as exc:
@@ -52,29 +53,41 @@ def error_body(exchange: Exchange) -> dict[str, Any]:
     """The documented error body, as far as OP-ERR-001 requires it: JSON with error.message
     and error.type strings (the type of error.code is OP-ERR-002's business)."""
     body = json_body(exchange)
-    problems = [p for p in schema_errors(body, "error") if not p.startswith("error/code")
-                and "'code' is a required property" not in p]
-    assert not problems, (f"{exchange.method} {exchange.path} -> {exchange.status}: error body "
-                          f"is not the documented format: {'; '.join(problems)}; body "
-                          f"{json.dumps(body)[:200]}")
+    problems = [
+        p
+        for p in schema_errors(body, "error")
+        if not p.startswith("error/code") and "'code' is a required property" not in p
+    ]
+    assert not problems, (
+        f"{exchange.method} {exchange.path} -> {exchange.status}: error body "
+        f"is not the documented format: {'; '.join(problems)}; body "
+        f"{json.dumps(body)[:200]}"
+    )
     return dict(body["error"])
 
 
 def rate_headers(exchange: Exchange) -> dict[str, int]:
     missing = [h for h in RATE_HEADERS if exchange.header(h) is None]
-    assert not missing, (f"{exchange.method} {exchange.path} -> {exchange.status}: missing "
-                         f"{', '.join(missing)} (present: "
-                         f"{', '.join(sorted(exchange.headers)) or 'none'})")
+    assert not missing, (
+        f"{exchange.method} {exchange.path} -> {exchange.status}: missing "
+        f"{', '.join(missing)} (present: "
+        f"{', '.join(sorted(exchange.headers)) or 'none'})"
+    )
     values = {h: exchange.header(h) or "" for h in RATE_HEADERS}
     bad = {h: v for h, v in values.items() if not v.strip().isdigit()}
     assert not bad, f"{exchange.method} {exchange.path}: rate-limit headers not integers: {bad}"
     return {h: int(v) for h, v in values.items()}
 
 
-def chat_request(model: str, content: str = "Say hello in five words.", max_tokens: int = 16,
-                 **extra: Any) -> dict[str, Any]:
-    return {"model": model, "messages": [{"role": "user", "content": content}],
-            "max_tokens": max_tokens, **extra}
+def chat_request(
+    model: str, content: str = "Say hello in five words.", max_tokens: int = 16, **extra: Any
+) -> dict[str, Any]:
+    return {
+        "model": model,
+        "messages": [{"role": "user", "content": content}],
+        "max_tokens": max_tokens,
+        **extra,
+    }
 
 
 def streamed_text(chunks: list[Any]) -> str:

@@ -12,7 +12,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -26,7 +26,7 @@ _RUN = pytest.StashKey["ConformanceRun"]()
 _RESULT = pytest.StashKey[Any]()
 
 
-def disabled(reason: str) -> None:
+def disabled(reason: str) -> NoReturn:
     """Skip a check because the run's configuration turned it off (not the target's doing)."""
     pytest.skip(DISABLED_PREFIX + reason)
 
@@ -34,19 +34,29 @@ def disabled(reason: str) -> None:
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("opconform", "OriginalPoint conformance (opconform)")
     for option in OPTIONS:
-        kwargs: dict[str, Any] = {"dest": f"op_{option.name}", "default": None,
-                                  "help": option.help + (f" [env {option.env}]" if option.env
-                                                         else "")}
+        kwargs: dict[str, Any] = {
+            "dest": f"op_{option.name}",
+            "default": None,
+            "help": option.help + (f" [env {option.env}]" if option.env else ""),
+        }
         if option.kind == "bool":
             kwargs["action"] = "store_const"
             kwargs["const"] = True
         if option.choices:
             kwargs["choices"] = option.choices
         group.addoption(option.flag, **kwargs)
-    group.addoption("--report-dir", dest="op_report_dir", default=None,
-                    help="write results.json and transcripts here")
-    group.addoption("--opconform-config", dest="op_config_file", default=None,
-                    help="settings file (default: ./opconform.toml if present)")
+    group.addoption(
+        "--report-dir",
+        dest="op_report_dir",
+        default=None,
+        help="write results.json and transcripts here",
+    )
+    group.addoption(
+        "--opconform-config",
+        dest="op_config_file",
+        default=None,
+        help="settings file (default: ./opconform.toml if present)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -74,8 +84,9 @@ class ConformanceRun:
         self.values = resolve(cli, config_file=Path(file) if file else None)
         unknown_areas = sorted(set(self.values["area"] or []) - set(AREAS))
         if unknown_areas:
-            raise UsageError(f"--area: unknown area(s) {', '.join(unknown_areas)}; "
-                             f"known: {', '.join(AREAS)}")
+            raise UsageError(
+                f"--area: unknown area(s) {', '.join(unknown_areas)}; known: {', '.join(AREAS)}"
+            )
         self.baseline = Baseline.load(self.values["expected_failures"])
         report_dir = config.getoption("op_report_dir")
         self.report_dir = Path(report_dir) if report_dir else None
@@ -103,18 +114,34 @@ class ConformanceRun:
             env = self.gateway.start()
             # The embedded gateway brings its own identities and test models.
             values.update(resolve({}, env=env, config_file=Path(os.devnull)))
-            for name in ("models", "model_count", "all_models", "max_tokens_total",
-                         "connect_timeout", "read_timeout", "request_timeout", "latency_slo",
-                         "area", "expected_failures"):
+            for name in (
+                "models",
+                "model_count",
+                "all_models",
+                "max_tokens_total",
+                "connect_timeout",
+                "read_timeout",
+                "request_timeout",
+                "latency_slo",
+                "area",
+                "requirement",
+                "expected_failures",
+            ):
                 values[name] = self.values[name]
         self.target = Target.from_values(values, embedded=embedded)
         self.redactor.add(*self.target.secrets())
-        limits = Limits(connect_timeout=self.target.connect_timeout,
-                        read_timeout=self.target.read_timeout,
-                        request_timeout=self.target.request_timeout)
-        self.client = ApiClient(self.target.base_url, self.target.keys, limits,
-                                budget=Budget(self.target.max_tokens_total),
-                                on_exchange=self.recorder)
+        limits = Limits(
+            connect_timeout=self.target.connect_timeout,
+            read_timeout=self.target.read_timeout,
+            request_timeout=self.target.request_timeout,
+        )
+        self.client = ApiClient(
+            self.target.base_url,
+            self.target.keys,
+            limits,
+            budget=Budget(self.target.max_tokens_total),
+            on_exchange=self.recorder,
+        )
         return self.target
 
     def stop(self) -> None:
@@ -137,8 +164,9 @@ def area_of(item: pytest.Item) -> str:
     return str(mark.args[0]) if mark else "other"
 
 
-def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
-                                  items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
     checks = [item for item in items if _is_check(item)]
     if not checks:
         return
@@ -148,13 +176,21 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         raise pytest.UsageError(str(exc)) from None
     config.stash[_RUN] = run
     areas = set(run.values["area"] or [])
+    wanted = set(run.values["requirement"] or [])
+    from conformance.catalogue import requirements
+
+    unknown = sorted(wanted - set(requirements()))
+    if unknown:
+        raise pytest.UsageError(f"--requirement: unknown ID(s) {', '.join(unknown)}")
     explicit_markers = bool(config.getoption("markexpr", ""))
     keep, drop = [], []
     for item in items:
         if not _is_check(item):
             keep.append(item)
             continue
-        if areas and area_of(item) not in areas:
+        if (areas and area_of(item) not in areas) or (
+            wanted and not wanted & set(requirement_ids(item))
+        ):
             drop.append(item)
             continue
         opt_in = [m for m in OPT_IN_MARKERS if item.get_closest_marker(m)]
@@ -165,6 +201,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         keep.append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
+
     # The rate-limit module exhausts the main key, so it runs after every other check (by file,
     # not area: some of its checks belong to other areas); quota and order_last after it.
     def rank(item: pytest.Item) -> int:
@@ -261,8 +298,9 @@ def _allure_labels(area: str, ids: list[str]) -> None:
         allure.dynamic.story(rid)
         req = requirements().get(rid)
         if req is not None:
-            allure.dynamic.description(f"{rid} ({req.level}): {req.summary}\n\n"
-                                       f"Reference: {req.source}")
+            allure.dynamic.description(
+                f"{rid} ({req.level}): {req.summary}\n\nReference: {req.source}"
+            )
 
 
 # ---------------------------------------------------------------------------- outcomes
@@ -295,32 +333,45 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             reason = _skip_reason(report)
             status = DISABLED if reason.startswith(DISABLED_PREFIX) else SKIP
             message = reason.removeprefix(DISABLED_PREFIX)
-        elif call.excinfo is not None and call.excinfo.errisinstance(AssertionError) \
-                and report.when == "call":
+        elif (
+            call.excinfo is not None
+            and report.when == "call"
+            and call.excinfo.errisinstance((AssertionError, pytest.fail.Exception))
+        ):
             status = FAIL if level == "MUST" else WARN
             message = str(call.excinfo.value).strip()
         else:
             status = ERROR
             message = _error_message(call)
-        result = CheckResult(id=item.nodeid, name=item.name, area=area_of(item),
-                             requirements=ids, level=level, status=status, message=message,
-                             duration=round(call.duration, 4),
-                             warnings=list(run.warnings.get(item.nodeid, [])))
+        result = CheckResult(
+            id=item.nodeid,
+            name=item.name,
+            area=area_of(item),
+            requirements=ids,
+            level=level,
+            status=status,
+            message=message,
+            duration=round(call.duration, 4),
+            warnings=list(run.warnings.get(item.nodeid, [])),
+        )
         matched = run.baseline.match(item.nodeid, item.name, ids)
         if matched and status == FAIL:
             result.baseline = "expected"
             report.outcome = "skipped"
-            report.wasxfail = f"expected failure ({matched} in the baseline)"  # type: ignore[attr-defined]
+            report.wasxfail = f"expected failure ({matched} in the baseline)"
         elif matched and status == PASS:
             result.baseline = "stale"
             report.outcome = "failed"
-            report.longrepr = (f"stale baseline: {matched} is listed in "
-                               f"{run.baseline.path} but now passes; remove it")
+            report.longrepr = (
+                f"stale baseline: {matched} is listed in "
+                f"{run.baseline.path} but now passes; remove it"
+            )
         elif status == WARN and report.failed:
             # A SHOULD broken: a warning, not a failed gate, in plain pytest too.
             report.outcome = "passed"
             result.warnings.append(message)
         run.results.append(result)
+        item.user_properties.append(("status", result.status))
     if report.when == "teardown":
         _finish_evidence(run, item)
 
@@ -344,14 +395,18 @@ def _finish_evidence(run: ConformanceRun, item: pytest.Item) -> None:
     if run.report_dir is not None and exchanges:
         from conformance.evidence import write_transcript
 
-        result.evidence = write_transcript(run.report_dir / "transcripts", item.nodeid,
-                                           exchanges, run.redactor)
+        result.evidence = write_transcript(
+            run.report_dir / "transcripts", item.nodeid, exchanges, run.redactor
+        )
     if exchanges:
         try:
             import allure
 
-            allure.attach(run.redactor.text(json.dumps(exchanges, indent=2)),
-                          name="transcript", attachment_type=allure.attachment_type.JSON)
+            allure.attach(
+                run.redactor.text(json.dumps(exchanges, indent=2)),
+                name="transcript",
+                attachment_type=allure.attachment_type.JSON,
+            )
         except Exception:  # allure inactive: nothing to attach to
             pass
 
@@ -381,14 +436,24 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
     for item in run.disabled_items:
         opt_in = [m for m in OPT_IN_MARKERS if item.get_closest_marker(m)]
-        run.results.append(CheckResult(
-            id=item.nodeid, name=item.name, area=area_of(item), requirements=requirement_ids(item),
-            level="MUST", status=DISABLED,
-            message=f"opt-in ({', '.join(opt_in)}): select it with -m {opt_in[0]}"))
+        run.results.append(
+            CheckResult(
+                id=item.nodeid,
+                name=item.name,
+                area=area_of(item),
+                requirements=requirement_ids(item),
+                level="MUST",
+                status=DISABLED,
+                message=f"opt-in ({', '.join(opt_in)}): select it with -m {opt_in[0]}",
+            )
+        )
     summary, code = verdict(run.results)
     unused = sorted(set(run.baseline.entries) - run.baseline.used)
     run.summary = {  # type: ignore[attr-defined]
-        "verdict": summary, "exit_code": code, "counts": counts(run.results)}
+        "verdict": summary,
+        "exit_code": code,
+        "counts": counts(run.results),
+    }
     if run.report_dir is None:
         return
     run.report_dir.mkdir(parents=True, exist_ok=True)
@@ -405,8 +470,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         "counts": counts(run.results),
         "requests_sent": dict(run.client.sent) if run.client else {},
         "tokens_spent": run.client.budget.spent if run.client else 0,
-        "baseline": {"file": str(run.baseline.path) if run.baseline.path else None,
-                     "unused_entries": unused},
+        "baseline": {
+            "file": str(run.baseline.path) if run.baseline.path else None,
+            "unused_entries": unused,
+        },
         "checks": as_dicts(run.results),
         "requirements": roll_up(run.results),
     }

@@ -112,10 +112,19 @@ def _row(req: Requirement, mine: list[CheckResult]) -> dict[str, Any]:
             status = WARN
     expected = [c.id for c in mine if c.baseline == "expected"]
     stale = [c.id for c in mine if c.baseline == "stale"]
-    return {"id": req.id, "area": req.area, "level": req.level or "-", "status": status,
-            "summary": req.summary, "source": req.source, "basis": req.basis,
-            "untestable": req.untestable, "checks": [c.id for c in mine],
-            "expected_failures": expected, "stale_baseline": stale}
+    return {
+        "id": req.id,
+        "area": req.area,
+        "level": req.level or "-",
+        "status": status,
+        "summary": req.summary,
+        "source": req.source,
+        "basis": req.basis,
+        "untestable": req.untestable,
+        "checks": [c.id for c in mine],
+        "expected_failures": expected,
+        "stale_baseline": stale,
+    }
 
 
 def verdict(checks: list[CheckResult]) -> tuple[str, int]:

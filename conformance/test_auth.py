@@ -50,8 +50,9 @@ def test_key_without_prefix_is_refused(api: Any, model: str, method: str, path: 
 @pytest.mark.parametrize(("method", "path"), ENDPOINTS, ids=lambda v: str(v).strip("/"))
 def test_invalid_key_is_refused(api: Any, model: str, method: str, path: str, kind: str) -> None:
     # An empty key is sent as a bare scheme: a trailing space is not a legal header value.
-    header = f"Bearer op_sk_opconform_unknown_{secrets.token_hex(12)}" if kind == "unknown" \
-        else "Bearer"
+    header = (
+        f"Bearer op_sk_opconform_unknown_{secrets.token_hex(12)}" if kind == "unknown" else "Bearer"
+    )
     exchange = _send(api, method, path, model, key=None, authorization=header)
     expect.status(exchange, 401)
 
@@ -67,17 +68,23 @@ def test_key_without_permission_gets_403(api: Any, restricted: str) -> None:
 def test_configured_key_is_accepted(api: Any) -> None:
     exchange = api.request("GET", "/models", key="main")
     assert exchange.status == 200, (
-        f"the configured --api-key is not accepted: {expect.preview(exchange)}")
+        f"the configured --api-key is not accepted: {expect.preview(exchange)}"
+    )
 
 
 @requirement("OP-AUTH-007")
 def test_401_has_documented_body(api: Any) -> None:
-    exchange = api.request("GET", "/models", key=None,
-                           authorization=f"Bearer op_sk_opconform_unknown_{secrets.token_hex(12)}")
+    exchange = api.request(
+        "GET",
+        "/models",
+        key=None,
+        authorization=f"Bearer op_sk_opconform_unknown_{secrets.token_hex(12)}",
+    )
     expect.status(exchange, 401)
     error = expect.error_body(exchange)
     assert error["type"] == "authentication_error", (
-        f"401 error.type is {error['type']!r}; the reference documents 'authentication_error'")
+        f"401 error.type is {error['type']!r}; the reference documents 'authentication_error'"
+    )
 
 
 @requirement("OP-AUTH-006")
@@ -92,4 +99,5 @@ def test_run_was_not_mostly_refused(request: pytest.FixtureRequest, target: Targ
     assert mine, "no request with a configured key was sent"
     assert len(refused) <= len(mine) / 2, (
         f"{len(refused)} of {len(mine)} requests sent with the configured keys were refused "
-        "with 401/403: check --api-key and the other keys")
+        "with 401/403: check --api-key and the other keys"
+    )

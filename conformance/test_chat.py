@@ -39,8 +39,9 @@ def test_completion_echoes_model(api: Any, bulk_key: str, models: list[str]) -> 
         expect.status(exchange, 200)
         echoed = exchange.json().get("model")
         # A dated snapshot of the requested alias (gpt-4o -> gpt-4o-2024-08-06) is the same model.
-        assert isinstance(echoed, str) and (echoed == model_id or echoed.startswith(model_id + "-")), (
-            f"asked for model {model_id!r}, the completion says {echoed!r}")
+        assert isinstance(echoed, str) and (
+            echoed == model_id or echoed.startswith(model_id + "-")
+        ), f"asked for model {model_id!r}, the completion says {echoed!r}"
 
 
 @requirement("OP-CHAT-003")
@@ -48,11 +49,15 @@ def test_usage_adds_up(api: Any, bulk_key: str, model: str) -> None:
     exchange = api.chat(expect.chat_request(model), key=bulk_key)
     expect.status(exchange, 200)
     usage = exchange.json().get("usage") or {}
-    prompt, completion, total = (usage.get(k) for k in
-                                 ("prompt_tokens", "completion_tokens", "total_tokens"))
-    assert all(isinstance(v, int) for v in (prompt, completion, total)), f"usage is {usage}"
+    prompt, completion, total = (
+        usage.get(k) for k in ("prompt_tokens", "completion_tokens", "total_tokens")
+    )
+    assert isinstance(prompt, int) and isinstance(completion, int) and isinstance(total, int), (
+        f"usage is {usage}"
+    )
     assert total == prompt + completion, (
-        f"usage.total_tokens {total} != prompt_tokens {prompt} + completion_tokens {completion}")
+        f"usage.total_tokens {total} != prompt_tokens {prompt} + completion_tokens {completion}"
+    )
 
 
 @requirement("OP-CHAT-004")
@@ -61,7 +66,8 @@ def test_max_tokens_is_honoured(api: Any, bulk_key: str, model: str) -> None:
     expect.status(exchange, 200)
     completion_tokens = (exchange.json().get("usage") or {}).get("completion_tokens")
     assert isinstance(completion_tokens, int) and completion_tokens <= 5, (
-        f"max_tokens 5, but usage.completion_tokens is {completion_tokens}")
+        f"max_tokens 5, but usage.completion_tokens is {completion_tokens}"
+    )
 
 
 @requirement("OP-CHAT-005")
@@ -75,16 +81,24 @@ def test_cut_completion_says_length(api: Any, bulk_key: str, model: str) -> None
         pytest.skip(f"the model stopped after {completion_tokens} tokens, before max_tokens")
     assert finish == "length", (
         f"completion cut at max_tokens 5 ({completion_tokens} tokens) says finish_reason "
-        f"{finish!r}, not 'length'")
+        f"{finish!r}, not 'length'"
+    )
 
 
 @requirement("OP-CHAT-007")
 @pytest.mark.parametrize("temperature", [0, 0.7, 2])
-def test_documented_request_is_accepted(api: Any, bulk_key: str, model: str,
-                                        temperature: float) -> None:
-    body = {"model": model,
-            "messages": [{"role": "system", "content": "You are a helpful assistant."},
-                         {"role": "user", "content": "What is the capital of France?"}],
-            "max_tokens": 16, "temperature": temperature, "stream": False}
+def test_documented_request_is_accepted(
+    api: Any, bulk_key: str, model: str, temperature: float
+) -> None:
+    body = {
+        "model": model,
+        "messages": [
+            {"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": "What is the capital of France?"},
+        ],
+        "max_tokens": 16,
+        "temperature": temperature,
+        "stream": False,
+    }
     exchange = api.chat(body, key=bulk_key)
     expect.status(exchange, 200)

@@ -17,9 +17,16 @@ GO_EMPTY_MESSAGE_LIMIT = 300
 
 @pytest.fixture
 def stream(api: Any, bulk_key: str, model: str) -> Any:
-    exchange = api.chat(expect.chat_request(model, "Write a haiku about APIs.", max_tokens=24,
-                                            stream_options={"include_usage": True}),
-                        key=bulk_key, stream=True)
+    exchange = api.chat(
+        expect.chat_request(
+            model,
+            "Write a haiku about APIs.",
+            max_tokens=24,
+            stream_options={"include_usage": True},
+        ),
+        key=bulk_key,
+        stream=True,
+    )
     expect.status(exchange, 200)
     assert exchange.sse is not None
     return exchange
@@ -31,7 +38,8 @@ def test_no_event_field(stream: Any) -> None:
     assert "event" not in stream.sse.fields_seen, (
         f"events carry an event: field ({', '.join(sorted(events)) or 'empty'}): the Python SDK "
         "hands such events to its own handler instead of yielding chunks, and Node openai fails "
-        "on an event: block without data")
+        "on an event: block without data"
+    )
 
 
 @requirement("OP-COMPAT-002")
@@ -39,7 +47,8 @@ def test_no_id_or_retry_field(stream: Any) -> None:
     present = sorted(stream.sse.fields_seen & {"id", "retry"})
     assert not present, (
         f"events carry {', '.join(f + ':' for f in present)} fields: once a server sends id:, the "
-        "Python SDK dispatches empty events on later blank lines and fails to parse them")
+        "Python SDK dispatches empty events on later blank lines and fails to parse them"
+    )
 
 
 @requirement("OP-COMPAT-003")
@@ -47,7 +56,8 @@ def test_each_payload_on_one_data_line(stream: Any) -> None:
     split = [i for i, e in enumerate(stream.events) if e.data_lines > 1]
     assert not split, (
         f"{len(split)} events spread their JSON over several data: lines (first: event "
-        f"{split[0]}): valid SSE, but go-openai treats each data: line as its own message")
+        f"{split[0]}): valid SSE, but go-openai treats each data: line as its own message"
+    )
 
 
 @requirement("OP-COMPAT-004")
@@ -55,24 +65,28 @@ def test_keepalives_stay_below_go_limit(stream: Any, check: Any) -> None:
     run = stream.sse.max_non_data_run
     assert run < GO_EMPTY_MESSAGE_LIMIT, (
         f"{run} non-data lines between two data events: go-openai gives up after "
-        f"{GO_EMPTY_MESSAGE_LIMIT}")
+        f"{GO_EMPTY_MESSAGE_LIMIT}"
+    )
     if run > GO_EMPTY_MESSAGE_LIMIT // 3:
-        check.warn(f"{run} non-data lines between two data events, close to go-openai's "
-                   f"limit of {GO_EMPTY_MESSAGE_LIMIT}")
+        check.warn(
+            f"{run} non-data lines between two data events, close to go-openai's "
+            f"limit of {GO_EMPTY_MESSAGE_LIMIT}"
+        )
 
 
 @requirement("OP-COMPAT-005")
 def test_in_stream_error_starts_with_error_key(api: Any, bulk_key: str, target: Target) -> None:
     from conformance.plugin import disabled
 
-    if not target.midstream_error_model:
+    model_id = target.midstream_error_model
+    if not model_id:
         disabled("needs --midstream-error-model")
-    exchange = api.chat(expect.chat_request(target.midstream_error_model, max_tokens=24),
-                        key=bulk_key, stream=True)
+    exchange = api.chat(expect.chat_request(model_id, max_tokens=24), key=bulk_key, stream=True)
     errors = [e for e in exchange.events or [] if '"error"' in e.data]
     if not errors:
         pytest.skip("the mid-stream failure model sent no error event (see OP-ERR-008)")
     payload = errors[0].data
     assert payload.startswith('{"error":'), (
         f"in-stream error payload starts {payload[:40]!r}: go-openai recognises an error only "
-        'when the payload starts with {"error":')
+        'when the payload starts with {"error":'
+    )

@@ -31,14 +31,20 @@ def error_exchanges(api: Any, bulk_key: str, target: Target) -> list[Any]:
     unknown_key = f"Bearer op_sk_opconform_unknown_{secrets.token_hex(12)}"
     exchanges = [
         api.request("GET", "/models", key=None, authorization=unknown_key),
-        api.request("POST", "/chat/completions", key=bulk_key, content=b"{not json",
-                    headers={"content-type": "application/json"}),
+        api.request(
+            "POST",
+            "/chat/completions",
+            key=bulk_key,
+            content=b"{not json",
+            headers={"content-type": "application/json"},
+        ),
         api.chat(expect.chat_request("opconform-no-such-model"), key=bulk_key),
         api.request("GET", "/opconform-no-such-path", key=bulk_key),
     ]
     if api.has_key("restricted") and target.restricted_model:
-        exchanges.append(api.chat(expect.chat_request(target.restricted_model, max_tokens=4),
-                                  key="restricted"))
+        exchanges.append(
+            api.chat(expect.chat_request(target.restricted_model, max_tokens=4), key="restricted")
+        )
     return exchanges
 
 
@@ -57,10 +63,12 @@ def test_error_code_is_integer_status(error_exchanges: list[Any]) -> None:
             raise AssertionError(
                 f"{exchange.method} {exchange.path} -> {exchange.status}: error.code is {code!r}, "
                 "a string as OpenAI sends it: this breaks the documented format (the integer "
-                "HTTP status) but none of the official SDKs")
+                "HTTP status) but none of the official SDKs"
+            )
         assert code == exchange.status, (
             f"{exchange.method} {exchange.path} -> {exchange.status}: error.code is {code!r}, "
-            "not the integer HTTP status the reference shows")
+            "not the integer HTTP status the reference shows"
+        )
 
 
 @requirement("OP-ERR-003")
@@ -72,7 +80,8 @@ def test_error_type_fits_status(error_exchanges: list[Any]) -> None:
             continue
         assert any(word in error_type for word in words), (
             f"{exchange.method} {exchange.path} -> {exchange.status}: error.type {error_type!r} "
-            f"does not fit the status (expected something like {words[0]!r})")
+            f"does not fit the status (expected something like {words[0]!r})"
+        )
 
 
 @requirement("OP-ERR-004")
@@ -83,8 +92,7 @@ def test_unknown_path_gets_json_error(api: Any, bulk_key: str) -> None:
 
 
 @requirement("OP-ERR-005")
-@pytest.mark.parametrize(("method", "path"), [("DELETE", "/chat/completions"),
-                                              ("PUT", "/models")])
+@pytest.mark.parametrize(("method", "path"), [("DELETE", "/chat/completions"), ("PUT", "/models")])
 def test_wrong_method_gets_json_error(api: Any, bulk_key: str, method: str, path: str) -> None:
     exchange = api.request(method, path, key=bulk_key)
     expect.status(exchange, (404, 405))

@@ -33,7 +33,8 @@ def test_list_spans_providers(model_list: dict[str, Any]) -> None:
     providers = {m.get("owned_by") for m in data}
     assert len(data) > 50 and len(providers) >= 9, (
         f"{len(data)} models from {len(providers)} providers; the reference promises over 50 "
-        f"models from 9 providers ({', '.join(sorted(map(str, providers)))})")
+        f"models from 9 providers ({', '.join(sorted(map(str, providers)))})"
+    )
 
 
 @requirement("OP-MODELS-003")
@@ -44,8 +45,9 @@ def test_model_ids_are_unique(model_list: dict[str, Any]) -> None:
 
 
 @requirement("OP-MODELS-004")
-def test_listed_models_answer_chat(api: Any, bulk_key: str, models: list[str],
-                                   listed_models: list[str]) -> None:
+def test_listed_models_answer_chat(
+    api: Any, bulk_key: str, models: list[str], listed_models: list[str]
+) -> None:
     chosen = list(dict.fromkeys(models + listed_models[: len(models) + 1]))
     failures = []
     for model_id in chosen:
@@ -62,7 +64,8 @@ def test_retrieve_model(api: Any, bulk_key: str, model: str) -> None:
     body = expect.json_body(exchange)
     expect.matches(body, "model", f"GET /models/{model}")
     assert body["id"] == model, f"GET /models/{model} returned id {body['id']!r}"
-    unknown = api.request("GET", f"/models/opconform-no-such-model-{secrets.token_hex(4)}",
-                          key=bulk_key)
+    unknown = api.request(
+        "GET", f"/models/opconform-no-such-model-{secrets.token_hex(4)}", key=bulk_key
+    )
     expect.status(unknown, 404)
     expect.error_body(unknown)

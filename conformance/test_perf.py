@@ -32,8 +32,10 @@ def _judge(benchmark: Any, target: Target, name: str) -> None:
         if metric != name:
             continue
         value = _p95(samples) if stat == "p95" else sorted(samples)[len(samples) // 2]
-        assert value <= limit, (f"{slo_name} is {value * 1000:.0f} ms, over the threshold of "
-                                f"{limit * 1000:.0f} ms ({len(samples)} rounds)")
+        assert value <= limit, (
+            f"{slo_name} is {value * 1000:.0f} ms, over the threshold of "
+            f"{limit * 1000:.0f} ms ({len(samples)} rounds)"
+        )
 
 
 def _measure(benchmark: Any, action: Callable[[], Any]) -> None:
@@ -53,8 +55,9 @@ def _payloads(events: list[Any]) -> list[Any]:
 
 
 @requirement("OP-PERF-001")
-def test_time_to_first_byte_of_models(benchmark: Any, api: Any, bulk_key: str,
-                                      target: Target) -> None:
+def test_time_to_first_byte_of_models(
+    benchmark: Any, api: Any, bulk_key: str, target: Target
+) -> None:
     def action() -> None:
         expect.status(api.request("GET", "/models", key=bulk_key), 200)
 
@@ -63,8 +66,9 @@ def test_time_to_first_byte_of_models(benchmark: Any, api: Any, bulk_key: str,
 
 
 @requirement("OP-PERF-001")
-def test_small_completion_latency(benchmark: Any, api: Any, bulk_key: str, model: str,
-                                  target: Target) -> None:
+def test_small_completion_latency(
+    benchmark: Any, api: Any, bulk_key: str, model: str, target: Target
+) -> None:
     def action() -> None:
         expect.status(api.chat(expect.chat_request(model, max_tokens=8), key=bulk_key), 200)
 
@@ -73,8 +77,9 @@ def test_small_completion_latency(benchmark: Any, api: Any, bulk_key: str, model
 
 
 @requirement("OP-PERF-001")
-def test_time_to_first_token(benchmark: Any, api: Any, bulk_key: str, model: str,
-                             target: Target) -> None:
+def test_time_to_first_token(
+    benchmark: Any, api: Any, bulk_key: str, model: str, target: Target
+) -> None:
     """Clocked to the first event with content, not the role-only first chunk."""
     body = expect.chat_request(model, max_tokens=8)
 

@@ -18,30 +18,36 @@ PROMPT_TOKENS = 20_000
 
 @requirement("OP-RL-013")
 def test_tokens_per_day_cutoff(api: Any, model: str, target: Target, check: Any) -> None:
-    if target.tokens_per_day is None:
+    limit = target.tokens_per_day
+    if limit is None:
         disabled(f"the {target.plan} plan has no tokens/day limit")
-    budget = target.tokens_per_day + 2 * PROMPT_TOKENS
+    budget = limit + 2 * PROMPT_TOKENS
     if api.budget.limit - api.budget.spent < budget:
         disabled(f"needs --max-tokens-total of at least {budget + api.budget.spent}")
     body = expect.chat_request(model, "word " * PROMPT_TOKENS, max_tokens=8)
     used = 0
-    for _ in range(target.tokens_per_day // PROMPT_TOKENS + 3):
+    for _ in range(limit // PROMPT_TOKENS + 3):
         exchange = api.chat(body, key="main", allow_429=True)
         if exchange.status == 429:
             expect.error_body(exchange)
             retry_after = exchange.header("retry-after") or ""
-            if retry_after.isdigit() and int(retry_after) <= 60 and used < target.tokens_per_day:
+            if retry_after.isdigit() and int(retry_after) <= 60 and used < limit:
                 # a requests/min window, not the daily budget: wait for the next one
                 api.pacer.before("main", needed=2)
                 continue
-            assert used >= target.tokens_per_day * 0.5, (
+            assert used >= limit * 0.5, (
                 f"cut off after {used} tokens, far below the documented "
-                f"{target.tokens_per_day:,} (was the key used earlier today?)")
-            if used < target.tokens_per_day:
-                check.warn(f"cut off after {used:,} tokens, before the documented "
-                           f"{target.tokens_per_day:,}: the key may have been used earlier today")
+                f"{limit:,} (was the key used earlier today?)"
+            )
+            if used < limit:
+                check.warn(
+                    f"cut off after {used:,} tokens, before the documented "
+                    f"{limit:,}: the key may have been used earlier today"
+                )
             return
         expect.status(exchange, 200)
         used += exchange.json()["usage"]["total_tokens"]
-    pytest.fail(f"{used:,} tokens spent on a {target.plan} key without a 429; the plan allows "
-                f"{target.tokens_per_day:,} a day")
+    pytest.fail(
+        f"{used:,} tokens spent on a {target.plan} key without a 429; the plan allows "
+        f"{limit:,} a day"
+    )

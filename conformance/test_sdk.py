@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from conformance import expect
-from conformance.sdk import python_client, run_node
+from conformance.sdk import python_client, raised, run_node
 from opconform.config import Target
 
 pytestmark = pytest.mark.area("sdk")
@@ -15,8 +15,9 @@ requirement = pytest.mark.requirement
 
 
 @requirement("OP-SDK-001")
-def test_python_sdk_lists_completes_streams(api: Any, bulk_key: str, model: str,
-                                            target: Target) -> None:
+def test_python_sdk_lists_completes_streams(
+    api: Any, bulk_key: str, model: str, target: Target
+) -> None:
     import openai
 
     client = python_client(api, target, bulk_key)
@@ -37,33 +38,37 @@ def test_python_sdk_lists_completes_streams(api: Any, bulk_key: str, model: str,
 
 @requirement("OP-SDK-002")
 def test_python_sdk_maps_401_and_403(api: Any, bulk_key: str, target: Target) -> None:
-    import openai
-
     client = python_client(api, target, bulk_key).with_options(
-        api_key="op_sk_opconform_unknown_python_check")
-    with pytest.raises(openai.AuthenticationError):
-        client.models.list()
+        api_key="op_sk_opconform_unknown_python_check"
+    )
+    on_401 = raised(client.models.list)
+    assert on_401 == "AuthenticationError", f"Python SDK on a 401 raised {on_401}"
     if api.has_key("restricted") and target.restricted_model:
         restricted = python_client(api, target, "restricted")
-        with pytest.raises(openai.PermissionDeniedError):
-            restricted.chat.completions.create(**expect.chat_request(target.restricted_model,
-                                                                     max_tokens=4))
+        body = expect.chat_request(target.restricted_model, max_tokens=4)
+        on_403 = raised(lambda: restricted.chat.completions.create(**body))
+        assert on_403 == "PermissionDeniedError", (
+            f"Python SDK on a forbidden model raised {on_403}, not PermissionDeniedError"
+        )
 
 
 @requirement("OP-SDK-003")
-def test_node_sdk_lists_completes_streams(api: Any, bulk_key: str, model: str,
-                                          target: Target) -> None:
+def test_node_sdk_lists_completes_streams(
+    api: Any, bulk_key: str, model: str, target: Target
+) -> None:
     result = run_node(api, target, "basic", key=bulk_key, model=model)
     assert "error" not in result, f"the Node SDK failed: {result['error']}"
     assert result.get("models", 0) > 0 and result.get("completion"), f"Node SDK: {result}"
     assert result.get("streamed") and result.get("finish_reason"), (
-        f"the Node SDK stream ended without text or finish_reason: {result}")
+        f"the Node SDK stream ended without text or finish_reason: {result}"
+    )
 
 
 @requirement("OP-SDK-004")
 def test_node_sdk_maps_401_and_403(api: Any, bulk_key: str, target: Target) -> None:
-    result = run_node(api, target, "errors", key=bulk_key,
-                      restricted_model=target.restricted_model or "")
+    result = run_node(
+        api, target, "errors", key=bulk_key, restricted_model=target.restricted_model or ""
+    )
     assert result.get("authentication") == "AuthenticationError", f"Node SDK on 401: {result}"
     if "permission" in result:
         assert result["permission"] == "PermissionDeniedError", f"Node SDK on 403: {result}"

@@ -16,8 +16,7 @@ HAIKU = "Write a haiku about APIs."
 
 
 def _stream(api: Any, key: str, model: str, **extra: Any) -> Any:
-    return api.chat(expect.chat_request(model, HAIKU, max_tokens=24, **extra), key=key,
-                    stream=True)
+    return api.chat(expect.chat_request(model, HAIKU, max_tokens=24, **extra), key=key, stream=True)
 
 
 @requirement("OP-STREAM-001")
@@ -25,7 +24,8 @@ def test_stream_is_event_stream(api: Any, bulk_key: str, model: str) -> None:
     exchange = _stream(api, bulk_key, model)
     expect.status(exchange, 200)
     assert exchange.content_type == "text/event-stream", (
-        f"stream: Content-Type is {exchange.header('content-type')!r}, not text/event-stream")
+        f"stream: Content-Type is {exchange.header('content-type')!r}, not text/event-stream"
+    )
 
 
 @requirement("OP-STREAM-002")
@@ -34,7 +34,8 @@ def test_every_event_is_one_json_object(api: Any, bulk_key: str, model: str) -> 
     expect.status(exchange, 200)
     assert exchange.events, f"no events: {expect.preview(exchange)}"
     assert not exchange.incomplete_tail, (
-        f"the stream ended inside an event (no blank line): {exchange.incomplete_tail[:120]!r}")
+        f"the stream ended inside an event (no blank line): {exchange.incomplete_tail[:120]!r}"
+    )
     assert exchange.sse is not None and not exchange.sse.invalid_utf8, "stream is not UTF-8"
     for index, payload in enumerate(expect.stream_chunks(exchange)):
         assert isinstance(payload, dict), f"event {index} is JSON but not an object"
@@ -51,8 +52,9 @@ def test_chunks_share_id_created_model(api: Any, bulk_key: str, model: str) -> N
     chunks = expect.stream_chunks(_stream(api, bulk_key, model))
     for field in ("id", "created", "model"):
         values = {str(c.get(field)) for c in chunks}
-        assert len(values) == 1, f"chunks carry {len(values)} different {field} values: " \
-                                 f"{sorted(values)[:4]}"
+        assert len(values) == 1, (
+            f"chunks carry {len(values)} different {field} values: {sorted(values)[:4]}"
+        )
 
 
 @requirement("OP-STREAM-005")
@@ -66,8 +68,12 @@ def test_first_delta_has_role(api: Any, bulk_key: str, model: str) -> None:
 @requirement("OP-STREAM-006")
 def test_exactly_one_finish_reason(api: Any, bulk_key: str, model: str) -> None:
     chunks = expect.stream_chunks(_stream(api, bulk_key, model))
-    reasons = [choice.get("finish_reason") for c in chunks for choice in c.get("choices") or []
-               if choice.get("finish_reason") is not None]
+    reasons = [
+        choice.get("finish_reason")
+        for c in chunks
+        for choice in c.get("choices") or []
+        if choice.get("finish_reason") is not None
+    ]
     assert len(reasons) == 1, f"{len(reasons)} chunks carry a finish_reason: {reasons}"
 
 
@@ -77,9 +83,11 @@ def test_done_once_and_last(api: Any, bulk_key: str, model: str) -> None:
     expect.status(exchange, 200)
     assert exchange.done_count == 1, (
         f"data: [DONE] came {exchange.done_count} times; the stream must end with it once"
-        + (f" ({exchange.error})" if exchange.error else ""))
+        + (f" ({exchange.error})" if exchange.error else "")
+    )
     assert exchange.events and exchange.events[-1].is_done and exchange.events_after_done == 0, (
-        f"{exchange.events_after_done} events after [DONE]")
+        f"{exchange.events_after_done} events after [DONE]"
+    )
 
 
 @requirement("OP-STREAM-008")
@@ -87,10 +95,14 @@ def test_connection_closes_after_done(api: Any, bulk_key: str, model: str) -> No
     exchange = _stream(api, bulk_key, model)
     expect.status(exchange, 200)
     if exchange.done_count == 0:
-        pytest.fail("no [DONE] arrived, so closing after it cannot hold (see OP-STREAM-007)")
+        pytest.skip(
+            "no [DONE] arrived, so there is no close after it to judge (OP-STREAM-007 "
+            "fails for that)"
+        )
     assert exchange.closed_after_done, (
         f"the connection stayed open {api.limits.close_grace:g}s after [DONE]; the Python SDK "
-        "up to 2.6 reads until the server closes")
+        "up to 2.6 reads until the server closes"
+    )
 
 
 @requirement("OP-STREAM-009")
@@ -104,24 +116,29 @@ def test_include_usage_adds_final_usage_chunk(api: Any, bulk_key: str, model: st
     assert last.get("choices") == [], f"the usage chunk has choices {last.get('choices')!r}"
     usage = last["usage"]
     assert usage.get("total_tokens") == usage.get("prompt_tokens", 0) + usage.get(
-        "completion_tokens", 0), f"streamed usage does not add up: {usage}"
+        "completion_tokens", 0
+    ), f"streamed usage does not add up: {usage}"
 
 
 @requirement("OP-STREAM-010")
-def test_streamed_text_equals_completion(api: Any, bulk_key: str, model: str, target: Target,
-                                         check: Any) -> None:
+def test_streamed_text_equals_completion(
+    api: Any, bulk_key: str, model: str, target: Target, check: Any
+) -> None:
     body = expect.chat_request(model, HAIKU, max_tokens=24, temperature=0)
     plain = api.chat(body, key=bulk_key)
     expect.status(plain, 200)
     text = plain.json()["choices"][0]["message"]["content"]
-    streamed = expect.streamed_text(expect.stream_chunks(api.chat(body, key=bulk_key,
-                                                                  stream=True)))
+    streamed = expect.streamed_text(expect.stream_chunks(api.chat(body, key=bulk_key, stream=True)))
     if streamed != text and not target.deterministic:
-        check.warn("streamed text differs from the non-streamed text (the target does not say "
-                   "it is deterministic, so this may be sampling)")
+        check.warn(
+            "streamed text differs from the non-streamed text (the target does not say "
+            "it is deterministic, so this may be sampling)"
+        )
         return
-    assert streamed == text, (f"streamed text {streamed[:80]!r} differs from the completion "
-                              f"{text[:80]!r} of the same deterministic request")
+    assert streamed == text, (
+        f"streamed text {streamed[:80]!r} differs from the completion "
+        f"{text[:80]!r} of the same deterministic request"
+    )
 
 
 @requirement("OP-STREAM-011")
@@ -130,22 +147,31 @@ def test_every_selected_model_streams(api: Any, bulk_key: str, models: list[str]
     for model_id in models:
         exchange = _stream(api, bulk_key, model_id)
         if exchange.status != 200 or exchange.done_count != 1:
-            failures.append(f"{model_id}: {expect.preview(exchange, 100)} "
-                            f"([DONE] x{exchange.done_count})")
+            failures.append(
+                f"{model_id}: {expect.preview(exchange, 100)} ([DONE] x{exchange.done_count})"
+            )
     assert not failures, "models that do not stream to [DONE]: " + "; ".join(failures)
 
 
 @requirement("OP-CHAT-004")
 def test_stream_honours_max_tokens(api: Any, bulk_key: str, model: str) -> None:
-    exchange = api.chat(expect.chat_request(model, "Count from 1 to 200, one number per line.",
-                                            max_tokens=5,
-                                            stream_options={"include_usage": True}),
-                        key=bulk_key, stream=True)
+    exchange = api.chat(
+        expect.chat_request(
+            model,
+            "Count from 1 to 200, one number per line.",
+            max_tokens=5,
+            stream_options={"include_usage": True},
+        ),
+        key=bulk_key,
+        stream=True,
+    )
     chunks = expect.stream_chunks(exchange)
     usage = next((c["usage"] for c in chunks if c.get("usage")), None)
-    content_events = sum(1 for c in chunks for ch in c.get("choices") or []
-                         if (ch.get("delta") or {}).get("content"))
+    content_events = sum(
+        1 for c in chunks for ch in c.get("choices") or [] if (ch.get("delta") or {}).get("content")
+    )
     tokens = usage.get("completion_tokens") if isinstance(usage, dict) else content_events
     assert isinstance(tokens, int) and tokens <= 5, (
         f"max_tokens 5, but the stream produced {tokens} tokens"
-        + ("" if usage else " (counted as content events: no usage chunk)"))
+        + ("" if usage else " (counted as content events: no usage chunk)")
+    )

@@ -46,8 +46,11 @@ BAD_REQUESTS: list[tuple[str, str, Any]] = [
     ("temperature-above-2", "OP-VAL-004", lambda m: _body(m, temperature=2.1)),
     ("messages-empty", "OP-VAL-005", lambda m: _body(m, messages=[])),
     ("message-without-role", "OP-VAL-005", lambda m: _body(m, messages=[{"content": "hi"}])),
-    ("message-unknown-role", "OP-VAL-005",
-     lambda m: _body(m, messages=[{"role": "wizard", "content": "hi"}])),
+    (
+        "message-unknown-role",
+        "OP-VAL-005",
+        lambda m: _body(m, messages=[{"role": "wizard", "content": "hi"}]),
+    ),
     ("message-without-content", "OP-VAL-005", lambda m: _body(m, messages=[{"role": "user"}])),
     ("max-tokens-zero", "OP-VAL-006", lambda m: _body(m, max_tokens=0)),
     ("max-tokens-negative", "OP-VAL-006", lambda m: _body(m, max_tokens=-5)),
@@ -56,12 +59,20 @@ BAD_REQUESTS: list[tuple[str, str, Any]] = [
 
 @pytest.mark.parametrize(
     ("case", "body"),
-    [pytest.param(case, body, id=case, marks=pytest.mark.requirement(rid))
-     for case, rid, body in BAD_REQUESTS])
+    [
+        pytest.param(case, body, id=case, marks=pytest.mark.requirement(rid))
+        for case, rid, body in BAD_REQUESTS
+    ],
+)
 def test_bad_request_gets_400(api: Any, bulk_key: str, model: str, case: str, body: Any) -> None:
     content = body if isinstance(body, bytes) else json.dumps(body(model)).encode()
-    exchange = api.request("POST", "/chat/completions", key=bulk_key, content=content,
-                           headers={"content-type": "application/json"})
+    exchange = api.request(
+        "POST",
+        "/chat/completions",
+        key=bulk_key,
+        content=content,
+        headers={"content-type": "application/json"},
+    )
     expect.status(exchange, 400)
     expect.error_body(exchange)
 
@@ -70,18 +81,34 @@ def test_bad_request_gets_400(api: Any, bulk_key: str, model: str, case: str, bo
 def test_unknown_model_gets_4xx(api: Any, bulk_key: str) -> None:
     exchange = api.chat(expect.chat_request("opconform-no-such-model"), key=bulk_key)
     assert exchange.status is not None and 400 <= exchange.status < 500, (
-        f"unknown model: expected a 4xx (400 or 404), got {expect.preview(exchange)}")
+        f"unknown model: expected a 4xx (400 or 404), got {expect.preview(exchange)}"
+    )
     expect.error_body(exchange)
 
 
 # Valid but less travelled requests (OpenAI wire format): each must be served, never a 5xx.
 EDGE_REQUESTS: list[tuple[str, Any]] = [
-    ("content-parts", lambda m: _body(m, messages=[
-        {"role": "user", "content": [{"type": "text", "text": "Say hello."}]}])),
-    ("developer-role", lambda m: _body(m, messages=[
-        {"role": "developer", "content": "Be brief."}, *USER])),
-    ("assistant-turn", lambda m: _body(m, messages=[
-        *USER, {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Again."}])),
+    (
+        "content-parts",
+        lambda m: _body(
+            m, messages=[{"role": "user", "content": [{"type": "text", "text": "Say hello."}]}]
+        ),
+    ),
+    (
+        "developer-role",
+        lambda m: _body(m, messages=[{"role": "developer", "content": "Be brief."}, *USER]),
+    ),
+    (
+        "assistant-turn",
+        lambda m: _body(
+            m,
+            messages=[
+                *USER,
+                {"role": "assistant", "content": "Hello."},
+                {"role": "user", "content": "Again."},
+            ],
+        ),
+    ),
     ("unicode", lambda m: _body(m, messages=[{"role": "user", "content": "Héllo 世界 🚀"}])),
     ("unknown-extra-field", lambda m: _body(m, top_p=0.5, user="opconform")),
     ("stream-options-null", lambda m: _body(m, stream_options=None)),
@@ -91,23 +118,38 @@ EDGE_REQUESTS: list[tuple[str, Any]] = [
 
 @requirement("OP-VAL-008")
 @pytest.mark.parametrize(("case", "body"), EDGE_REQUESTS, ids=[c for c, _ in EDGE_REQUESTS])
-def test_valid_edge_request_is_served(api: Any, bulk_key: str, model: str, case: str,
-                                      body: Any) -> None:
+def test_valid_edge_request_is_served(
+    api: Any, bulk_key: str, model: str, case: str, body: Any
+) -> None:
     exchange = api.chat(body(model), key=bulk_key)
     expect.status(exchange, 200)
     expect.matches(exchange.json(), "chat-completion-response", f"answer to {case}")
 
 
-_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-3, 300),
-                     st.floats(-1, 3, allow_nan=False), st.text(max_size=12))
-_MESSAGES = st.lists(st.fixed_dictionaries(
-    {}, optional={"role": st.sampled_from(["system", "user", "assistant", "tool", "developer",
-                                           "robot"]),
-                  "content": st.one_of(st.text(max_size=20), _SCALARS,
-                                       st.lists(st.fixed_dictionaries(
-                                           {"type": st.just("text"), "text": st.text(max_size=8)}),
-                                           max_size=2))}),
-    max_size=3)
+_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 300),
+    st.floats(-1, 3, allow_nan=False),
+    st.text(max_size=12),
+)
+_MESSAGES = st.lists(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "role": st.sampled_from(["system", "user", "assistant", "tool", "developer", "robot"]),
+            "content": st.one_of(
+                st.text(max_size=20),
+                _SCALARS,
+                st.lists(
+                    st.fixed_dictionaries({"type": st.just("text"), "text": st.text(max_size=8)}),
+                    max_size=2,
+                ),
+            ),
+        },
+    ),
+    max_size=3,
+)
 
 
 @st.composite
@@ -130,13 +172,19 @@ def _request_bodies(draw: st.DrawFn, model: str) -> dict[str, Any]:
 def test_generated_requests_never_get_5xx(api: Any, bulk_key: str, model: str) -> None:
     """A bounded, reproducible property run: 30 generated bodies, valid and invalid."""
 
-    @settings(max_examples=30, deadline=None, derandomize=True, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=30,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(body=_request_bodies(model))
     def property_check(body: dict[str, Any]) -> None:
         exchange = api.chat(body, key=bulk_key)
         assert exchange.status is not None and exchange.status < 500, (
-            f"{json.dumps(body)[:200]} -> {expect.preview(exchange)}")
+            f"{json.dumps(body)[:200]} -> {expect.preview(exchange)}"
+        )
         if exchange.status == 200:
             expect.matches(exchange.json(), "chat-completion-response", "answer")
         else:

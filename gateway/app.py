@@ -9,6 +9,7 @@ the behaviour they break is implemented, so each reads as the one line it change
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -55,8 +56,13 @@ def _dumps(value: Any) -> bytes:
 class ApiError(Exception):
     """An answer with the documented error body."""
 
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None,
-                 error_type: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        headers: dict[str, str] | None = None,
+        error_type: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -78,15 +84,19 @@ class Completion:
     @property
     def usage(self) -> dict[str, int]:
         completion = len(self.pieces)
-        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": completion,
-                "total_tokens": self.prompt_tokens + completion}
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": completion,
+            "total_tokens": self.prompt_tokens + completion,
+        }
 
 
 class SlotStreamingResponse(StreamingResponse):
     """A stream that hands its concurrency slot back however it ends (finished or client gone)."""
 
-    def __init__(self, content: AsyncIterator[bytes], on_close: Callable[[], None],
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, content: AsyncIterator[bytes], on_close: Callable[[], None], **kwargs: Any
+    ) -> None:
         super().__init__(content, **kwargs)
         self._on_close = on_close
 
@@ -101,9 +111,13 @@ class TruncatedResponse(Response):
     """Chaos: promises a body, sends a little of it, and drops the connection."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", b"100000")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"100000")],
+            }
+        )
         await send({"type": "http.response.body", "body": b'{"id": "chatcmpl-', "more_body": True})
         raise ConnectionAbortedError("chaos-reset: connection dropped on purpose")
 
@@ -131,16 +145,28 @@ class Gateway:
         if self.fault("models-duplicate-id"):
             data.insert(1, dict(data[0]))
         if self.fault("models-listed-unusable"):
-            data.insert(2, {"id": UNUSABLE_MODEL_ID, "object": "model", "created": 1700000000,
-                            "owned_by": "openai"})
+            data.insert(
+                2,
+                {
+                    "id": UNUSABLE_MODEL_ID,
+                    "object": "model",
+                    "created": 1700000000,
+                    "owned_by": "openai",
+                },
+            )
         return {"object": "models" if self.fault("models-wrong-object") else "list", "data": data}
 
     def rate_headers(self, verdict: Verdict) -> dict[str, str]:
         limit = 100 if self.fault("ratelimit-limit-wrong") else verdict.limit
         remaining = verdict.limit if self.fault("ratelimit-remaining-static") else verdict.remaining
-        reset = verdict.reset * 1000 if self.fault("ratelimit-reset-milliseconds") else verdict.reset
-        return {"x-ratelimit-limit": str(limit), "x-ratelimit-remaining": str(remaining),
-                "x-ratelimit-reset": str(reset)}
+        reset = (
+            verdict.reset * 1000 if self.fault("ratelimit-reset-milliseconds") else verdict.reset
+        )
+        return {
+            "x-ratelimit-limit": str(limit),
+            "x-ratelimit-remaining": str(remaining),
+            "x-ratelimit-reset": str(reset),
+        }
 
     def error_response(self, error: ApiError) -> Response:
         headers = dict(error.headers)
@@ -150,8 +176,9 @@ class Gateway:
             if self.fault("ratelimit-headers-missing-on-401"):
                 headers = {k: v for k, v in headers.items() if not k.startswith("x-ratelimit-")}
             if self.fault("auth-401-html"):
-                return HTMLResponse("<html><body><h1>401 Unauthorized</h1></body></html>", 401,
-                                    headers=headers)
+                return HTMLResponse(
+                    "<html><body><h1>401 Unauthorized</h1></body></html>", 401, headers=headers
+                )
         error_type = error.error_type
         if error.status == 401 and self.fault("auth-error-type-wrong"):
             error_type = "invalid_request_error"
@@ -167,7 +194,8 @@ class Gateway:
     def _anonymous_headers(self, request: Request) -> dict[str, str]:
         client = request.client.host if request.client else "unknown"
         return self.rate_headers(
-            self.limiter.admit(f"anonymous:{client}", ANONYMOUS_PLAN, takes_slot=False))
+            self.limiter.admit(f"anonymous:{client}", ANONYMOUS_PLAN, takes_slot=False)
+        )
 
     def authenticate(self, request: Request) -> ApiKey:
         header = request.headers.get("authorization")
@@ -176,21 +204,26 @@ class Gateway:
                 main = self.config.key_for_role("main")
                 if main is not None:
                     return main
-            raise self._unauthorized(request, "Missing API key: send Authorization: Bearer "
-                                              "op_sk_... with every request.")
+            raise self._unauthorized(
+                request, "Missing API key: send Authorization: Bearer op_sk_... with every request."
+            )
         scheme, _, token = header.partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" and not self.fault("auth-any-scheme"):
-            raise self._unauthorized(request, "The Authorization header must use the Bearer "
-                                              "scheme.")
+            raise self._unauthorized(
+                request, "The Authorization header must use the Bearer scheme."
+            )
         if not token:
             raise self._unauthorized(request, "Empty API key provided.")
         if not token.startswith("op_sk_"):
             if not self.fault("auth-prefix-not-checked"):
-                raise self._unauthorized(request, "Invalid API key provided: keys start with "
-                                                  "op_sk_.")
+                raise self._unauthorized(
+                    request, "Invalid API key provided: keys start with op_sk_."
+                )
             token = "op_sk_" + token
         key = self.config.keys.get(token)
+        if key is not None and key.role == "main" and self.fault("auth-main-key-refused"):
+            key = None
         if key is None:
             if self.fault("auth-unknown-key-accepted"):
                 return ApiKey(token, self.config.plans["free"])
@@ -198,6 +231,8 @@ class Gateway:
         return key
 
     def _unauthorized(self, request: Request, message: str) -> ApiError:
+        if self.fault("error-echoes-key"):
+            message += f" (got {request.headers.get('authorization', '')!r})"
         return ApiError(401, message, self._anonymous_headers(request))
 
     def admit(self, key: ApiKey, *, takes_slot: bool) -> dict[str, str]:
@@ -213,10 +248,15 @@ class Gateway:
         if verdict.allowed:
             return headers
         if not self.fault("429-no-retry-after"):
-            headers["retry-after"] = "1" if self.fault("429-retry-after-too-early") else str(
-                verdict.retry_after)
-        raise ApiError(429, f"Rate limit exceeded ({verdict.reason} for the {key.plan.name} "
-                            f"plan). Retry after the period in the Retry-After header.", headers)
+            headers["retry-after"] = (
+                "1" if self.fault("429-retry-after-too-early") else str(verdict.retry_after)
+            )
+        raise ApiError(
+            429,
+            f"Rate limit exceeded ({verdict.reason} for the {key.plan.name} "
+            f"plan). Retry after the period in the Retry-After header.",
+            headers,
+        )
 
     def release(self, key: ApiKey) -> None:
         self.limiter.release(key.secret)
@@ -254,8 +294,9 @@ class Gateway:
 
     async def _chat(self, request: Request, key: ApiKey, headers: dict[str, str]) -> Response:
         user_agent = request.headers.get("user-agent", "")
-        if (self.fault("reject-python-sdk-user-agent") and user_agent.startswith("OpenAI/Python")
-                or self.fault("reject-node-sdk-user-agent") and user_agent.startswith("OpenAI/JS")):
+        if (
+            self.fault("reject-python-sdk-user-agent") and user_agent.startswith("OpenAI/Python")
+        ) or (self.fault("reject-node-sdk-user-agent") and user_agent.startswith("OpenAI/JS")):
             raise ApiError(400, "Requests from this client are not accepted.", headers)
         payload = self._parse(await request.body(), headers)
         model = self._resolve_model(payload["model"], key, headers)
@@ -268,15 +309,26 @@ class Gateway:
             return TruncatedResponse()
         if model.behaviour == "upstream_error":
             status = 500 if self.fault("upstream-error-as-500") else 502
-            raise ApiError(status, f"The upstream provider of '{model.id}' returned an invalid "
-                                   "response. The request was not billed.", headers)
+            raise ApiError(
+                status,
+                f"The upstream provider of '{model.id}' returned an invalid "
+                "response. The request was not billed.",
+                headers,
+            )
         if model.behaviour == "unavailable":
             if self.fault("unavailable-as-500"):
                 raise ApiError(500, "An unexpected error occurred.", headers)
-            raise ApiError(503, f"The model '{model.id}' is temporarily unavailable.",
-                           {**headers, "retry-after": "5"})
-        if (stream and self.fault("stream-fails-for-some-models")
-                and model.id in self._listed_ids and self._listed_ids.index(model.id) % 2 == 1):
+            raise ApiError(
+                503,
+                f"The model '{model.id}' is temporarily unavailable.",
+                {**headers, "retry-after": "5"},
+            )
+        if (
+            stream
+            and self.fault("stream-fails-for-some-models")
+            and model.id in self._listed_ids
+            and self._listed_ids.index(model.id) % 2 == 1
+        ):
             raise ApiError(500, "Streaming failed.", headers)
         completion = self._complete(payload, model, stream_variant=stream)
         if stream:
@@ -288,9 +340,13 @@ class Gateway:
             "object": "text_completion" if self.fault("chat-wrong-object") else "chat.completion",
             "created": completion.created,
             "model": self._echoed_model(model),
-            "choices": [{"index": 0,
-                         "message": {"role": "assistant", "content": "".join(completion.pieces)},
-                         "finish_reason": completion.finish_reason}],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "".join(completion.pieces)},
+                    "finish_reason": completion.finish_reason,
+                }
+            ],
             "usage": self._usage(completion),
         }
         if self.fault("ratelimit-headers-missing-on-success"):
@@ -316,8 +372,11 @@ class Gateway:
             for message in payload.get("messages") or []:
                 if isinstance(message, dict) and isinstance(message.get("content"), list):
                     raise TypeError("content-parts-500: the handler expected a string")
-        errors = [e for e in self._request_validator.iter_errors(payload)
-                  if not self._error_ignored_by_fault(e.absolute_path, e.validator)]
+        errors = [
+            e
+            for e in self._request_validator.iter_errors(payload)
+            if not self._error_ignored_by_fault(e.absolute_path, e.validator)
+        ]
         if errors:
             error = best_match(errors)
             where = "/".join(str(p) for p in error.absolute_path) or "body"
@@ -345,12 +404,14 @@ class Gateway:
         if model_id in key.denied_models and not self.fault("auth-restriction-ignored"):
             if self.fault("forbidden-as-404"):
                 raise ApiError(404, f"The model '{model_id}' does not exist.", headers)
-            raise ApiError(403, f"This API key does not have permission to use '{model_id}'.",
-                           headers)
+            raise ApiError(
+                403, f"This API key does not have permission to use '{model_id}'.", headers
+            )
         return model
 
-    def _complete(self, payload: dict[str, Any], model: MockModel, *,
-                  stream_variant: bool) -> Completion:
+    def _complete(
+        self, payload: dict[str, Any], model: MockModel, *, stream_variant: bool
+    ) -> Completion:
         messages = [m for m in payload["messages"] if isinstance(m, dict)]
         temperature = payload.get("temperature")
         if stream_variant and self.fault("stream-text-differs"):
@@ -364,9 +425,14 @@ class Gateway:
         if len(pieces) > cap and not self.fault("chat-max-tokens-ignored"):
             pieces = pieces[:cap]
             finish_reason = "stop" if self.fault("chat-finish-reason-stop-when-cut") else "length"
-        return Completion(id=f"chatcmpl-{secrets.token_hex(12)}", created=int(time.time()),
-                          model=model, pieces=pieces, finish_reason=finish_reason,
-                          prompt_tokens=mock.prompt_tokens(messages))
+        return Completion(
+            id=f"chatcmpl-{secrets.token_hex(12)}",
+            created=int(time.time()),
+            model=model,
+            pieces=pieces,
+            finish_reason=finish_reason,
+            prompt_tokens=mock.prompt_tokens(messages),
+        )
 
     def _usage(self, completion: Completion) -> dict[str, int]:
         usage = completion.usage
@@ -388,8 +454,9 @@ class Gateway:
             await asyncio.sleep(total / 1000)
 
     # ------------------------------------------------------------------ streaming
-    def _stream_response(self, completion: Completion, key: ApiKey, headers: dict[str, str],
-                         payload: dict[str, Any]) -> Response:
+    def _stream_response(
+        self, completion: Completion, key: ApiKey, headers: dict[str, str], payload: dict[str, Any]
+    ) -> Response:
         state = {"finished": False, "released": False}
 
         def on_close() -> None:
@@ -406,9 +473,12 @@ class Gateway:
         if self.fault("ratelimit-headers-missing-on-stream"):
             headers = {}
         media_type = JSON if self.fault("stream-content-type-json") else "text/event-stream"
-        return SlotStreamingResponse(events, on_close, headers={**headers,
-                                                                "cache-control": "no-cache"},
-                                     media_type=media_type)
+        return SlotStreamingResponse(
+            events,
+            on_close,
+            headers={**headers, "cache-control": "no-cache"},
+            media_type=media_type,
+        )
 
     def _event(self, payload: Any, number: int) -> bytes:
         if not self.faults:
@@ -423,13 +493,17 @@ class Gateway:
             return (head + "".join(f"data: {line}\n" for line in lines) + "\n").encode()
         return head.encode() + b"data: " + _dumps(payload) + b"\n\n"
 
-    async def _events(self, completion: Completion, key: ApiKey, include_usage: bool,
-                      state: dict[str, bool]) -> AsyncIterator[bytes]:
+    async def _events(
+        self, completion: Completion, key: ApiKey, include_usage: bool, state: dict[str, bool]
+    ) -> AsyncIterator[bytes]:
         model = completion.model
         chunk_id = completion.id
         echoed = self._echoed_model(model)
-        obj = "chat.completion" if self.fault("stream-chunk-wrong-object") else \
-            "chat.completion.chunk"
+        obj = (
+            "chat.completion"
+            if self.fault("stream-chunk-wrong-object")
+            else "chat.completion.chunk"
+        )
         number = 0
 
         def chunk(choices: list[dict[str, Any]], **extra: Any) -> bytes:
@@ -437,8 +511,14 @@ class Gateway:
             number += 1
             if self.fault("stream-id-changes"):
                 chunk_id = f"chatcmpl-{secrets.token_hex(12)}"
-            body = {"id": chunk_id, "object": obj, "created": completion.created,
-                    "model": echoed, "choices": choices, **extra}
+            body = {
+                "id": chunk_id,
+                "object": obj,
+                "created": completion.created,
+                "model": echoed,
+                "choices": choices,
+                **extra,
+            }
             return self._event(body, number)
 
         sent_tokens = 0
@@ -470,10 +550,16 @@ class Gateway:
                 if model.behaviour == "midstream_error" and index == 3:
                     if self.fault("midstream-error-swallowed"):
                         break
-                    error = {"message": "The upstream provider failed mid-stream.",
-                             "type": "upstream_error", "code": 502}
-                    body = ({"type": "error", "error": error}
-                            if self.fault("sse-error-key-not-first") else {"error": error})
+                    error = {
+                        "message": "The upstream provider failed mid-stream.",
+                        "type": "upstream_error",
+                        "code": 502,
+                    }
+                    body = (
+                        {"type": "error", "error": error}
+                        if self.fault("sse-error-key-not-first")
+                        else {"error": error}
+                    )
                     yield self._event(body, number + 1)
                     return
                 yield chunk([{"index": 0, "delta": {"content": piece}, "finish_reason": None}])
@@ -490,9 +576,11 @@ class Gateway:
             if include_usage and not self.fault("stream-usage-chunk-missing"):
                 usage = self._usage(completion)
                 if model.behaviour == "midstream_error":
-                    usage = {"prompt_tokens": completion.prompt_tokens,
-                             "completion_tokens": sent_tokens,
-                             "total_tokens": completion.prompt_tokens + sent_tokens}
+                    usage = {
+                        "prompt_tokens": completion.prompt_tokens,
+                        "completion_tokens": sent_tokens,
+                        "total_tokens": completion.prompt_tokens + sent_tokens,
+                    }
                 choices = [final] if self.fault("stream-usage-with-choices") else []
                 yield chunk(choices, usage=usage)
             if not self.fault("stream-no-done"):
@@ -512,11 +600,18 @@ class Gateway:
         if status == 405:
             if self.fault("method-not-allowed-html"):
                 return HTMLResponse("<h1>405 Method Not Allowed</h1>", 405, headers=headers)
-            allow = exc.headers.get("Allow", "") if isinstance(exc, HTTPException) and \
-                exc.headers else ""
-            return self.error_response(ApiError(
-                405, f"Method {request.method} is not allowed on {request.url.path}.",
-                {**headers, **({"allow": allow} if allow else {})}))
+            allow = (
+                exc.headers.get("Allow", "")
+                if isinstance(exc, HTTPException) and exc.headers
+                else ""
+            )
+            return self.error_response(
+                ApiError(
+                    405,
+                    f"Method {request.method} is not allowed on {request.url.path}.",
+                    {**headers, **({"allow": allow} if allow else {})},
+                )
+            )
         if self.fault("not-found-html"):
             return HTMLResponse("<h1>404 Not Found</h1>", 404, headers=headers)
         return self.error_response(ApiError(404, f"Unknown path {request.url.path}.", headers))
@@ -556,10 +651,8 @@ def _coerce_types(payload: dict[str, Any]) -> None:
     for field, kind in (("max_tokens", int), ("temperature", float)):
         value = payload.get(field)
         if isinstance(value, str):
-            try:
+            with contextlib.suppress(ValueError):
                 payload[field] = kind(value)
-            except ValueError:
-                pass
     if isinstance(payload.get("stream"), str):
         payload["stream"] = payload["stream"].lower() == "true"
     if isinstance(payload.get("model"), int | float):

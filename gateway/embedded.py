@@ -27,14 +27,31 @@ class EmbeddedGateway:
         self.host = host
         self.env: dict[str, str] = {}
         self._process: subprocess.Popen[str] | None = None
-        self._log = tempfile.TemporaryFile(mode="w+")
+        # Lives as long as the gateway; closed in __exit__.
+        self._log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115
 
     def start(self, timeout: float = 30.0) -> dict[str, str]:
-        command = [sys.executable, "-m", "opconform", "serve", "--host", self.host, "--port", "0",
-                   "--print-env", "--quiet", *self.args]
-        self._process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=self._log,
-                                         stdin=subprocess.DEVNULL, text=True,
-                                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        command = [
+            sys.executable,
+            "-m",
+            "opconform",
+            "serve",
+            "--host",
+            self.host,
+            "--port",
+            "0",
+            "--print-env",
+            "--quiet",
+            *self.args,
+        ]
+        self._process = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
         timer = threading.Timer(timeout, self._process.kill)
         timer.start()
         try:
@@ -77,7 +94,11 @@ class EmbeddedGateway:
         self.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
         self._log.close()

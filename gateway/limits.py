@@ -43,8 +43,12 @@ class Verdict:
 
 
 class RateLimiter:
-    def __init__(self, window_seconds: int = 60, clock: Callable[[], float] = time.time,
-                 faults: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        window_seconds: int = 60,
+        clock: Callable[[], float] = time.time,
+        faults: frozenset[str] = frozenset(),
+    ) -> None:
         self.window_seconds = window_seconds
         self._clock = clock
         self._faults = faults
@@ -76,14 +80,20 @@ class RateLimiter:
 
         if enforce and state.window_count >= allowance:
             return refuse(max(1, math.ceil(reset - now)), "requests per minute")
-        if (takes_slot and state.in_flight >= plan.concurrent
-                and "concurrency-not-enforced" not in self._faults):
+        if (
+            takes_slot
+            and state.in_flight >= plan.concurrent
+            and "concurrency-not-enforced" not in self._faults
+        ):
             return refuse(1, "concurrent requests")
         day = int(now // DAY_SECONDS)
         if state.day != day:
             state.day, state.day_tokens = day, 0
-        if (plan.tokens_per_day is not None and state.day_tokens >= plan.tokens_per_day
-                and "tokens-per-day-not-enforced" not in self._faults):
+        if (
+            plan.tokens_per_day is not None
+            and state.day_tokens >= plan.tokens_per_day
+            and "tokens-per-day-not-enforced" not in self._faults
+        ):
             return refuse(max(1, math.ceil((day + 1) * DAY_SECONDS - now)), "tokens per day")
 
         state.window_count += 1
@@ -97,11 +107,15 @@ class RateLimiter:
         state = self._state(key_id)
         now = self._clock()
         if now >= state.window_start + self.window_seconds:
-            return Verdict(True, plan.requests_per_min, plan.requests_per_min,
-                           int(now) + self.window_seconds)
-        return Verdict(True, plan.requests_per_min,
-                       max(0, plan.requests_per_min - state.window_count),
-                       state.window_start + self.window_seconds)
+            return Verdict(
+                True, plan.requests_per_min, plan.requests_per_min, int(now) + self.window_seconds
+            )
+        return Verdict(
+            True,
+            plan.requests_per_min,
+            max(0, plan.requests_per_min - state.window_count),
+            state.window_start + self.window_seconds,
+        )
 
     def release(self, key_id: str) -> None:
         state = self._state(key_id)

@@ -13,15 +13,17 @@ _COUNT = re.compile(r"count from (\d+) to (\d+)", re.IGNORECASE)
 # checks, bounded so that a hostile prompt cannot make the gateway work forever.
 MAX_NATURAL_TOKENS = 20_000
 
-_VOCABULARY = (
-    "the a of and to in is it that for on as with by this be are from at or an was which "
-    "model answer request token stream gateway provider latency system value result data "
-    "response question context example simple clear short long first next last each every "
-    "paris france capital city river quantum computing state bit superposition entangled "
-    "measure probability wave particle energy light time space world language code api "
-    "haiku poem line word rhythm calm quiet bright open fast slow small large new old good "
-    "therefore however because while when where what how why also only still even very"
-).split()
+_VOCABULARY = tuple(
+    """
+    the a of and to in is it that for on as with by this be are from at or an was which
+    model answer request token stream gateway provider latency system value result data
+    response question context example simple clear short long first next last each every
+    paris france capital city river quantum computing state bit superposition entangled
+    measure probability wave particle energy light time space world language code api haiku
+    poem line word rhythm calm quiet bright open fast slow small large new old good
+    therefore however because while when where what how why also only still even very
+    """.split()
+)
 
 
 def count_tokens(text: str) -> int:

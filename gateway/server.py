@@ -64,16 +64,26 @@ def describe(config: GatewayConfig, url: str, out: TextIO) -> None:
         plan = key.plan
         tokens = "unlimited" if plan.tokens_per_day is None else f"{plan.tokens_per_day:,}"
         denied = f", denied: {', '.join(sorted(key.denied_models))}" if key.denied_models else ""
-        print(f"  key {key.secret}  plan={plan.name} rpm={plan.requests_per_min} "
-              f"tokens/day={tokens} concurrent={plan.concurrent}{denied}", file=out)
+        print(
+            f"  key {key.secret}  plan={plan.name} rpm={plan.requests_per_min} "
+            f"tokens/day={tokens} concurrent={plan.concurrent}{denied}",
+            file=out,
+        )
     if config.faults:
         print(f"  faults: {', '.join(sorted(config.faults))}", file=out)
     out.flush()
 
 
-def serve(config: GatewayConfig, host: str = "127.0.0.1", port: int = 8000, *,
-          print_env: bool = False, quiet: bool = False, access_log: bool = False,
-          on_ready: Callable[[str], None] | None = None) -> None:
+def serve(
+    config: GatewayConfig,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    print_env: bool = False,
+    quiet: bool = False,
+    access_log: bool = False,
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
     sock = bind_socket(host, port)
     url = base_url(host, sock.getsockname()[1])
     if print_env:
@@ -85,8 +95,12 @@ def serve(config: GatewayConfig, host: str = "127.0.0.1", port: int = 8000, *,
     if on_ready is not None:
         on_ready(url)
     uv_config = uvicorn.Config(
-        create_app(config), loop="uvloop", http="httptools", lifespan="off",
-        log_level="warning" if quiet or print_env else "info", access_log=access_log,
+        create_app(config),
+        loop="uvloop",
+        http="httptools",
+        lifespan="off",
+        log_level="warning" if quiet or print_env else "info",
+        access_log=access_log,
         timeout_graceful_shutdown=1,
     )
     uvicorn.Server(uv_config).run(sockets=[sock])

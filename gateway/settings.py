@@ -36,8 +36,9 @@ class ApiKey:
 DEFAULT_PLANS = {
     "free": Plan("free", requests_per_min=60, tokens_per_day=100_000, concurrent=5),
     "pro": Plan("pro", requests_per_min=600, tokens_per_day=None, concurrent=50),
-    "enterprise": Plan("enterprise", requests_per_min=1_000_000, tokens_per_day=None,
-                       concurrent=10_000),
+    "enterprise": Plan(
+        "enterprise", requests_per_min=1_000_000, tokens_per_day=None, concurrent=10_000
+    ),
 }
 RESTRICTED_MODEL = "claude-opus-4"
 
@@ -72,12 +73,16 @@ class GatewayConfig:
 
 def _plan_from_table(name: str, table: dict[str, Any], base: Plan | None) -> Plan:
     def limit(field_name: str, default: int | None) -> int | None:
-        value = table.get(field_name, default)
+        if field_name not in table:
+            return default
+        value = table[field_name]
         if value == "unlimited":
             return None
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"plans.{name}.{field_name} must be a positive integer or "
-                              f"\"unlimited\", not {value!r}")
+            raise ConfigError(
+                f"plans.{name}.{field_name} must be a positive integer or "
+                f'"unlimited", not {value!r}'
+            )
         return value
 
     rpm = limit("requests_per_min", base.requests_per_min if base else None)
@@ -124,13 +129,19 @@ def load_config(path: Path | None) -> GatewayConfig:
             if not isinstance(secret, str) or not secret.startswith("op_sk_"):
                 raise ConfigError(f"keys[{index}].key must be a string starting with op_sk_")
             if plan_name not in plans:
-                raise ConfigError(f"keys[{index}].plan {plan_name!r} is not a plan "
-                                  f"({', '.join(sorted(plans))})")
-            keys[secret] = ApiKey(secret, plans[plan_name], str(entry.get("role", "")),
-                                  frozenset(entry.get("deny_models", ())))
+                raise ConfigError(
+                    f"keys[{index}].plan {plan_name!r} is not a plan ({', '.join(sorted(plans))})"
+                )
+            keys[secret] = ApiKey(
+                secret,
+                plans[plan_name],
+                str(entry.get("role", "")),
+                frozenset(entry.get("deny_models", ())),
+            )
     restricted = data.get("restricted_model", config.restricted_model)
     window = data.get("window_seconds", config.window_seconds)
     if not isinstance(window, int) or window < 1:
         raise ConfigError("window_seconds must be a positive integer")
-    return replace(config, plans=plans, keys=keys, restricted_model=restricted,
-                   window_seconds=window)
+    return replace(
+        config, plans=plans, keys=keys, restricted_model=restricted, window_seconds=window
+    )

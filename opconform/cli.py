@@ -27,22 +27,40 @@ def _positive_float(text: str) -> float:
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("serve", help="run the reference gateway",
-                       description="Run the reference gateway (mock models, documented limits).")
+    p = sub.add_parser(
+        "serve",
+        help="run the reference gateway",
+        description="Run the reference gateway (mock models, documented limits).",
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000, help="0 picks a free port")
     p.add_argument("--config", type=Path, help="TOML file of plans and keys")
-    p.add_argument("--fault", action="append", default=[], metavar="NAME",
-                   help="switch on a fault (repeatable or comma-separated); see --list-faults")
+    p.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="switch on a fault (repeatable or comma-separated); see --list-faults",
+    )
     p.add_argument("--list-faults", action="store_true", help="list the faults and exit")
-    p.add_argument("--print-env", action="store_true",
-                   help="print shell-ready OP_* variables for this gateway before serving")
+    p.add_argument(
+        "--print-env",
+        action="store_true",
+        help="print shell-ready OP_* variables for this gateway before serving",
+    )
     p.add_argument("--ttft-ms", type=_positive_float, help="time to first token, every model")
     p.add_argument("--tpot-ms", type=_positive_float, help="time per output token, every model")
-    p.add_argument("--jitter-ms", type=_positive_float, default=0.0,
-                   help="uniform jitter added to each token's time")
-    p.add_argument("--window-seconds", type=int,
-                   help="requests/min window length (test-only; the contract says 60)")
+    p.add_argument(
+        "--jitter-ms",
+        type=_positive_float,
+        default=0.0,
+        help="uniform jitter added to each token's time",
+    )
+    p.add_argument(
+        "--window-seconds",
+        type=int,
+        help="requests/min window length (test-only; the contract says 60)",
+    )
     p.add_argument("--quiet", action="store_true", help="print nothing but --print-env")
     p.add_argument("--access-log", action="store_true")
     p.set_defaults(handler=_serve)
@@ -76,15 +94,25 @@ def _serve(args: argparse.Namespace) -> int:
             raise UsageError("--window-seconds must be at least 1")
         config = replace(config, window_seconds=args.window_seconds)
     if args.ttft_ms is not None or args.tpot_ms is not None:
-        config = config.with_latency(Latency(ttft_ms=args.ttft_ms or 0.0,
-                                             tpot_ms=args.tpot_ms or 0.0,
-                                             jitter_ms=args.jitter_ms))
+        config = config.with_latency(
+            Latency(
+                ttft_ms=args.ttft_ms or 0.0, tpot_ms=args.tpot_ms or 0.0, jitter_ms=args.jitter_ms
+            )
+        )
     try:
-        serve(config, args.host, args.port, print_env=args.print_env, quiet=args.quiet,
-              access_log=args.access_log)
+        serve(
+            config,
+            args.host,
+            args.port,
+            print_env=args.print_env,
+            quiet=args.quiet,
+            access_log=args.access_log,
+        )
     except OSError as exc:
-        print(f"opconform serve: cannot listen on {args.host}:{args.port}: {exc.strerror}",
-              file=sys.stderr)
+        print(
+            f"opconform serve: cannot listen on {args.host}:{args.port}: {exc.strerror}",
+            file=sys.stderr,
+        )
         return HARNESS
     except KeyboardInterrupt:
         pass

@@ -47,7 +47,8 @@ class UnexpectedRateLimit(Exception):
         super().__init__(
             f"unexpected 429 from {exchange.method} {exchange.path} (key {exchange.key_label}; "
             f"Retry-After {exchange.header('retry-after')!r}): the key's limits were hit by "
-            "something other than this check")
+            "something other than this check"
+        )
         self.exchange = exchange
 
 
@@ -185,16 +186,24 @@ class Budget:
     def reserve(self, max_tokens: int) -> None:
         if self.spent + max_tokens > self.limit:
             raise BudgetExhausted(
-                f"token budget spent: {self.spent} of --max-tokens-total {self.limit}")
+                f"token budget spent: {self.spent} of --max-tokens-total {self.limit}"
+            )
 
     def add(self, tokens: int) -> None:
         self.spent += tokens
 
 
 class ApiClient:
-    def __init__(self, base_url: str, keys: Mapping[str, str | None], limits: Limits | None = None,
-                 *, budget: Budget | None = None, pacer: Pacer | None = None,
-                 on_exchange: Callable[[Exchange], None] | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        keys: Mapping[str, str | None],
+        limits: Limits | None = None,
+        *,
+        budget: Budget | None = None,
+        pacer: Pacer | None = None,
+        on_exchange: Callable[[Exchange], None] | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.keys = {label: key for label, key in keys.items() if key}
         self.limits = limits or Limits()
@@ -202,16 +211,25 @@ class ApiClient:
         self.pacer = pacer or Pacer()
         self.on_exchange = on_exchange
         self.sent: dict[str, int] = {}
-        self.consecutive_failures = 0
+        # Transport failures in a row per endpoint: a target whose chat endpoint hangs fails
+        # fast after a few, while its other endpoints are still checked.
+        self.consecutive_failures: dict[str, int] = {}
         self._http = self._new_http()
 
     def _new_http(self) -> httpx.Client:
-        timeout = httpx.Timeout(connect=self.limits.connect_timeout,
-                                read=min(self.limits.read_timeout, self.limits.request_timeout),
-                                write=self.limits.connect_timeout, pool=self.limits.connect_timeout)
+        timeout = httpx.Timeout(
+            connect=self.limits.connect_timeout,
+            read=min(self.limits.read_timeout, self.limits.request_timeout),
+            write=self.limits.connect_timeout,
+            pool=self.limits.connect_timeout,
+        )
         # trust_env=False: a proxy from the environment must not sit between us and the target.
-        return httpx.Client(timeout=timeout, trust_env=False, follow_redirects=False,
-                            headers={"user-agent": USER_AGENT})
+        return httpx.Client(
+            timeout=timeout,
+            trust_env=False,
+            follow_redirects=False,
+            headers={"user-agent": USER_AGENT},
+        )
 
     def close(self) -> None:
         self._http.close()
@@ -223,16 +241,28 @@ class ApiClient:
         return self.keys[label]
 
     # ------------------------------------------------------------------ requests
-    def request(self, method: str, path: str, *, key: str | None = "main",
-                json_body: Any = None, content: bytes | None = None,
-                headers: Mapping[str, str] | None = None, authorization: str | None = None,
-                stream: bool = False, allow_429: bool = False, pace: bool = True) -> Exchange:
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        key: str | None = "main",
+        json_body: Any = None,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        authorization: str | None = None,
+        stream: bool = False,
+        allow_429: bool = False,
+        pace: bool = True,
+    ) -> Exchange:
         """Send one request as `key` (a label: main, alt, pro, restricted ...; None: no
         Authorization header unless `authorization` gives one verbatim)."""
-        if self.consecutive_failures >= self.limits.max_consecutive_failures:
+        endpoint = f"{method} {path.split('?')[0]}"
+        failures = self.consecutive_failures.get(endpoint, 0)
+        if failures >= self.limits.max_consecutive_failures:
             raise TargetUnreachable(
-                f"{self.consecutive_failures} transport failures in a row; not sending "
-                f"{method} {path}")
+                f"{failures} transport failures in a row on {endpoint}; not sending it again"
+            )
         request_headers = {"accept": "text/event-stream" if stream else "application/json"}
         if key is not None and authorization is None:
             request_headers["authorization"] = f"Bearer {self.secret(key)}"
@@ -245,29 +275,32 @@ class ApiClient:
         label = key or "anonymous"
         if pace:
             self.pacer.before(label)
-        exchange = self._exchange(method, path, label if key else None, request_headers,
-                                  content or b"", stream)
+        exchange = self._exchange(
+            method, path, label if key else None, request_headers, content or b"", stream
+        )
         self.sent[label] = self.sent.get(label, 0) + 1
         self.pacer.observe(label, exchange.headers)
         self._account_tokens(exchange)
         if exchange.error is None:
-            self.consecutive_failures = 0
+            self.consecutive_failures[endpoint] = 0
         else:
-            self.consecutive_failures += 1
+            self.consecutive_failures[endpoint] = failures + 1
         if self.on_exchange is not None:
             self.on_exchange(exchange)
         if exchange.status == 429 and not allow_429:
             raise UnexpectedRateLimit(exchange)
         return exchange
 
-    def chat(self, body: dict[str, Any], *, key: str | None = "main", stream: bool = False,
-             **kwargs: Any) -> Exchange:
+    def chat(
+        self, body: dict[str, Any], *, key: str | None = "main", stream: bool = False, **kwargs: Any
+    ) -> Exchange:
         """POST /chat/completions; reserves max_tokens against the run's token budget."""
         self.budget.reserve(_max_tokens(body))
         if stream:
             body = {**body, "stream": True}
-        return self.request("POST", "/chat/completions", key=key, json_body=body, stream=stream,
-                            **kwargs)
+        return self.request(
+            "POST", "/chat/completions", key=key, json_body=body, stream=stream, **kwargs
+        )
 
     def _account_tokens(self, exchange: Exchange) -> None:
         if exchange.status != 200:
@@ -289,8 +322,15 @@ class ApiClient:
             self.budget.add(usage["total_tokens"])
 
     # ------------------------------------------------------------------ transport
-    def _exchange(self, method: str, path: str, key_label: str | None, headers: dict[str, str],
-                  content: bytes, stream: bool) -> Exchange:
+    def _exchange(
+        self,
+        method: str,
+        path: str,
+        key_label: str | None,
+        headers: dict[str, str],
+        content: bytes,
+        stream: bool,
+    ) -> Exchange:
         transfer = Transfer(self, method, path, key_label, headers, content, stream)
         transfer.start()
         exchange = transfer.collect()
@@ -304,10 +344,20 @@ class ApiClient:
         stream) arrived, without reading further: the stream holds a concurrency slot until
         `finish()` reads it to the end or `abort()` disconnects."""
         self.budget.reserve(_max_tokens(body))
-        headers = {"accept": "text/event-stream", "content-type": "application/json",
-                   "authorization": f"Bearer {self.secret(key)}"}
-        transfer = Transfer(self, "POST", "/chat/completions", key,
-                            headers, json.dumps({**body, "stream": True}).encode(), True)
+        headers = {
+            "accept": "text/event-stream",
+            "content-type": "application/json",
+            "authorization": f"Bearer {self.secret(key)}",
+        }
+        transfer = Transfer(
+            self,
+            "POST",
+            "/chat/completions",
+            key,
+            headers,
+            json.dumps({**body, "stream": True}).encode(),
+            True,
+        )
         transfer.start()
         transfer.wait_first_event()
         self.sent[key] = self.sent.get(key, 0) + 1
@@ -317,14 +367,28 @@ class ApiClient:
 class Transfer:
     """One request in flight: a worker thread reads, the caller consumes with deadlines."""
 
-    def __init__(self, client: ApiClient, method: str, path: str, key_label: str | None,
-                 headers: dict[str, str], content: bytes, stream: bool) -> None:
+    def __init__(
+        self,
+        client: ApiClient,
+        method: str,
+        path: str,
+        key_label: str | None,
+        headers: dict[str, str],
+        content: bytes,
+        stream: bool,
+    ) -> None:
         self.client = client
         self.limits = client.limits
         self.stream = stream
-        self.exchange = Exchange(method=method, url=client.base_url + path, path=path,
-                                 key_label=key_label, request_headers=dict(headers),
-                                 request_body=content, started_at=time.time())
+        self.exchange = Exchange(
+            method=method,
+            url=client.base_url + path,
+            path=path,
+            key_label=key_label,
+            request_headers=dict(headers),
+            request_body=content,
+            started_at=time.time(),
+        )
         self._inbox: queue.Queue[tuple[str, Any, float]] = queue.Queue()
         self._holder: dict[str, httpx.Response] = {}
         self._decoder = SSEDecoder() if stream else None
@@ -383,8 +447,11 @@ class Transfer:
         cap = self.limits.max_stream_bytes if self.stream else self.limits.max_body_bytes
         try:
             while not self._finished:
-                if min_events is not None and exchange.status is not None and (
-                        exchange.status != 200 or len(exchange.events or []) >= min_events):
+                if (
+                    min_events is not None
+                    and exchange.status is not None
+                    and (exchange.status != 200 or len(exchange.events or []) >= min_events)
+                ):
                     return
                 if self._done_at is not None:
                     wait = self._done_at + self.limits.close_grace - time.perf_counter()
@@ -394,10 +461,13 @@ class Transfer:
                 else:
                     wait = deadline - time.perf_counter()
                     if wait <= 0:
-                        stage = "response headers" if exchange.status is None else \
-                            "the end of the body"
-                        exchange.error = (f"timed out after {self.limits.request_timeout:g}s "
-                                          f"waiting for {stage} (--request-timeout)")
+                        stage = (
+                            "response headers" if exchange.status is None else "the end of the body"
+                        )
+                        exchange.error = (
+                            f"timed out after {self.limits.request_timeout:g}s "
+                            f"waiting for {stage} (--request-timeout)"
+                        )
                         break
                 try:
                     kind, value, at = self._inbox.get(timeout=wait)
@@ -455,9 +525,12 @@ class Transfer:
     def _work(self) -> None:
         exchange, inbox, http = self.exchange, self._inbox, self.client._http
         try:
-            request = http.build_request(exchange.method, exchange.url,
-                                         headers=exchange.request_headers,
-                                         content=exchange.request_body)
+            request = http.build_request(
+                exchange.method,
+                exchange.url,
+                headers=exchange.request_headers,
+                content=exchange.request_body,
+            )
             response = http.send(request, stream=True)
             self._holder["response"] = response
             inbox.put(("headers", response, time.perf_counter()))
@@ -466,8 +539,14 @@ class Transfer:
                     inbox.put(("chunk", chunk, time.perf_counter()))
             inbox.put(("end", None, time.perf_counter()))
         except httpx.TimeoutException as exc:
-            inbox.put(("error", f"timed out: {exc.__class__.__name__} (--read-timeout "
-                                f"{self.limits.read_timeout:g}s)", time.perf_counter()))
+            inbox.put(
+                (
+                    "error",
+                    f"timed out: {exc.__class__.__name__} (--read-timeout "
+                    f"{self.limits.read_timeout:g}s)",
+                    time.perf_counter(),
+                )
+            )
         except httpx.HTTPError as exc:
             inbox.put(("error", _describe_transport_error(exc), time.perf_counter()))
         except Exception as exc:  # the worker must always report, whatever broke

@@ -43,55 +43,136 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("base_url", "OP_BASE_URL",
-           "target, e.g. https://staging.example/v1 (default: start the embedded gateway)"),
+    Option(
+        "base_url",
+        "OP_BASE_URL",
+        "target, e.g. https://staging.example/v1 (default: start the embedded gateway)",
+    ),
     Option("api_key", "OP_API_KEY", "main key (required for a remote target)", secret=True),
     Option("plan", "OP_PLAN", "plan of the main key", choices=PLANS, default="free"),
-    Option("alt_api_key", "OP_ALT_API_KEY", "second key of the same plan (per-key isolation)",
-           secret=True),
+    Option(
+        "alt_api_key",
+        "OP_ALT_API_KEY",
+        "second key of the same plan (per-key isolation)",
+        secret=True,
+    ),
     Option("pro_api_key", "OP_PRO_API_KEY", "a Pro key: used for bulk checks", secret=True),
-    Option("restricted_api_key", "OP_RESTRICTED_API_KEY",
-           "a key without permission for --restricted-model (403 checks)", secret=True),
+    Option(
+        "restricted_api_key",
+        "OP_RESTRICTED_API_KEY",
+        "a key without permission for --restricted-model (403 checks)",
+        secret=True,
+    ),
     Option("restricted_model", "OP_RESTRICTED_MODEL", "a model the restricted key may not use"),
-    Option("enterprise_requests_per_min", "OP_ENTERPRISE_REQUESTS_PER_MIN",
-           "requests/min of an enterprise main key", kind="int"),
-    Option("enterprise_concurrent", "OP_ENTERPRISE_CONCURRENT",
-           "concurrent requests of an enterprise main key", kind="int"),
-    Option("models", "OP_MODELS", "models to check (comma-separated; default: the first "
-           "--model-count of /v1/models)", kind="list"),
-    Option("model_count", "OP_MODEL_COUNT", "how many listed models to check by default",
-           kind="int", default=2),
-    Option("all_models", "OP_ALL_MODELS", "check every listed model", kind="bool",
-           default=False),
-    Option("max_tokens_total", "OP_MAX_TOKENS_TOTAL",
-           "token budget of the whole run, summed from usage", kind="int", default=50_000),
-    Option("deterministic", "OP_DETERMINISTIC",
-           "the target answers the same request with the same text", kind="bool",
-           default=False),
-    Option("upstream_error_model", "OP_UPSTREAM_ERROR_MODEL",
-           "test model that answers 502 (enables the gateway-failure checks)"),
+    Option(
+        "enterprise_requests_per_min",
+        "OP_ENTERPRISE_REQUESTS_PER_MIN",
+        "requests/min of an enterprise main key",
+        kind="int",
+    ),
+    Option(
+        "enterprise_concurrent",
+        "OP_ENTERPRISE_CONCURRENT",
+        "concurrent requests of an enterprise main key",
+        kind="int",
+    ),
+    Option(
+        "models",
+        "OP_MODELS",
+        "models to check (comma-separated; default: the first --model-count of /v1/models)",
+        kind="list",
+    ),
+    Option(
+        "model_count",
+        "OP_MODEL_COUNT",
+        "how many listed models to check by default",
+        kind="int",
+        default=2,
+    ),
+    Option("all_models", "OP_ALL_MODELS", "check every listed model", kind="bool", default=False),
+    Option(
+        "max_tokens_total",
+        "OP_MAX_TOKENS_TOTAL",
+        "token budget of the whole run, summed from usage",
+        kind="int",
+        default=50_000,
+    ),
+    Option(
+        "deterministic",
+        "OP_DETERMINISTIC",
+        "the target answers the same request with the same text",
+        kind="bool",
+        default=False,
+    ),
+    Option(
+        "upstream_error_model",
+        "OP_UPSTREAM_ERROR_MODEL",
+        "test model that answers 502 (enables the gateway-failure checks)",
+    ),
     Option("unavailable_model", "OP_UNAVAILABLE_MODEL", "test model that answers 503"),
-    Option("midstream_error_model", "OP_MIDSTREAM_ERROR_MODEL",
-           "test model whose stream fails part-way"),
-    Option("connect_timeout", "OP_CONNECT_TIMEOUT", "seconds to connect", kind="float",
-           default=5.0),
-    Option("read_timeout", "OP_READ_TIMEOUT", "longest silence in an answer, seconds",
-           kind="float", default=20.0),
-    Option("request_timeout", "OP_REQUEST_TIMEOUT", "longest exchange, seconds", kind="float",
-           default=60.0),
-    Option("latency_slo", "OP_LATENCY_SLO",
-           "thresholds for the perf checks, e.g. ttft_p95=800ms,ttfb_p95=300ms", kind="list"),
-    Option("area", "OP_AREA", "only these areas (comma-separated), e.g. auth,streaming",
-           kind="list"),
-    Option("expected_failures", "OP_EXPECTED_FAILURES",
-           "file of known failures (requirement or check IDs) that keep the gate green"),
-    Option("gateway_args", "OP_GATEWAY_ARGS",
-           "extra options for the embedded gateway, e.g. --fault stream-no-done"),
+    Option(
+        "midstream_error_model",
+        "OP_MIDSTREAM_ERROR_MODEL",
+        "test model whose stream fails part-way",
+    ),
+    Option(
+        "connect_timeout", "OP_CONNECT_TIMEOUT", "seconds to connect", kind="float", default=5.0
+    ),
+    Option(
+        "read_timeout",
+        "OP_READ_TIMEOUT",
+        "longest silence in an answer, seconds",
+        kind="float",
+        default=20.0,
+    ),
+    Option(
+        "request_timeout",
+        "OP_REQUEST_TIMEOUT",
+        "longest exchange, seconds",
+        kind="float",
+        default=60.0,
+    ),
+    Option(
+        "latency_slo",
+        "OP_LATENCY_SLO",
+        "thresholds for the perf checks, e.g. ttft_p95=800ms,ttfb_p95=300ms",
+        kind="list",
+    ),
+    Option(
+        "area", "OP_AREA", "only these areas (comma-separated), e.g. auth,streaming", kind="list"
+    ),
+    Option(
+        "requirement",
+        "OP_REQUIREMENT",
+        "only the checks of these requirement IDs (comma-separated), e.g. OP-STREAM-007",
+        kind="list",
+    ),
+    Option(
+        "expected_failures",
+        "OP_EXPECTED_FAILURES",
+        "file of known failures (requirement or check IDs) that keep the gate green",
+    ),
+    Option(
+        "gateway_args",
+        "OP_GATEWAY_ARGS",
+        "extra options for the embedded gateway, e.g. --fault stream-no-done",
+    ),
 )
 OPTION_BY_NAME = {option.name: option for option in OPTIONS}
 SECRET_OPTIONS = tuple(o.name for o in OPTIONS if o.secret)
-AREAS = ("auth", "models", "chat", "validation", "streaming", "compat", "errors",
-         "gateway-failures", "ratelimit", "sdk", "perf")
+AREAS = (
+    "auth",
+    "models",
+    "chat",
+    "validation",
+    "streaming",
+    "compat",
+    "errors",
+    "gateway-failures",
+    "ratelimit",
+    "sdk",
+    "perf",
+)
 
 
 def _convert(option: Option, value: Any, source: str) -> Any:
@@ -138,8 +219,9 @@ def read_file(path: Path) -> dict[str, Any]:
     return dict(table)
 
 
-def resolve(cli: Mapping[str, Any], env: Mapping[str, str] | None = None,
-            config_file: Path | None = None) -> dict[str, Any]:
+def resolve(
+    cli: Mapping[str, Any], env: Mapping[str, str] | None = None, config_file: Path | None = None
+) -> dict[str, Any]:
     """Each option's value: command line, then environment, then file, then default."""
     env = os.environ if env is None else env
     if config_file is None and Path("opconform.toml").is_file():
@@ -152,8 +234,9 @@ def resolve(cli: Mapping[str, Any], env: Mapping[str, str] | None = None,
         elif option.env and env.get(option.env) not in (None, ""):
             values[option.name] = _convert(option, env[option.env], option.env)
         elif option.name in file_values:
-            values[option.name] = _convert(option, file_values[option.name],
-                                           f"{config_file}: {option.name}")
+            values[option.name] = _convert(
+                option, file_values[option.name], f"{config_file}: {option.name}"
+            )
         else:
             values[option.name] = option.default
     return values
@@ -163,14 +246,15 @@ _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s)?$")
 
 
 def parse_slo(items: list[str] | None) -> dict[str, float]:
-    """"ttft_p95=800ms" -> {"ttft_p95": 0.8} (seconds)."""
+    """ "ttft_p95=800ms" -> {"ttft_p95": 0.8} (seconds)."""
     slo: dict[str, float] = {}
     for item in items or []:
         name, _, value = item.partition("=")
         match = _DURATION.match(value.strip())
         if not name.strip() or not match:
-            raise UsageError(f"--latency-slo: expected NAME=DURATION like ttft_p95=800ms, "
-                             f"not {item!r}")
+            raise UsageError(
+                f"--latency-slo: expected NAME=DURATION like ttft_p95=800ms, not {item!r}"
+            )
         number, unit = float(match.group(1)), match.group(2) or "s"
         slo[name.strip()] = number / 1000 if unit == "ms" else number
     return slo
@@ -205,8 +289,10 @@ class Target:
     def from_values(cls, values: Mapping[str, Any], *, embedded: bool = False) -> Target:
         base_url = values.get("base_url")
         if not base_url:
-            raise UsageError("no target: give --base-url (or OP_BASE_URL), or run without it "
-                             "to use the embedded gateway")
+            raise UsageError(
+                "no target: give --base-url (or OP_BASE_URL), or run without it "
+                "to use the embedded gateway"
+            )
         if not re.match(r"^https?://[^/\s]+", base_url):
             raise UsageError(f"--base-url must be an http(s) URL, not {base_url!r}")
         if not values.get("api_key"):
@@ -218,10 +304,16 @@ class Target:
             concurrent = values.get("enterprise_concurrent")
         return cls(
             base_url=base_url.rstrip("/"),
-            keys={"main": values.get("api_key"), "alt": values.get("alt_api_key"),
-                  "pro": values.get("pro_api_key"),
-                  "restricted": values.get("restricted_api_key")},
-            plan=plan, requests_per_min=rpm, tokens_per_day=tokens, concurrent=concurrent,
+            keys={
+                "main": values.get("api_key"),
+                "alt": values.get("alt_api_key"),
+                "pro": values.get("pro_api_key"),
+                "restricted": values.get("restricted_api_key"),
+            },
+            plan=plan,
+            requests_per_min=rpm,
+            tokens_per_day=tokens,
+            concurrent=concurrent,
             restricted_model=values.get("restricted_model"),
             models=values.get("models") or None,
             model_count=values.get("model_count") or 2,
@@ -243,7 +335,12 @@ class Target:
 
     def describe(self) -> dict[str, Any]:
         """What a report may say about the target: never a key, only which identities exist."""
-        return {"base_url": self.base_url, "embedded": self.embedded, "plan": self.plan,
-                "identities": sorted(label for label, key in self.keys.items() if key),
-                "requests_per_min": self.requests_per_min, "concurrent": self.concurrent,
-                "tokens_per_day": self.tokens_per_day}
+        return {
+            "base_url": self.base_url,
+            "embedded": self.embedded,
+            "plan": self.plan,
+            "identities": sorted(label for label, key in self.keys.items() if key),
+            "requests_per_min": self.requests_per_min,
+            "concurrent": self.concurrent,
+            "tokens_per_day": self.tokens_per_day,
+        }

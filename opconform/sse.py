@@ -68,8 +68,8 @@ class SSEDecoder:
         for match in _LINE_END.finditer(buffer):
             if match.group(0) == b"\r" and match.end() == len(buffer):
                 self._pending_cr = True  # may be the first half of CRLF
-            line = buffer[start:match.start()]
-            raw_line = buffer[start:match.end()]
+            line = buffer[start : match.start()]
+            raw_line = buffer[start : match.end()]
             start = match.end()
             event = self._line(line, raw_line, at)
             if event is not None:
@@ -127,9 +127,16 @@ class SSEDecoder:
             # A blank line with no data dispatches nothing (WHATWG); the fields seen are dropped.
             self._event = self._id = self._retry = None
             return None
-        event = SSEEvent(data="\n".join(self._data), data_lines=len(self._data), at=at,
-                         event=self._event, id=self._id, retry=self._retry,
-                         comments_before=self._comments, raw=raw)
+        event = SSEEvent(
+            data="\n".join(self._data),
+            data_lines=len(self._data),
+            at=at,
+            event=self._event,
+            id=self._id,
+            retry=self._retry,
+            comments_before=self._comments,
+            raw=raw,
+        )
         self._data = []
         # Per event, for evidence (WHATWG keeps the last id for reconnection; we never reconnect).
         self._event = self._id = self._retry = None

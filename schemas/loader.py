@@ -65,6 +65,4 @@ def validator(name: str) -> Draft202012Validator:
 def schema_hashes() -> dict[str, str]:
     """sha256 of every contract file, so a report says exactly which contract it checked."""
     files = [_file_name(name) for name in SCHEMA_NAMES] + [OPENAPI_PATH.name]
-    return {
-        file: hashlib.sha256((SCHEMA_DIR / file).read_bytes()).hexdigest() for file in files
-    }
+    return {file: hashlib.sha256((SCHEMA_DIR / file).read_bytes()).hexdigest() for file in files}

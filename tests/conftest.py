@@ -1,0 +1,65 @@
+"""Fixtures of the project's own tests: gateways with faults, and suite runs against them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.embedded import EmbeddedGateway
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class SuiteRun:
+    code: int
+    stdout: str
+    stderr: str
+    report_dir: Path
+
+    @property
+    def results(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads((self.report_dir / "results.json").read_text())
+        return data
+
+    def checks_for(self, requirement_id: str) -> list[dict[str, Any]]:
+        return [c for c in self.results["checks"] if requirement_id in c["requirements"]]
+
+
+def run_suite(
+    gateway_env: dict[str, str], report_dir: Path, *args: str, timeout: float = 300
+) -> SuiteRun:
+    """`opconform run` against a running gateway, as a user would start it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OP_")}
+    env.update(gateway_env)
+    done = subprocess.run(
+        [sys.executable, "-m", "opconform", "run", "--report-dir", str(report_dir), "-q", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        check=False,
+    )
+    return SuiteRun(done.returncode, done.stdout, done.stderr, report_dir)
+
+
+@pytest.fixture(scope="session")
+def clean_gateway() -> Iterator[EmbeddedGateway]:
+    with EmbeddedGateway() as gateway:
+        yield gateway
+
+
+@pytest.fixture
+def fresh_gateway() -> Iterator[EmbeddedGateway]:
+    """A gateway of its own, for tests that spend a key's limits."""
+    with EmbeddedGateway() as gateway:
+        yield gateway

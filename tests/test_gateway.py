@@ -1,0 +1,199 @@
+"""The reference gateway on its own: what issue #2 promises beyond what the suite checks."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway.embedded import EmbeddedGateway
+from gateway.faults import FAULTS
+
+
+def _client(gateway: EmbeddedGateway, key: str = "OP_PRO_API_KEY") -> httpx.Client:
+    return httpx.Client(
+        base_url=gateway.base_url,
+        trust_env=False,
+        timeout=10,
+        headers={"authorization": f"Bearer {gateway.env[key]}"},
+    )
+
+
+def _ask(content: str = "What is the capital of France?", **extra: Any) -> dict[str, Any]:
+    return {"model": "gpt-4o", "messages": [{"role": "user", "content": content}], **extra}
+
+
+def test_print_env_names_every_identity(clean_gateway: EmbeddedGateway) -> None:
+    env = clean_gateway.env
+    for name in (
+        "OP_BASE_URL",
+        "OP_API_KEY",
+        "OP_PLAN",
+        "OP_ALT_API_KEY",
+        "OP_PRO_API_KEY",
+        "OP_ENTERPRISE_API_KEY",
+        "OP_RESTRICTED_API_KEY",
+        "OP_RESTRICTED_MODEL",
+    ):
+        assert env.get(name), name
+    assert env["OP_BASE_URL"].startswith("http://127.0.0.1:")
+    assert all("test" in env[k] for k in env if k.endswith("_API_KEY"))
+    assert env["OP_PLAN"] == "free"
+
+
+def test_catalogue_is_realistic(clean_gateway: EmbeddedGateway) -> None:
+    with _client(clean_gateway) as client:
+        data = client.get("/models").json()["data"]
+        assert len(data) >= 50 and len({m["owned_by"] for m in data}) == 9
+        assert client.get("/models/claude-sonnet-4").json()["owned_by"] == "anthropic"
+
+
+def test_same_request_same_text_and_usage_adds_up(clean_gateway: EmbeddedGateway) -> None:
+    with _client(clean_gateway) as client:
+        first = client.post("/chat/completions", json=_ask()).json()
+        second = client.post("/chat/completions", json=_ask()).json()
+        assert first["choices"][0]["message"] == second["choices"][0]["message"]
+        usage = first["usage"]
+        assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+        cut = client.post("/chat/completions", json=_ask("Count from 1 to 99", max_tokens=3))
+        assert cut.json()["choices"][0]["finish_reason"] == "length"
+        assert cut.json()["usage"]["completion_tokens"] == 3
+
+
+def test_special_models(clean_gateway: EmbeddedGateway) -> None:
+    with _client(clean_gateway) as client:
+        upstream = client.post(
+            "/chat/completions", json={**_ask(), "model": "op-test-upstream-error"}
+        )
+        assert upstream.status_code == 502 and "not billed" in upstream.json()["error"]["message"]
+        unavailable = client.post(
+            "/chat/completions", json={**_ask(), "model": "op-test-unavailable"}
+        )
+        assert unavailable.status_code == 503 and unavailable.headers["retry-after"].isdigit()
+        listed = {m["id"] for m in client.get("/models").json()["data"]}
+        assert not {"op-test-upstream-error", "op-test-unavailable"} & listed
+
+
+def test_latency_model_is_ground_truth() -> None:
+    with (
+        EmbeddedGateway(["--ttft-ms", "80", "--tpot-ms", "10"]) as gateway,
+        _client(gateway) as client,
+    ):
+        body = _ask("Count from 1 to 20", stream=True)
+        arrivals = []
+        start = time.perf_counter()
+        with client.stream("POST", "/chat/completions", json=body) as response:
+            for line in response.iter_lines():
+                if (
+                    line.startswith("data: ")
+                    and '"content":"' in line
+                    and '"content":""' not in line
+                ):
+                    arrivals.append(time.perf_counter() - start)
+        gaps = sorted(b - a for a, b in itertools.pairwise(arrivals))
+        assert len(arrivals) == 20
+        assert 0.07 < arrivals[0] < 0.3, arrivals[0]
+        assert 0.006 < gaps[len(gaps) // 2] < 0.02, gaps
+
+
+def test_every_response_carries_rate_headers(fresh_gateway: EmbeddedGateway) -> None:
+    with _client(fresh_gateway, "OP_API_KEY") as client:
+        answers = [
+            client.get("/models"),
+            client.post("/chat/completions", content=b"{"),
+            client.get("/nowhere"),
+            client.delete("/models"),
+            client.post("/chat/completions", json=_ask(stream=True)),
+            httpx.get(fresh_gateway.base_url + "/models", trust_env=False),
+        ]
+        for answer in answers:
+            assert answer.headers.get("x-ratelimit-limit") == "60", answer
+            assert answer.headers["x-ratelimit-remaining"].isdigit()
+            assert int(answer.headers["x-ratelimit-reset"]) > time.time()
+
+
+def test_requests_per_minute_exact_and_per_key(fresh_gateway: EmbeddedGateway) -> None:
+    with (
+        _client(fresh_gateway, "OP_API_KEY") as main,
+        _client(fresh_gateway, "OP_ALT_API_KEY") as alt,
+    ):
+        statuses = [main.get("/models").status_code for _ in range(61)]
+        assert statuses[:60] == [200] * 60 and statuses[60] == 429
+        refused = main.get("/models")
+        retry_after = int(refused.headers["retry-after"])
+        reset = int(refused.headers["x-ratelimit-reset"])
+        assert 1 <= retry_after <= 60 and time.time() + retry_after >= reset - 1
+        assert refused.json()["error"]["type"] == "rate_limit_error"
+        assert alt.get("/models").status_code == 200
+
+
+def test_stream_holds_its_slot_until_it_ends(fresh_gateway: EmbeddedGateway) -> None:
+    with _client(fresh_gateway, "OP_API_KEY") as client:
+        streams = [
+            client.stream(
+                "POST",
+                "/chat/completions",
+                json=_ask("Count from 1 to 20000", stream=True, max_tokens=8000),
+            )
+            for _ in range(5)
+        ]
+        opened = [s.__enter__() for s in streams]
+        try:
+            assert all(r.status_code == 200 for r in opened)
+            assert client.post("/chat/completions", json=_ask(max_tokens=2)).status_code == 429
+        finally:
+            for stream in streams:
+                stream.__exit__(None, None, None)
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            if client.post("/chat/completions", json=_ask(max_tokens=2)).status_code == 200:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("slots were not freed after the clients disconnected")
+
+
+def test_official_python_sdk(clean_gateway: EmbeddedGateway) -> None:
+    import openai
+
+    client = openai.OpenAI(
+        base_url=clean_gateway.base_url, api_key=clean_gateway.env["OP_PRO_API_KEY"], max_retries=0
+    )
+    assert "claude-sonnet-4" in [m.id for m in client.models.list()]
+    completion = client.chat.completions.create(
+        model="claude-sonnet-4",
+        messages=[{"role": "user", "content": "Explain quantum computing."}],
+    )
+    streamed = "".join(
+        chunk.choices[0].delta.content or ""
+        for chunk in client.chat.completions.create(
+            model="claude-sonnet-4",
+            stream=True,
+            messages=[{"role": "user", "content": "Explain quantum computing."}],
+        )
+        if chunk.choices
+    )
+    assert streamed == completion.choices[0].message.content
+
+
+def test_list_faults_and_bad_fault() -> None:
+    listed = subprocess.run(
+        [sys.executable, "-m", "opconform", "serve", "--list-faults"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert len(listed.splitlines()) == len(FAULTS) >= 30
+    bad = subprocess.run(
+        [sys.executable, "-m", "opconform", "serve", "--fault", "nope"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode == 2 and "unknown fault" in bad.stderr
+    assert "Traceback" not in bad.stderr

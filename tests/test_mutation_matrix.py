@@ -1,0 +1,90 @@
+"""The proof that the checks work: for every fault of the reference gateway, the suite fails, in
+the check that names the requirement the fault breaks. Also writes the matrix as a table."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from conformance.catalogue import requirements
+from gateway.embedded import EmbeddedGateway
+from gateway.faults import FAULTS, Fault
+from tests.conftest import SuiteRun, run_suite
+
+REQUIREMENT_FAULTS = sorted(name for name, fault in FAULTS.items() if fault.breaks)
+MATRIX_REPORT = Path(__file__).resolve().parent.parent / "reports" / "runs" / "mutation-matrix.md"
+
+
+def _run_fault(fault: Fault, folder: Path) -> SuiteRun:
+    gateway_args = ["--fault", fault.name]
+    suite_args = ["--requirement", ",".join(fault.breaks), *fault.needs]
+    if {"OP-RL-009", "OP-RL-013"} & set(fault.breaks):
+        suite_args += ["-m", "slow or quota or not slow", "--max-tokens-total", "400000"]
+        gateway_args += ["--window-seconds", "3"]  # "wait Retry-After" in seconds, not a minute
+    with EmbeddedGateway(gateway_args) as gateway:
+        return run_suite(gateway.env, folder / fault.name, *suite_args)
+
+
+@pytest.fixture(scope="module")
+def matrix(tmp_path_factory: pytest.TempPathFactory) -> dict[str, SuiteRun]:
+    folder = tmp_path_factory.mktemp("matrix")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        runs = dict(
+            zip(
+                REQUIREMENT_FAULTS,
+                pool.map(lambda name: _run_fault(FAULTS[name], folder), REQUIREMENT_FAULTS),
+                strict=True,
+            )
+        )
+    caught = {name: _caught(FAULTS[name], run) for name, run in runs.items()}
+    MATRIX_REPORT.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["| fault | breaks | caught by |", "|---|---|---|"]
+    for name in REQUIREMENT_FAULTS:
+        checks = ", ".join(caught[name]) or "NOT CAUGHT"
+        lines.append(f"| {name} | {', '.join(FAULTS[name].breaks)} | {checks} |")
+    total = sum(1 for c in caught.values() if c)
+    lines.append(f"\n{total} of {len(REQUIREMENT_FAULTS)} faults caught")
+    MATRIX_REPORT.write_text("\n".join(lines) + "\n")
+    return runs
+
+
+def _caught(fault: Fault, run: SuiteRun) -> list[str]:
+    """The checks that failed (MUST) or warned (SHOULD) on each requirement the fault breaks;
+    empty if any of its requirements went unnoticed."""
+    names = []
+    for rid in fault.breaks:
+        wanted = "FAIL" if requirements()[rid].level == "MUST" else "WARN"
+        hits = [c["name"] for c in run.checks_for(rid) if c["status"] == wanted]
+        if not hits:
+            return []
+        names += hits
+    return sorted(set(names))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", REQUIREMENT_FAULTS)
+def test_fault_is_caught_by_its_check(matrix: dict[str, SuiteRun], name: str) -> None:
+    fault, run = FAULTS[name], matrix[name]
+    assert (run.report_dir / "results.json").is_file(), run.stderr[-2000:]
+    statuses = {
+        rid: [(c["name"], c["status"], c["message"][:120]) for c in run.checks_for(rid)]
+        for rid in fault.breaks
+    }
+    assert _caught(fault, run), f"{name} went unnoticed: {statuses}"
+    must = any(requirements()[rid].level == "MUST" for rid in fault.breaks)
+    assert run.code == (1 if must else 0), (
+        f"exit code {run.code} (MUST broken: {must}): {run.stdout[-800:]}"
+    )
+
+
+def test_every_checked_requirement_has_a_fault() -> None:
+    broken = {rid for fault in FAULTS.values() for rid in fault.breaks}
+    testable = {r.id for r in requirements().values() if r.testable}
+    assert testable <= broken, f"requirements no fault exercises: {sorted(testable - broken)}"
+    assert broken <= set(requirements()), f"faults name unknown IDs: {broken - set(requirements())}"
+
+
+def test_there_are_enough_faults() -> None:
+    assert len(REQUIREMENT_FAULTS) >= 30

@@ -1,0 +1,115 @@
+"""Whole runs of the suite against the reference gateway: clean passes, baselines work, the
+opt-in checks pass too, and plain pytest works as well as the command."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.embedded import EmbeddedGateway
+from tests.conftest import ROOT, run_suite
+
+
+def test_default_suite_passes_against_clean_gateway(tmp_path: Path) -> None:
+    with EmbeddedGateway() as gateway:
+        run = run_suite(gateway.env, tmp_path / "run")
+    results = run.results
+    assert run.code == 0, run.stdout[-3000:]
+    assert results["verdict"] == "conformant"
+    assert results["counts"]["FAIL"] == 0 and results["counts"]["ERROR"] == 0
+    disabled = {c["name"] for c in results["checks"] if c["status"] == "DISABLED"}
+    assert disabled == {"test_request_succeeds_after_retry_after", "test_tokens_per_day_cutoff"}
+    rows = {r["id"]: r for r in results["requirements"]}
+    assert rows["OP-AUTH-001"]["status"] == "PASS" and rows["OP-AUTH-008"]["status"] == "UNTESTABLE"
+    assert rows["OP-RL-013"]["status"] == "DISABLED"  # opt-in: never reads as passed
+    assert set(results["schema_hashes"]) >= {"openapi.yaml", "error.schema.json"}
+
+
+@pytest.mark.slow
+def test_opt_in_checks_pass_against_clean_gateway(tmp_path: Path) -> None:
+    with EmbeddedGateway(["--window-seconds", "3"]) as gateway:
+        run = run_suite(
+            gateway.env, tmp_path / "run", "-m", "slow or quota", "--max-tokens-total", "400000"
+        )
+    statuses = {c["name"]: c["status"] for c in run.results["checks"]}
+    assert statuses["test_request_succeeds_after_retry_after"] == "PASS", run.stdout[-2000:]
+    assert statuses["test_tokens_per_day_cutoff"] == "PASS", run.stdout[-2000:]
+
+
+def test_expected_failure_keeps_gate_green_and_stale_entry_fails(tmp_path: Path) -> None:
+    baseline = tmp_path / "baseline.yaml"
+    baseline.write_text(
+        "expected_failures:\n  - id: OP-STREAM-007\n    reason: known\n  - OP-STREAM-011\n"
+    )
+    with EmbeddedGateway(["--fault", "stream-no-done"]) as gateway:
+        known = run_suite(
+            gateway.env,
+            tmp_path / "known",
+            "--area",
+            "streaming",
+            "--expected-failures",
+            str(baseline),
+        )
+    assert known.code == 0, known.stdout[-2000:]
+    check = next(c for c in known.results["checks"] if c["name"] == "test_done_once_and_last")
+    assert check["status"] == "FAIL" and check["baseline"] == "expected"
+    with EmbeddedGateway() as gateway:
+        stale = run_suite(
+            gateway.env,
+            tmp_path / "stale",
+            "--area",
+            "streaming",
+            "--expected-failures",
+            str(baseline),
+        )
+    assert stale.code == 1, stale.stdout[-2000:]
+    check = next(c for c in stale.results["checks"] if c["name"] == "test_done_once_and_last")
+    assert check["status"] == "PASS" and check["baseline"] == "stale"
+
+
+def test_should_failure_warns_without_failing_gate(tmp_path: Path) -> None:
+    with EmbeddedGateway(["--fault", "error-code-string"]) as gateway:
+        run = run_suite(gateway.env, tmp_path / "run", "--area", "errors")
+    assert run.code == 0, run.stdout[-2000:]
+    check = next(c for c in run.results["checks"] if "OP-ERR-002" in c["requirements"])
+    assert check["status"] == "WARN" and "none of the official SDKs" in check["message"]
+
+
+def test_plain_pytest_runs_the_suite(tmp_path: Path) -> None:
+    with EmbeddedGateway() as gateway:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OP_")}
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "conformance",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "--base-url",
+                gateway.base_url,
+                "--api-key",
+                gateway.env["OP_API_KEY"],
+                "--pro-api-key",
+                gateway.env["OP_PRO_API_KEY"],
+                "--area",
+                "models,chat",
+                "--report-dir",
+                str(tmp_path),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+    assert done.returncode == 0, done.stdout[-2000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["verdict"] == "conformant" and not results["target"]["embedded"]
