@@ -7,9 +7,17 @@ BIN    := $(VENV)/bin
 # Re-installs only when the dependency list changes.
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
+NODE_STAMP := conformance/node/node_modules/.installed
+
 .PHONY: setup run test test-quick lint bench serve clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(NODE_STAMP)
+
+# The official Node SDK for the sdk checks; without npm those checks report DISABLED.
+$(NODE_STAMP): conformance/node/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix conformance/node --no-audit --no-fund --loglevel=error && touch $@; \
+	else echo "npm not found: the Node SDK checks will be DISABLED"; fi
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "opconform needs Python 3.11 or newer")'
@@ -25,7 +33,7 @@ run: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy opconform schemas gateway conformance loadtests reports tests
+	$(BIN)/mypy opconform schemas gateway conformance loadtests reports tests benchmarks
 
 test: lint
 	$(BIN)/python -m pytest
@@ -41,4 +49,4 @@ serve: setup
 	$(BIN)/opconform serve
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache conformance/node/node_modules

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,24 @@ def validator(name: str) -> Draft202012Validator:
     """A cached validator for schema `name`; `$ref`s to sibling files resolve offline."""
     # Validate through a reference so the root's base URI is its file name, as on disk.
     return Draft202012Validator({"$ref": _file_name(name)}, registry=registry())
+
+
+@cache
+def fast_check(name: str) -> Callable[[Any], bool]:
+    """A compiled is-valid test of schema `name` for hot paths (the gateway validates every
+    request): jsonschema-rs runs it in well under a microsecond where the Python validator takes
+    ~90 us. Same schema file; error messages still come from `validator(name)`."""
+    try:
+        import jsonschema_rs
+
+        registry = jsonschema_rs.Registry(
+            [(_file_name(other), load(other)) for other in SCHEMA_NAMES]
+        )
+        compiled = jsonschema_rs.validator_for({"$ref": _file_name(name)}, registry=registry)
+    except Exception:  # not installed, or a build without registries: stay correct, be slower
+        return validator(name).is_valid
+    check: Callable[[Any], bool] = compiled.is_valid
+    return check
 
 
 @cache
