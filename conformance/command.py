@@ -67,6 +67,8 @@ def _pytest_args(args: argparse.Namespace, report_dir: Path) -> list[str]:
         str(report_dir / "benchmark.json"),
         "--benchmark-storage",
         str(report_dir / "benchmarks"),
+        "--benchmark-columns",
+        "median,min,max,rounds",
         "-o",
         "junit_family=xunit2",
         "-o",
