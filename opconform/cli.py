@@ -126,8 +126,18 @@ def _add_conformance(sub: argparse._SubParsersAction) -> None:
     add_requirements(sub)
 
 
+def _add_load(sub: argparse._SubParsersAction) -> None:
+    from loadtests.command import add_load
+
+    add_load(sub)
+
+
 # Each part of opconform registers its subcommands here.
-_REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [_add_serve, _add_conformance]
+_REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_serve,
+    _add_conformance,
+    _add_load,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

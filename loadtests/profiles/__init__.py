@@ -1,0 +1,1 @@
+"""Load profiles: each file is a locustfile (`locust -f loadtests/profiles/steady.py`)."""

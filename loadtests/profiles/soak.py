@@ -1,0 +1,99 @@
+"""soak: long steady load (as `steady`) with drift detection.
+
+The run is cut into `buckets` equal time slices (profile option, default 5). Expectations, besides
+steady's: the last slice's TTFT median is within 1.5x (+5 ms) of the first's, and its error rate
+is no more than one point higher.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from locust import task
+
+from loadtests.llm import (
+    LLMUser,
+    Profile,
+    Settings,
+    expectation,
+    group,
+    no_failures,
+    option,
+    use_profile,
+)
+from loadtests.metrics import Sample, summarise
+from loadtests.profiles.steady import offered
+
+
+class SoakUser(LLMUser):
+    group = "main"
+
+    def on_start(self) -> None:
+        super().on_start()
+        self.rate = offered(self.settings) / self.settings.users
+
+    @task
+    def ask(self) -> None:
+        scheduled = self.pace()
+        if self.within_ceilings():
+            self.stream(scheduled=scheduled)
+
+
+def slices(samples: list[Sample], settings: Settings) -> list[dict[str, Any]]:
+    if not samples:
+        return []
+    count = max(2, int(option(settings, "buckets", 5)))
+    start, end = samples[0].sent, samples[-1].sent
+    width = max((end - start) / count, 1e-9)
+    rows = []
+    for index in range(count):
+        members = [
+            s
+            for s in samples
+            if start + index * width <= s.sent < start + (index + 1) * width
+            or (index == count - 1 and s.sent == end)
+        ]
+        summary = summarise(members)
+        rows.append(
+            {
+                "slice": index,
+                "requests": len(members),
+                "ttft_p50": (summary.get("ttft") or {}).get("p50"),
+                "error_rate": summary.get("error_rate", 0.0),
+            }
+        )
+    return rows
+
+
+def expectations(samples: list[Sample], settings: Settings) -> list[dict[str, Any]]:
+    main = group(samples, "main")
+    rows = slices(main, settings)
+    results = no_failures(main, "main key")
+    if len(rows) >= 2 and rows[0]["ttft_p50"] and rows[-1]["ttft_p50"]:
+        first, last = rows[0], rows[-1]
+        results.append(
+            expectation(
+                "no latency drift",
+                last["ttft_p50"] <= 1.5 * first["ttft_p50"] + 0.005,
+                f"TTFT p50 {first['ttft_p50'] * 1000:.1f} ms -> {last['ttft_p50'] * 1000:.1f} ms",
+            )
+        )
+        results.append(
+            expectation(
+                "no error drift",
+                last["error_rate"] <= first["error_rate"] + 0.01,
+                f"error rate {first['error_rate']:.3f} -> {last['error_rate']:.3f}",
+            )
+        )
+    return results
+
+
+use_profile(
+    Profile(
+        "soak",
+        expectations=expectations,
+        slo_groups=("main",),
+        offered_rps=offered,
+        extra=lambda samples, settings: {"slices": slices(group(samples, "main"), settings)},
+    )
+)
