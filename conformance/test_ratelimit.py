@@ -132,8 +132,22 @@ def test_reset_is_sane(api: Any) -> None:
 
 # ---------------------------------------------------------------------------- concurrency
 def _hold(api: Any, model: str, count: int) -> list[Any]:
+    """Open `count` long streams on the main key. A 429 with Remaining left is a slot that the
+    server has not freed yet (e.g. the previous check's streams, just closed): wait its
+    Retry-After, a few times at most, as a client would."""
     body = expect.chat_request(model, LONG_STREAM, max_tokens=8000)
-    return [api.hold_stream(body, key="main") for _ in range(count)]
+    held = []
+    for _ in range(count):
+        for _attempt in range(3):
+            transfer = api.hold_stream(body, key="main")
+            exchange = transfer.exchange
+            if exchange.status != 429 or exchange.header("x-ratelimit-remaining") == "0":
+                break
+            transfer.abort()
+            retry_after = exchange.header("retry-after") or "1"
+            time.sleep(min(float(retry_after), 2.0) if retry_after.isdigit() else 1.0)
+        held.append(transfer)
+    return held
 
 
 def _cap(target: Target) -> int:
@@ -211,7 +225,8 @@ def test_slot_frees_on_disconnect_and_end(api: Any, model: str, target: Target) 
         f"after a client disconnected from one of {cap} streams, requests still got "
         f"{expect.preview(after_disconnect)} for 3 s: its slot was not freed"
     )
-    assert short.status == 200 and short.done_count == 1, (
+    # Only that it was served and has ended: how it ended ([DONE] or not) is OP-STREAM-007's.
+    assert short.status == 200 and short.error is None, (
         f"a short stream in the last free slot failed: {expect.preview(short)}"
     )
     assert after_end.status == 200, (

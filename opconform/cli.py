@@ -132,11 +132,18 @@ def _add_load(sub: argparse._SubParsersAction) -> None:
     add_load(sub)
 
 
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    from reports.command import add_report
+
+    add_report(sub)
+
+
 # Each part of opconform registers its subcommands here.
 _REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_serve,
     _add_conformance,
     _add_load,
+    _add_report,
 ]
 
 

@@ -285,8 +285,6 @@ class ApiClient:
             self.consecutive_failures[endpoint] = 0
         else:
             self.consecutive_failures[endpoint] = failures + 1
-        if self.on_exchange is not None:
-            self.on_exchange(exchange)
         if exchange.status == 429 and not allow_429:
             raise UnexpectedRateLimit(exchange)
         return exchange
@@ -358,6 +356,7 @@ class ApiClient:
             json.dumps({**body, "stream": True}).encode(),
             True,
         )
+        transfer.held = True
         transfer.start()
         transfer.wait_first_event()
         self.sent[key] = self.sent.get(key, 0) + 1
@@ -395,6 +394,8 @@ class Transfer:
         self._body = bytearray()
         self._done_at: float | None = None
         self._finished = False
+        self._recorded = False
+        self.held = False  # opened by hold_stream: nobody else accounts for it
         self._start = 0.0
 
     def start(self) -> None:
@@ -437,8 +438,14 @@ class Transfer:
             exchange.incomplete_tail = self._decoder.incomplete
             if exchange.events is None:
                 exchange.events = []
-        if self.client.on_exchange is not None and self._finished:
-            self.client.pacer.observe(exchange.key_label or "anonymous", exchange.headers)
+        if self._finished and not self._recorded:
+            # Every exchange reaches the evidence once, whichever way it ended (read to the end,
+            # aborted by a check that held it, or cut off at a deadline).
+            self._recorded = True
+            if self.held:
+                self.client.pacer.observe(exchange.key_label or "anonymous", exchange.headers)
+            if self.client.on_exchange is not None:
+                self.client.on_exchange(exchange)
         return exchange
 
     def _consume(self, *, min_events: int | None) -> None:

@@ -1,0 +1,91 @@
+"""`opconform report RUN_DIR [--allure]` and `opconform report diff OLD NEW`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+from opconform.exitcodes import HARNESS, NOT_CONFORMANT, UsageError
+from reports.render import ReportError, render_run
+
+
+def add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "report",
+        help="(re)build a run's report, or diff two runs",
+        description="opconform report RUN_DIR rebuilds report.html and report.md of a "
+        "conformance or load run; opconform report diff OLD NEW lists what "
+        "regressed (exit 1), what was fixed and what is new.",
+    )
+    p.add_argument("paths", nargs="+", metavar="RUN_DIR | diff OLD NEW")
+    p.add_argument(
+        "--allure",
+        action="store_true",
+        help="also render allure-results with Allure's command-line tool",
+    )
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=0.10,
+        help="load diffs: relative change that counts as a regression (0.10)",
+    )
+    p.add_argument("--json", action="store_true", help="diff as JSON")
+    p.set_defaults(handler=report)
+
+
+def report(args: argparse.Namespace) -> int:
+    paths = args.paths
+    try:
+        if paths[0] == "diff":
+            if len(paths) != 3:
+                raise UsageError("usage: opconform report diff OLD_RUN_DIR NEW_RUN_DIR")
+            return _diff(Path(paths[1]), Path(paths[2]), args)
+        if len(paths) != 1:
+            raise UsageError("give one run folder (or: diff OLD NEW)")
+        run_dir = Path(paths[0])
+        if not run_dir.is_dir():
+            raise UsageError(f"{run_dir} is not a folder")
+        for path in render_run(run_dir):
+            print(f"wrote {path}")
+        return _allure(run_dir) if args.allure else 0
+    except ReportError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _diff(old: Path, new: Path, args: argparse.Namespace) -> int:
+    from reports.diff import diff_runs, format_diff
+
+    for folder in (old, new):
+        if not folder.is_dir():
+            raise UsageError(f"{folder} is not a folder")
+    result = diff_runs(old, new, args.tolerance)
+    print(json.dumps(result, indent=2, default=str) if args.json else format_diff(result))
+    return NOT_CONFORMANT if result["regressed"] else 0
+
+
+def allure_command() -> str | None:
+    local = Path("node_modules/.bin/allure")
+    return shutil.which("allure") or (str(local) if local.exists() else None)
+
+
+def _allure(run_dir: Path) -> int:
+    results = run_dir / "allure-results"
+    if not results.is_dir():
+        raise UsageError(f"{run_dir} has no allure-results (only conformance runs write them)")
+    command = allure_command()
+    if command is None:
+        print(
+            "opconform report: Allure's command-line tool is not installed; install it with "
+            "`npm install allure-commandline` (it needs Java) and run again"
+        )
+        return HARNESS
+    done = subprocess.run(
+        [command, "generate", str(results), "-o", str(run_dir / "allure-report"), "--clean"],
+        check=False,
+    )
+    if done.returncode == 0:
+        print(f"wrote {run_dir / 'allure-report' / 'index.html'}")
+    return 0 if done.returncode == 0 else HARNESS

@@ -1,0 +1,111 @@
+"""Plots of a load run as inline SVG (matplotlib, no network needed to view them)."""
+
+from __future__ import annotations
+
+import io
+from collections import defaultdict
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # after matplotlib.use: the backend must be chosen first
+
+from loadtests.metrics import PERCENTILES, Sample, percentile
+
+
+def _svg(figure: Any) -> str:
+    buffer = io.StringIO()
+    figure.savefig(buffer, format="svg", bbox_inches="tight")
+    plt.close(figure)
+    text = buffer.getvalue()
+    return text[text.index("<svg") :]
+
+
+def latency_percentiles(samples: list[Sample]) -> str | None:
+    ok = [s for s in samples if s.outcome == "ok"]
+    series = {
+        name: [getattr(s, name) for s in ok if getattr(s, name) is not None]
+        for name in ("ttfb", "ttft", "itl", "e2e")
+    }
+    series = {k: v for k, v in series.items() if v}
+    if not series:
+        return None
+    figure, axis = plt.subplots(figsize=(8, 3.2))
+    for name, values in series.items():
+        axis.plot(
+            [f"p{p:g}" for p in PERCENTILES],
+            [1000 * (percentile(values, p) or 0) for p in PERCENTILES],
+            marker="o",
+            label=name,
+        )
+    axis.set_ylabel("ms")
+    axis.set_yscale("log")
+    axis.legend()
+    axis.grid(alpha=0.3)
+    return _svg(figure)
+
+
+def throughput_over_time(samples: list[Sample]) -> str | None:
+    if not samples:
+        return None
+    start = min(s.sent for s in samples)
+    per_group: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    limited: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    for sample in samples:
+        second = int(sample.sent - start)
+        per_group[sample.group][second] += 1
+        if sample.status == 429:
+            limited[sample.group][second] += 1
+    figure, axis = plt.subplots(figsize=(8, 3.2))
+    last = int(max(s.sent for s in samples) - start) + 1
+    for group, counts in sorted(per_group.items()):
+        axis.plot(range(last), [counts.get(i, 0) for i in range(last)], label=f"{group} req/s")
+    for group, counts in sorted(limited.items()):
+        axis.plot(
+            range(last),
+            [counts.get(i, 0) for i in range(last)],
+            linestyle="--",
+            label=f"{group} 429/s",
+        )
+    axis.set_xlabel("seconds into the run")
+    axis.legend(fontsize=8)
+    axis.grid(alpha=0.3)
+    return _svg(figure)
+
+
+def histogram(samples: list[Sample], metric: str) -> str | None:
+    values = [
+        1000 * v
+        for s in samples
+        if s.outcome == "ok"
+        for v in ([getattr(s, metric)] if metric != "gaps" else s.gaps)
+        if v is not None
+    ]
+    if not values:
+        return None
+    figure, axis = plt.subplots(figsize=(8, 2.8))
+    axis.hist(values, bins=40, color="#4c72b0")
+    axis.set_xlabel(f"{metric} (ms)")
+    axis.set_ylabel("requests" if metric != "gaps" else "gaps")
+    return _svg(figure)
+
+
+def onset(windows: dict[str, list[dict[str, Any]]], limit: int) -> str | None:
+    rows = [
+        (group, w)
+        for group, ws in windows.items()
+        for w in ws
+        if w.get("fresh") and w.get("onset") is not None
+    ]
+    if not rows:
+        return None
+    figure, axis = plt.subplots(figsize=(8, 2.8))
+    for group in sorted({g for g, _ in rows}):
+        onsets = [w["onset"] for g, w in rows if g == group]
+        axis.plot(range(1, len(onsets) + 1), onsets, marker="o", label=f"{group}: 429 onset")
+    axis.axhline(limit, color="#82071e", linestyle="--", label=f"documented limit {limit}")
+    axis.set_xlabel("requests/min window")
+    axis.set_ylabel("requests before the first 429")
+    axis.legend(fontsize=8)
+    return _svg(figure)

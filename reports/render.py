@@ -1,0 +1,220 @@
+"""Render a run folder into report.html (self-contained) and report.md.
+
+A conformance run has results.json (and transcripts/); a load run has load.json (and
+samples.jsonl). Evidence was redacted where it was recorded; the rendered text is redacted once
+more, so nothing key-shaped reaches a report whatever its inputs.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from opconform.redact import Redactor
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+AREA_ORDER = (
+    "auth",
+    "models",
+    "chat",
+    "validation",
+    "streaming",
+    "compat",
+    "errors",
+    "gateway-failures",
+    "ratelimit",
+    "sdk",
+    "perf",
+)
+EVIDENCE_PER_CHECK = 3
+
+
+class ReportError(Exception):
+    """The folder holds no run that can be rendered."""
+
+
+def _environment(markdown: bool) -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(
+            enabled_extensions=() if markdown else ("j2",), default=not markdown
+        ),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["md"] = lambda text: str(text).replace("|", "\\|").replace("\n", " ")
+    env.filters["first_line"] = lambda text: str(text).strip().split("\n")[0][:200]
+    return env
+
+
+def _utc(timestamp: float) -> str:
+    return datetime.datetime.fromtimestamp(timestamp, tz=datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def kind_of(run_dir: Path) -> str:
+    if (run_dir / "results.json").is_file():
+        return "conformance"
+    if (run_dir / "load.json").is_file():
+        return "load"
+    raise ReportError(f"{run_dir} holds neither results.json (conformance) nor load.json (load)")
+
+
+def load_document(run_dir: Path) -> dict[str, Any]:
+    name = "results.json" if kind_of(run_dir) == "conformance" else "load.json"
+    try:
+        data: dict[str, Any] = json.loads((run_dir / name).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ReportError(f"cannot read {run_dir / name}: {exc}") from None
+    return data
+
+
+def render_run(run_dir: Path) -> list[Path]:
+    """Write report.html and report.md into the run folder; returns their paths."""
+    if kind_of(run_dir) == "conformance":
+        context = conformance_context(load_document(run_dir), run_dir)
+        names = ("conformance.html.j2", "conformance.md.j2")
+    else:
+        context = load_context(load_document(run_dir), run_dir)
+        names = ("load.html.j2", "load.md.j2")
+    redactor = Redactor()
+    written = []
+    for template, suffix in zip(names, ("html", "md"), strict=True):
+        text = _environment(suffix == "md").get_template(template).render(**context)
+        path = run_dir / f"report.{suffix}"
+        path.write_text(redactor.text(text), encoding="utf-8")
+        written.append(path)
+    return written
+
+
+# ---------------------------------------------------------------------------- conformance
+def _evidence(run_dir: Path, relative: str | None) -> list[dict[str, Any]]:
+    if not relative:
+        return []
+    try:
+        transcript = json.loads((run_dir / relative).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    shown = []
+    for exchange in transcript.get("exchanges", [])[-EVIDENCE_PER_CHECK:]:
+        request, response = exchange["request"], exchange["response"]
+        headers = "\n".join(f"{k}: {v}" for k, v in response.get("headers", {}).items())
+        request_headers = "\n".join(f"{k}: {v}" for k, v in request.get("headers", {}).items())
+        text = (
+            f"{request['method']} {request['url']}\n{request_headers}\n\n"
+            f"{request.get('body', '')}\n\n--- response {response.get('status')} ---\n"
+            f"{headers}\n\n{response.get('body', '')}"
+        )
+        if exchange.get("error"):
+            text += f"\n--- transport error ---\n{exchange['error']}"
+        shown.append({**exchange, "text": text})
+    return shown
+
+
+def conformance_context(document: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    checks = {c["id"]: c for c in document["checks"]}
+    areas: dict[str, list[dict[str, Any]]] = {}
+    problems = []
+    for row in document["requirements"]:
+        row = dict(row)
+        row["check_rows"] = []
+        for check_id in row["checks"]:
+            check = dict(checks[check_id])
+            check["evidence"] = (
+                _evidence(run_dir, check.get("evidence"))
+                if check["status"] in ("FAIL", "ERROR", "WARN")
+                else []
+            )
+            row["check_rows"].append(check)
+        areas.setdefault(row["area"], []).append(row)
+        if row["status"] in ("FAIL", "ERROR", "WARN") or row["stale_baseline"]:
+            problems.append(row)
+    ordered = {a: areas[a] for a in AREA_ORDER if a in areas}
+    ordered.update({a: rows for a, rows in areas.items() if a not in ordered})
+    verdict = document["verdict"]
+    return {
+        **document,
+        "css": (TEMPLATES / "style.css").read_text(),
+        "verdict_text": verdict.upper(),
+        "verdict_class": verdict.replace(" ", "-"),
+        "started": _utc(document["started_at"]),
+        "finished": _utc(document["finished_at"]),
+        "duration": document["duration_s"],
+        "areas": ordered,
+        "problems": problems,
+    }
+
+
+# ---------------------------------------------------------------------------- load
+def _samples(run_dir: Path) -> list[Any]:
+    from loadtests.metrics import Sample
+
+    path = run_dir / "samples.jsonl"
+    if not path.is_file():
+        return []
+    return [
+        Sample.from_dict(json.loads(line))
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
+
+
+def _ms(value: Any) -> str:
+    return "-" if value is None else f"{value * 1000:.1f} ms"
+
+
+def load_context(document: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    from reports import plots
+
+    samples = _samples(run_dir)
+    metrics = document.get("metrics", {})
+    columns = ["p50", "p90", "p95", "p99", "p99.9", "mean"]
+    latency = {
+        name: {p: _ms((metrics.get(name) or {}).get(p)) for p in columns}
+        for name in ("ttfb", "ttft", "itl", "gaps", "e2e", "send_lag")
+        if (metrics.get(name) or {}).get("count")
+    }
+    rates = {
+        "requests": metrics.get("requests"),
+        "achieved requests/s": _round(metrics.get("achieved_rps")),
+        "offered requests/s": _round(metrics.get("offered_rps")),
+        "output tokens/s": _round(metrics.get("output_tokens_per_s"))
+        + (" (approximate: no usage)" if metrics.get("tokens_approximate") else ""),
+        "goodput requests/s": _round(metrics.get("goodput_rps")),
+        "error rate": _round(metrics.get("error_rate")),
+        "rate limited (429)": metrics.get("rate_limited"),
+    }
+    figures = []
+    for title, svg in (
+        ("Latency percentiles", plots.latency_percentiles(samples)),
+        ("Throughput and 429s over time, per key", plots.throughput_over_time(samples)),
+        ("TTFT histogram", plots.histogram(samples, "ttft")),
+        ("ITL histogram", plots.histogram(samples, "itl")),
+        (
+            "429 onset against the documented limit",
+            plots.onset(
+                (document.get("extra") or {}).get("windows") or {},
+                (document.get("extra") or {}).get("documented_limit") or 0,
+            ),
+        ),
+    ):
+        if svg:
+            figures.append({"title": title, "svg": svg})
+    extra = {k: v for k, v in (document.get("extra") or {}).items() if k != "windows"}
+    return {
+        **document,
+        "css": (TEMPLATES / "style.css").read_text(),
+        "columns": columns,
+        "latency": latency,
+        "rates": rates,
+        "figures": figures,
+        "extra": json.dumps(extra, indent=1, default=str) if extra else "",
+    }
+
+
+def _round(value: Any) -> str:
+    return "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)

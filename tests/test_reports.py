@@ -1,0 +1,144 @@
+"""Reports rendered from real runs: readable HTML (checked in headless Chromium when it is
+installed), Markdown for pull requests, diffs that find regressions, load plots, Allure."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.embedded import EmbeddedGateway
+from tests.conftest import ROOT, SuiteRun, run_suite
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, SuiteRun]:
+    folder = tmp_path_factory.mktemp("reports")
+    result = {}
+    for name, faults in (("clean", []), ("faulty", ["--fault", "stream-no-done"])):
+        with EmbeddedGateway(faults) as gateway:
+            result[name] = run_suite(gateway.env, folder / name, "--area", "streaming,errors")
+    return result
+
+
+def _opconform(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "opconform", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_run_writes_html_and_markdown(runs: dict[str, SuiteRun]) -> None:
+    clean, faulty = runs["clean"].report_dir, runs["faulty"].report_dir
+    assert "CONFORMANT" in (clean / "report.md").read_text()
+    markdown = (faulty / "report.md").read_text()
+    assert "NOT CONFORMANT" in markdown and "| OP-STREAM-007 | MUST | **FAIL** |" in markdown
+    html = (faulty / "report.html").read_text()
+    assert 'id="OP-STREAM-007"' in html and "The stream ends with a [DONE] message." in html
+    assert "http://" not in html.split("<body>")[0].replace("http://127.0.0.1", "")  # no CDN
+    assert "<script" not in html  # self-contained and static
+
+
+def test_failure_shows_its_evidence(runs: dict[str, SuiteRun]) -> None:
+    html = (runs["faulty"].report_dir / "report.html").read_text()
+    row = html[html.index('id="OP-STREAM-007"') :]
+    row = row[: row.index("</tr>")]
+    assert "came 0 times" in row  # what was expected and what came back
+    assert "POST http://127.0.0.1" in row and "text/event-stream" in row  # the exchange
+    assert "[REDACTED]" in row  # the Authorization header, redacted
+
+
+def test_report_command_rebuilds(runs: dict[str, SuiteRun]) -> None:
+    folder = runs["faulty"].report_dir
+    (folder / "report.html").unlink()
+    done = _opconform("report", str(folder))
+    assert done.returncode == 0 and (folder / "report.html").is_file()
+
+
+def test_diff_finds_the_regression(runs: dict[str, SuiteRun]) -> None:
+    clean, faulty = str(runs["clean"].report_dir), str(runs["faulty"].report_dir)
+    worse = _opconform("report", "diff", clean, faulty)
+    assert worse.returncode == 1, worse.stdout
+    assert "REGRESSED conformance/test_streaming.py::test_done_once_and_last" in worse.stdout
+    better = _opconform("report", "diff", faulty, clean)
+    assert better.returncode == 0 and "FIXED" in better.stdout
+    same = _opconform("report", "diff", clean, clean)
+    assert same.returncode == 0 and "0 regressed" in same.stdout
+
+
+def test_bad_report_input(tmp_path: Path) -> None:
+    assert _opconform("report", str(tmp_path)).returncode == 2
+    assert _opconform("report", "diff", str(tmp_path)).returncode == 2
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)"
+)
+def test_html_renders_in_chromium(runs: dict[str, SuiteRun], tmp_path: Path) -> None:
+    assert CHROMIUM is not None
+    page = (runs["faulty"].report_dir / "report.html").resolve().as_uri()
+    profile = ["--user-data-dir=" + str(tmp_path / "profile"), "--enable-logging=stderr", "--v=0"]
+    done = subprocess.run(
+        [CHROMIUM, *CHROMIUM_FLAGS, *profile, "--dump-dom", page],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert 'id="verdict"' in done.stdout and "NOT CONFORMANT" in done.stdout
+    assert 'class="status FAIL">FAIL' in done.stdout
+    console = [line for line in done.stderr.splitlines() if "CONSOLE" in line]
+    assert not console, console
+    shot = tmp_path / "report.png"
+    subprocess.run(
+        [
+            CHROMIUM,
+            *CHROMIUM_FLAGS,
+            *profile[:1],
+            f"--screenshot={shot}",
+            "--window-size=1200,1600",
+            page,
+        ],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert shot.is_file() and shot.stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_load_report_has_plots(tmp_path: Path) -> None:
+    done = _opconform("load", "steady", "--duration", "4s", "--report-dir", str(tmp_path))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    html = (tmp_path / "report.html").read_text()
+    assert html.count("<svg") >= 3 and "TTFT histogram" in html
+    assert "PASS" in (tmp_path / "report.md").read_text()
+
+
+def test_allure_without_the_tool_says_how(runs: dict[str, SuiteRun]) -> None:
+    from reports.command import allure_command
+
+    if allure_command() is not None:
+        pytest.skip("Allure is installed here")
+    done = _opconform("report", str(runs["clean"].report_dir), "--allure")
+    assert done.returncode == 3 and "npm install allure-commandline" in done.stdout
