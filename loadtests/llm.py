@@ -350,6 +350,7 @@ class LLMUser(FastHttpUser):
     key_label = "main"
     group = "main"
     rate: float | None = None  # requests/s of this user; None: closed loop
+    rpm_share: float | None = None  # or: this share of the key's requests/min, as requests/s
     honours_retry_after = True
     expects_429 = False  # limit-probing users: a correct 429 is a pass, not a failure
     network_timeout = 30.0
@@ -364,6 +365,8 @@ class LLMUser(FastHttpUser):
         self.next_at: float | None = None
         assert RUN.settings is not None
         self.settings: Settings = RUN.settings
+        if self.rpm_share:
+            self.rate = self.rpm_share * self.settings.rpm / self.settings.window
 
     # -- pacing ------------------------------------------------------------------------
     def pace(self) -> float | None:

@@ -159,7 +159,6 @@ OPTIONS: tuple[Option, ...] = (
     ),
 )
 OPTION_BY_NAME = {option.name: option for option in OPTIONS}
-SECRET_OPTIONS = tuple(o.name for o in OPTIONS if o.secret)
 AREAS = (
     "auth",
     "models",

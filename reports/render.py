@@ -14,22 +14,10 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from opconform.config import AREAS
 from opconform.redact import Redactor
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-AREA_ORDER = (
-    "auth",
-    "models",
-    "chat",
-    "validation",
-    "streaming",
-    "compat",
-    "errors",
-    "gateway-failures",
-    "ratelimit",
-    "sdk",
-    "perf",
-)
 EVIDENCE_PER_CHECK = 3
 
 
@@ -133,7 +121,7 @@ def conformance_context(document: dict[str, Any], run_dir: Path) -> dict[str, An
         areas.setdefault(row["area"], []).append(row)
         if row["status"] in ("FAIL", "ERROR", "WARN") or row["stale_baseline"]:
             problems.append(row)
-    ordered = {a: areas[a] for a in AREA_ORDER if a in areas}
+    ordered = {a: areas[a] for a in AREAS if a in areas}
     ordered.update({a: rows for a, rows in areas.items() if a not in ordered})
     verdict = document["verdict"]
     return {

@@ -34,20 +34,35 @@ class SuiteRun:
         return [c for c in self.results["checks"] if requirement_id in c["requirements"]]
 
 
-def run_suite(
-    gateway_env: dict[str, str], report_dir: Path, *args: str, timeout: float = 300
-) -> SuiteRun:
-    """`opconform run` against a running gateway, as a user would start it."""
+def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This machine's environment without OP_* settings (a developer's own target must not leak
+    into a test), plus `extra`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OP_")}
-    env.update(gateway_env)
-    done = subprocess.run(
-        [sys.executable, "-m", "opconform", "run", "--report-dir", str(report_dir), "-q", *args],
-        env=env,
+    env.update(extra or {})
+    return env
+
+
+def opconform_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """The `opconform` command as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "opconform", *args],
+        env=clean_env(env),
         capture_output=True,
         text=True,
         timeout=timeout,
         cwd=ROOT,
         check=False,
+    )
+
+
+def run_suite(
+    gateway_env: dict[str, str], report_dir: Path, *args: str, timeout: float = 300
+) -> SuiteRun:
+    """`opconform run` against a running gateway."""
+    done = opconform_cli(
+        "run", "--report-dir", str(report_dir), "-q", *args, env=gateway_env, timeout=timeout
     )
     return SuiteRun(done.returncode, done.stdout, done.stderr, report_dir)
 

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from gateway.embedded import EmbeddedGateway
 from opconform.redact import LEAK_PATTERN
-from tests.conftest import ROOT, run_suite
+from tests.conftest import opconform_cli, run_suite
 
 BAD_INPUT = [
     (["run", "--plan", "gold"], "invalid choice"),
@@ -30,18 +27,9 @@ BAD_INPUT = [
 
 @pytest.mark.parametrize(("argv", "message"), BAD_INPUT, ids=[" ".join(a) for a, _ in BAD_INPUT])
 def test_bad_input_is_one_clear_line(tmp_path: Path, argv: list[str], message: str) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OP_")}
     if argv[0] == "run":
         argv = [*argv, "--report-dir", str(tmp_path / "run")]
-    done = subprocess.run(
-        [sys.executable, "-m", "opconform", *argv],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=120,
-        check=False,
-    )
+    done = opconform_cli(*argv, timeout=120)
     output = done.stdout + done.stderr
     assert done.returncode == 2, output[-1500:]
     assert message in output, output[-1500:]
@@ -50,13 +38,7 @@ def test_bad_input_is_one_clear_line(tmp_path: Path, argv: list[str], message: s
 
 def test_report_dir_must_be_new(tmp_path: Path) -> None:
     (tmp_path / "old.txt").write_text("x")
-    done = subprocess.run(
-        [sys.executable, "-m", "opconform", "run", "--report-dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=False,
-    )
+    done = opconform_cli("run", "--report-dir", str(tmp_path))
     assert done.returncode == 2 and "not empty" in done.stderr
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import subprocess
-import sys
 import time
 from typing import Any
 
@@ -13,6 +11,7 @@ import pytest
 
 from gateway.embedded import EmbeddedGateway
 from gateway.faults import FAULTS
+from tests.conftest import opconform_cli
 
 
 def _client(gateway: EmbeddedGateway, key: str = "OP_PRO_API_KEY") -> httpx.Client:
@@ -182,18 +181,8 @@ def test_official_python_sdk(clean_gateway: EmbeddedGateway) -> None:
 
 
 def test_list_faults_and_bad_fault() -> None:
-    listed = subprocess.run(
-        [sys.executable, "-m", "opconform", "serve", "--list-faults"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    listed = opconform_cli("serve", "--list-faults").stdout
     assert len(listed.splitlines()) == len(FAULTS) >= 30
-    bad = subprocess.run(
-        [sys.executable, "-m", "opconform", "serve", "--fault", "nope"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    bad = opconform_cli("serve", "--fault", "nope")
     assert bad.returncode == 2 and "unknown fault" in bad.stderr
     assert "Traceback" not in bad.stderr

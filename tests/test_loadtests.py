@@ -4,7 +4,6 @@ and with the faults that break its limits), distributed runs, and bad input."""
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import pytest
 
 from gateway.embedded import EmbeddedGateway
 from loadtests.metrics import Sample, SloError, judge_slo, parse_slo, percentile, summarise
-from tests.conftest import ROOT
+from tests.conftest import ROOT, clean_env, opconform_cli
 
 PROFILE_DIR = ROOT / "loadtests" / "profiles"
 SHORT_WINDOW = ["--window-seconds", "3"]
@@ -59,25 +58,7 @@ def test_slo_parsing_and_judging() -> None:
 
 
 def _load(report_dir: Path, profile: str, *args: str, timeout: float = 120) -> tuple[int, dict]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OP_")}
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "opconform",
-            "load",
-            profile,
-            "--report-dir",
-            str(report_dir),
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=timeout,
-        check=False,
-    )
+    done = opconform_cli("load", profile, "--report-dir", str(report_dir), *args, timeout=timeout)
     result = report_dir / "load.json"
     document = (
         json.loads(result.read_text())
@@ -247,8 +228,7 @@ def _free_port() -> int:
 def test_master_with_two_workers_merges_every_request(tmp_path: Path) -> None:
     port = _free_port()
     with EmbeddedGateway() as gateway:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("OP_")}
-        env["OP_API_KEY"] = gateway.env["OP_ENTERPRISE_API_KEY"]
+        env = clean_env({"OP_API_KEY": gateway.env["OP_ENTERPRISE_API_KEY"]})
         common = [
             "-f",
             str(PROFILE_DIR / "steady.py"),
@@ -343,14 +323,7 @@ BAD_INPUT = [
 @pytest.mark.parametrize(("argv", "message"), BAD_INPUT, ids=[a[0] + a[-1] for a, _ in BAD_INPUT])
 def test_bad_load_input_is_one_clear_line(tmp_path: Path, argv: list[str], message: str) -> None:
     started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-m", "opconform", "load", *argv, "--report-dir", str(tmp_path / "r")],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-        check=False,
-    )
+    done = opconform_cli("load", *argv, "--report-dir", str(tmp_path / "r"), timeout=60)
     output = done.stdout + done.stderr
     assert done.returncode == 2 and message in output and "Traceback" not in output, output
     assert time.monotonic() - started < 30

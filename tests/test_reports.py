@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from gateway.embedded import EmbeddedGateway
-from tests.conftest import ROOT, SuiteRun, run_suite
+from tests.conftest import SuiteRun, opconform_cli, run_suite
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = [
@@ -34,17 +33,6 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, SuiteRun]:
         with EmbeddedGateway(faults) as gateway:
             result[name] = run_suite(gateway.env, folder / name, "--area", "streaming,errors")
     return result
-
-
-def _opconform(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "opconform", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-        check=False,
-    )
 
 
 def test_run_writes_html_and_markdown(runs: dict[str, SuiteRun]) -> None:
@@ -70,24 +58,24 @@ def test_failure_shows_its_evidence(runs: dict[str, SuiteRun]) -> None:
 def test_report_command_rebuilds(runs: dict[str, SuiteRun]) -> None:
     folder = runs["faulty"].report_dir
     (folder / "report.html").unlink()
-    done = _opconform("report", str(folder))
+    done = opconform_cli("report", str(folder))
     assert done.returncode == 0 and (folder / "report.html").is_file()
 
 
 def test_diff_finds_the_regression(runs: dict[str, SuiteRun]) -> None:
     clean, faulty = str(runs["clean"].report_dir), str(runs["faulty"].report_dir)
-    worse = _opconform("report", "diff", clean, faulty)
+    worse = opconform_cli("report", "diff", clean, faulty)
     assert worse.returncode == 1, worse.stdout
     assert "REGRESSED conformance/test_streaming.py::test_done_once_and_last" in worse.stdout
-    better = _opconform("report", "diff", faulty, clean)
+    better = opconform_cli("report", "diff", faulty, clean)
     assert better.returncode == 0 and "FIXED" in better.stdout
-    same = _opconform("report", "diff", clean, clean)
+    same = opconform_cli("report", "diff", clean, clean)
     assert same.returncode == 0 and "0 regressed" in same.stdout
 
 
 def test_bad_report_input(tmp_path: Path) -> None:
-    assert _opconform("report", str(tmp_path)).returncode == 2
-    assert _opconform("report", "diff", str(tmp_path)).returncode == 2
+    assert opconform_cli("report", str(tmp_path)).returncode == 2
+    assert opconform_cli("report", "diff", str(tmp_path)).returncode == 2
 
 
 @pytest.mark.skipif(
@@ -128,7 +116,7 @@ def test_html_renders_in_chromium(runs: dict[str, SuiteRun], tmp_path: Path) -> 
 
 @pytest.mark.slow
 def test_load_report_has_plots(tmp_path: Path) -> None:
-    done = _opconform("load", "steady", "--duration", "4s", "--report-dir", str(tmp_path))
+    done = opconform_cli("load", "steady", "--duration", "4s", "--report-dir", str(tmp_path))
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     html = (tmp_path / "report.html").read_text()
     assert html.count("<svg") >= 3 and "TTFT histogram" in html
@@ -140,5 +128,5 @@ def test_allure_without_the_tool_says_how(runs: dict[str, SuiteRun]) -> None:
 
     if allure_command() is not None:
         pytest.skip("Allure is installed here")
-    done = _opconform("report", str(runs["clean"].report_dir), "--allure")
+    done = opconform_cli("report", str(runs["clean"].report_dir), "--allure")
     assert done.returncode == 3 and "npm install allure-commandline" in done.stdout

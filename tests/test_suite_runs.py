@@ -4,7 +4,6 @@ opt-in checks pass too, and plain pytest works as well as the command."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gateway.embedded import EmbeddedGateway
-from tests.conftest import ROOT, run_suite
+from tests.conftest import ROOT, clean_env, run_suite
 
 
 def test_default_suite_passes_against_clean_gateway(tmp_path: Path) -> None:
@@ -82,7 +81,7 @@ def test_should_failure_warns_without_failing_gate(tmp_path: Path) -> None:
 
 def test_plain_pytest_runs_the_suite(tmp_path: Path) -> None:
     with EmbeddedGateway() as gateway:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("OP_")}
+        env = clean_env()
         done = subprocess.run(
             [
                 sys.executable,

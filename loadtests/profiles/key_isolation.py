@@ -23,10 +23,7 @@ class FloodUser(LLMUser):
     key_label = "main"
     expects_429 = True
     honours_retry_after = False
-
-    def on_start(self) -> None:
-        super().on_start()
-        self.rate = 3.0 * self.settings.rpm / self.settings.window
+    rpm_share = 3.0
 
     @task
     def flood(self) -> None:
@@ -39,10 +36,7 @@ class SteadyUser(LLMUser):
     fixed_count = 1 if os.environ.get("OP_ALT_API_KEY") else 0
     group = "steady"
     key_label = "alt"
-
-    def on_start(self) -> None:
-        super().on_start()
-        self.rate = 0.5 * self.settings.rpm / self.settings.window
+    rpm_share = 0.5
 
     @task
     def ask(self) -> None:

@@ -32,11 +32,7 @@ from loadtests.metrics import Sample
 class BurstUser(LLMUser):
     abstract = True
     expects_429 = True
-    factor = 2.0
-
-    def on_start(self) -> None:
-        super().on_start()
-        self.rate = self.factor * self.settings.rpm / self.settings.window
+    rpm_share = 2.0
 
     @task
     def burst(self) -> None:
@@ -58,7 +54,7 @@ class AbusiveUser(BurstUser):
     group = "abusive"
     key_label = "alt"
     honours_retry_after = False
-    factor = 3.0
+    rpm_share = 3.0
 
 
 class BystanderUser(LLMUser):

@@ -1,4 +1,4 @@
-"""soak: long steady load (as `steady`) with drift detection.
+"""soak: long steady load (steady's users) with drift detection.
 
 The run is cut into `buckets` equal time slices (profile option, default 5). Expectations, besides
 steady's: the last slice's TTFT median is within 1.5x (+5 ms) of the first's, and its error rate
@@ -9,10 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from locust import task
-
 from loadtests.llm import (
-    LLMUser,
     Profile,
     Settings,
     expectation,
@@ -22,21 +19,12 @@ from loadtests.llm import (
     use_profile,
 )
 from loadtests.metrics import Sample, summarise
-from loadtests.profiles.steady import offered
 
+# Locust runs the User classes it finds in this module: steady's, since a soak is steady load
+# held longer and judged for drift.
+from loadtests.profiles.steady import SteadyUser, offered
 
-class SoakUser(LLMUser):
-    group = "main"
-
-    def on_start(self) -> None:
-        super().on_start()
-        self.rate = offered(self.settings) / self.settings.users
-
-    @task
-    def ask(self) -> None:
-        scheduled = self.pace()
-        if self.within_ceilings():
-            self.stream(scheduled=scheduled)
+__all__ = ["SteadyUser"]
 
 
 def slices(samples: list[Sample], settings: Settings) -> list[dict[str, Any]]:
