@@ -37,6 +37,9 @@ def record(exchange: Exchange, redactor: Redactor) -> dict[str, Any]:
         "error": redactor.text(exchange.error) if exchange.error else None,
         "started_at": exchange.started_at,
         "elapsed_s": round(exchange.elapsed, 4),
+        "time_to_headers_s": (
+            round(exchange.time_to_headers, 4) if exchange.time_to_headers is not None else None
+        ),
         "time_to_first_byte_s": (
             round(exchange.time_to_first_byte, 4)
             if exchange.time_to_first_byte is not None

@@ -68,6 +68,19 @@ def pytest_configure(config: pytest.Config) -> None:
         "order_last: run after every other check",
     ):
         config.addinivalue_line("markers", line)
+    for area in AREAS:
+        config.addinivalue_line("markers", f"{_area_marker(area)}: checks of the {area} area")
+
+
+def _area_marker(area: str) -> str:
+    return area.replace("-", "_")
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Each check also carries its area as a marker, so `-m sdk` or `-m "not perf"` select
+    areas as pytest users expect (before -m filtering runs)."""
+    if _is_check(item):
+        item.add_marker(_area_marker(area_of(item)))
 
 
 class ConformanceRun:

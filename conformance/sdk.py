@@ -11,6 +11,7 @@ from typing import Any
 
 from conformance.plugin import disabled
 from opconform.config import Target
+from opconform.redact import Redactor
 
 NODE_DIR = Path(__file__).resolve().parent / "node"
 NODE_SCRIPT = NODE_DIR / "sdk_check.mjs"
@@ -89,14 +90,8 @@ def run_node(
     if not lines:
         raise RuntimeError(
             f"the Node SDK script printed no result (exit {done.returncode}): "
-            f"{api_redact(api, done.stderr[-500:])}"
+            f"{Redactor(api.keys.values()).text(done.stderr[-500:])}"
         )
     result: dict[str, Any] = json.loads(lines[-1])
     api.sent[f"sdk-node:{key}"] += int(result.get("requests", 0))
     return result
-
-
-def api_redact(api: Any, text: str) -> str:
-    for secret in api.keys.values():
-        text = text.replace(secret, "[REDACTED]")
-    return text

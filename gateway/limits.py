@@ -101,22 +101,6 @@ class RateLimiter:
             state.in_flight += 1
         return Verdict(True, limit, max(0, limit - state.window_count), reset)
 
-    def peek(self, key_id: str, plan: Plan) -> Verdict:
-        """The headers' view of a key without counting a request (for answers that precede
-        admission, e.g. a 401 for a disabled key)."""
-        state = self._state(key_id)
-        now = self._clock()
-        if now >= state.window_start + self.window_seconds:
-            return Verdict(
-                True, plan.requests_per_min, plan.requests_per_min, int(now) + self.window_seconds
-            )
-        return Verdict(
-            True,
-            plan.requests_per_min,
-            max(0, plan.requests_per_min - state.window_count),
-            state.window_start + self.window_seconds,
-        )
-
     def release(self, key_id: str) -> None:
         state = self._state(key_id)
         state.in_flight = max(0, state.in_flight - 1)
@@ -127,6 +111,3 @@ class RateLimiter:
         if state.day != day:
             state.day, state.day_tokens = day, 0
         state.day_tokens += tokens
-
-    def in_flight(self, key_id: str) -> int:
-        return self._state(key_id).in_flight

@@ -60,7 +60,11 @@ def add_load(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--duration", help="e.g. 60s, 5m (default per profile)")
     p.add_argument("--users", type=int, help="default: derived from the plan and profile")
     p.add_argument("--processes", type=int, default=1, help="generator processes (Locust)")
-    p.add_argument("--slo", default="", help="e.g. ttft_p95=800ms,error_rate=0.01")
+    p.add_argument(
+        "--slo",
+        default="",
+        help="e.g. ttft_p95=800ms,error_rate=0.01, or @FILE with one threshold per line",
+    )
     p.add_argument("--model", default="gpt-4o-mini")
     p.add_argument("--max-tokens", type=int, default=64, help="max_tokens per request")
     p.add_argument(
@@ -122,6 +126,14 @@ def _users(profile: str, plan: str, env: dict[str, str], given: int | None) -> i
 def run_load(args: argparse.Namespace) -> int:
     from gateway.embedded import EmbeddedGateway
 
+    if args.slo.startswith("@"):
+        try:
+            lines = Path(args.slo[1:]).read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise UsageError(f"--slo: cannot read {args.slo[1:]}: {exc.strerror}") from None
+        args.slo = ",".join(
+            line.split("#")[0].strip() for line in lines if line.split("#")[0].strip()
+        )
     try:
         parse_slo(args.slo)
     except SloError as exc:

@@ -83,7 +83,6 @@ class Exchange:
     events_after_done: int = 0
     closed_after_done: bool | None = None
     incomplete_tail: bytes = b""
-    chunk_times: list[float] = field(default_factory=list)
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
@@ -158,9 +157,6 @@ class Pacer:
             self._sleep(wait)
             self.waited += wait
         window.remaining, window.reset_at = None, None
-
-    def forget(self, label: str) -> None:
-        self._windows.pop(label, None)
 
 
 def reset_in_seconds(value: str, now: float | None = None) -> float | None:
@@ -426,9 +422,6 @@ class Transfer:
         self._finished = True
         return self.finish_exchange()
 
-    def finish(self) -> Exchange:
-        return self.collect()
-
     def finish_exchange(self) -> Exchange:
         exchange = self.exchange
         exchange.elapsed = time.perf_counter() - self._start
@@ -487,7 +480,6 @@ class Transfer:
                 elif kind == "chunk":
                     if exchange.time_to_first_byte is None:
                         exchange.time_to_first_byte = at - self._start
-                    exchange.chunk_times.append(at - self._start)
                     room = cap - len(self._body)
                     self._body.extend(value[:room])
                     if self._decoder is not None:

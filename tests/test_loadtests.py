@@ -317,6 +317,7 @@ BAD_INPUT = [
         "not on this machine",
     ),
     (["nonsense"], "invalid choice"),
+    (["steady", "--slo", "@/nonexistent/slo.txt"], "cannot read"),
 ]
 
 

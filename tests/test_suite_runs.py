@@ -112,3 +112,11 @@ def test_plain_pytest_runs_the_suite(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout[-2000:]
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["verdict"] == "conformant" and not results["target"]["embedded"]
+
+
+def test_area_markers_select_like_pytest(tmp_path: Path) -> None:
+    with EmbeddedGateway() as gateway:
+        run = run_suite(gateway.env, tmp_path / "run", "-m", "compat")
+    assert run.code == 0, run.stdout[-2000:]
+    ran = {c["area"] for c in run.results["checks"] if c["status"] != "DISABLED"}
+    assert ran == {"compat"}
