@@ -109,3 +109,24 @@ def onset(windows: dict[str, list[dict[str, Any]]], limit: int) -> str | None:
     axis.set_ylabel("requests before the first 429")
     axis.legend(fontsize=8)
     return _svg(figure)
+
+
+def latency_over_time(samples: list[Sample]) -> str | None:
+    """TTFT p50 and p95 per second of the run (drift and saturation show here first)."""
+    ok = [s for s in samples if s.outcome == "ok" and s.ttft is not None]
+    if not ok:
+        return None
+    start = min(s.sent for s in ok)
+    buckets: dict[int, list[float]] = defaultdict(list)
+    for sample in ok:
+        buckets[int(sample.sent - start)].append(1000 * (sample.ttft or 0.0))
+    seconds = sorted(buckets)
+    figure, axis = plt.subplots(figsize=(8, 3.0))
+    for p in (50, 95):
+        values = [percentile(buckets[s], p) or 0.0 for s in seconds]
+        axis.plot(seconds, values, marker=".", label=f"TTFT p{p}")
+    axis.set_xlabel("seconds into the run")
+    axis.set_ylabel("ms")
+    axis.legend(fontsize=8)
+    axis.grid(alpha=0.3)
+    return _svg(figure)

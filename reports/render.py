@@ -179,6 +179,7 @@ def load_context(document: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     figures = []
     for title, svg in (
         ("Latency percentiles", plots.latency_percentiles(samples)),
+        ("TTFT over time", plots.latency_over_time(samples)),
         ("Throughput and 429s over time, per key", plots.throughput_over_time(samples)),
         ("TTFT histogram", plots.histogram(samples, "ttft")),
         ("ITL histogram", plots.histogram(samples, "itl")),

@@ -131,7 +131,7 @@ def expectations(samples: list[Sample], settings: Settings) -> list[dict[str, An
             expectation(
                 f"{name}: no other errors",
                 not unexpected,
-                f"{len(unexpected)}: " + (unexpected[0].detail if unexpected else ""),
+                f"{len(unexpected)}" + (f": {unexpected[0].detail}" if unexpected else ""),
             )
         )
     polite = group(samples, "polite")
