@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     counts = ", ".join(f"{n} {s}" for s, n in document["counts"].items() if n)
     print(
         f"opconform: {document['verdict']} ({counts}); exit {document['exit_code']}; "
-        f"reports in {report_dir}"
+        f"report: {report_dir / 'report.html'}"
     )
     return int(document["exit_code"])
 

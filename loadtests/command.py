@@ -247,6 +247,6 @@ def _outcome(report_dir: Path, code: int) -> int:
         render_run(report_dir)
     print(
         f"opconform load: {document['verdict']}; exit {document['exit_code']}; "
-        f"reports in {report_dir}"
+        f"report: {report_dir / 'report.html'}"
     )
     return int(document["exit_code"])
