@@ -34,7 +34,7 @@ def add_run(sub: argparse._SubParsersAction) -> None:
             kwargs.update(action="store_const", const=True)
         if option.choices:
             kwargs["choices"] = option.choices
-        p.add_argument(option.flag, **kwargs)
+        p.add_argument(*option.flags, **kwargs)
     p.add_argument(
         "--report-dir", type=Path, help=f"run folder (default {DEFAULT_REPORTS}/<timestamp>)"
     )

@@ -44,7 +44,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             kwargs["const"] = True
         if option.choices:
             kwargs["choices"] = option.choices
-        group.addoption(option.flag, **kwargs)
+        group.addoption(*option.flags, **kwargs)
     group.addoption(
         "--report-dir",
         dest="op_report_dir",

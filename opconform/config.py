@@ -36,10 +36,15 @@ class Option:
     default: Any = None
     secret: bool = False
     choices: tuple[str, ...] | None = None
+    aliases: tuple[str, ...] = ()  # other spellings of the flag
 
     @property
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        return (self.flag, *self.aliases)
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -81,6 +86,7 @@ OPTIONS: tuple[Option, ...] = (
         "OP_MODELS",
         "models to check (comma-separated; default: the first --model-count of /v1/models)",
         kind="list",
+        aliases=("--model",),
     ),
     Option(
         "model_count",
