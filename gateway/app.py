@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from jsonschema.exceptions import best_match
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -50,7 +51,9 @@ _ERROR_TYPES = {
 
 
 def _dumps(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    # orjson: compact UTF-8 JSON in ~0.2 us where the json module takes ~3 us; every answer and
+    # every streamed event goes through here.
+    return orjson.dumps(value)
 
 
 class ApiError(Exception):
@@ -335,7 +338,8 @@ class Gateway:
         completion = self._complete(payload, model, stream_variant=stream)
         if stream:
             return self._stream_response(completion, key, headers, payload)
-        await self._pace(model, len(completion.pieces))
+        if model.latency.ttft_ms or model.latency.tpot_ms or self.fault("slow-first-token"):
+            await self._pace(model, len(completion.pieces))
         self.limiter.record_tokens(key.secret, completion.usage["total_tokens"])
         body = {
             "id": completion.id,
@@ -359,7 +363,7 @@ class Gateway:
     # ------------------------------------------------------------------ chat internals
     def _parse(self, raw: bytes, headers: dict[str, str]) -> dict[str, Any]:
         try:
-            payload = json.loads(raw)
+            payload = orjson.loads(raw)
         except ValueError as exc:
             if self.fault("validation-bad-json-500"):
                 raise ApiError(500, "An unexpected error occurred.", headers) from exc
