@@ -299,6 +299,11 @@ def expectation(name: str, passed: bool, detail: str = "") -> dict[str, Any]:
     return {"name": name, "passed": bool(passed), "detail": detail}
 
 
+def present(variable: str) -> int:
+    """fixed_count for a user whose key may be missing: one user if the variable is set."""
+    return 1 if os.environ.get(variable) else 0
+
+
 def group(samples: list[Sample], name: str) -> list[Sample]:
     return [s for s in samples if s.group == name]
 
@@ -398,6 +403,15 @@ class LLMUser(FastHttpUser):
             return False
         RUN.requests += 1
         return True
+
+    def paced(self, kind: str = "stream", **kwargs: Any) -> Sample | None:
+        """Wait for this user's next slot, count it against the ceilings, then send a stream or
+        a plain completion. None when the run is stopping."""
+        scheduled = self.pace()
+        if not self.within_ceilings():
+            return None
+        send = self.stream if kind == "stream" else self.chat
+        return send(scheduled=scheduled, **kwargs)
 
     def stop_run(self) -> None:
         RUN.stopping = True

@@ -39,20 +39,14 @@ class HolderUser(LLMUser):
 
     @task
     def hold(self) -> None:
-        scheduled = self.pace()
-        if not self.within_ceilings():
-            return
         self.turn += 1
         if self.turn % 2:
-            sample = self.stream(
-                prompt=LONG_PROMPT,
-                max_tokens=20_000,
-                scheduled=scheduled,
-                disconnect_after=self.hold_seconds,
+            sample = self.paced(
+                prompt=LONG_PROMPT, max_tokens=20_000, disconnect_after=self.hold_seconds
             )
         else:
-            sample = self.stream(max_tokens=16, scheduled=scheduled)
-        if sample.status == 429 and sample.ratelimit_remaining == 0:
+            sample = self.paced(max_tokens=16)
+        if sample is not None and sample.status == 429 and sample.ratelimit_remaining == 0:
             self.after_429(sample)
 
 

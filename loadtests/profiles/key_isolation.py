@@ -8,12 +8,20 @@ Expectations: A is limited (429s); B and the Pro key see no 429 and no errors.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from locust import task
 
-from loadtests.llm import LLMUser, Profile, Settings, expectation, group, no_failures, use_profile
+from loadtests.llm import (
+    LLMUser,
+    Profile,
+    Settings,
+    expectation,
+    group,
+    no_failures,
+    present,
+    use_profile,
+)
 from loadtests.metrics import Sample
 
 
@@ -27,35 +35,29 @@ class FloodUser(LLMUser):
 
     @task
     def flood(self) -> None:
-        scheduled = self.pace()
-        if self.within_ceilings():
-            self.chat(max_tokens=4, scheduled=scheduled, name="flood chat")
+        self.paced("chat", max_tokens=4, name="flood chat")
 
 
 class SteadyUser(LLMUser):
-    fixed_count = 1 if os.environ.get("OP_ALT_API_KEY") else 0
+    fixed_count = present("OP_ALT_API_KEY")
     group = "steady"
     key_label = "alt"
     rpm_share = 0.5
 
     @task
     def ask(self) -> None:
-        scheduled = self.pace()
-        if self.within_ceilings():
-            self.stream(scheduled=scheduled, name="steady stream")
+        self.paced(name="steady stream")
 
 
 class ProUser(LLMUser):
-    fixed_count = 1 if os.environ.get("OP_PRO_API_KEY") else 0
+    fixed_count = present("OP_PRO_API_KEY")
     group = "pro"
     key_label = "pro"
     rate = 1.0
 
     @task
     def ask(self) -> None:
-        scheduled = self.pace()
-        if self.within_ceilings():
-            self.stream(scheduled=scheduled, name="pro stream")
+        self.paced(name="pro stream")
 
 
 def expectations(samples: list[Sample], settings: Settings) -> list[dict[str, Any]]:

@@ -12,7 +12,6 @@ the window resets; other keys are unharmed.
 from __future__ import annotations
 
 import itertools
-import os
 from typing import Any
 
 from locust import task
@@ -24,6 +23,7 @@ from loadtests.llm import (
     expectation,
     group,
     no_failures,
+    present,
     use_profile,
 )
 from loadtests.metrics import Sample
@@ -36,11 +36,9 @@ class BurstUser(LLMUser):
 
     @task
     def burst(self) -> None:
-        scheduled = self.pace()
-        if self.within_ceilings():
-            sample = self.chat(max_tokens=4, scheduled=scheduled, name=f"{self.group} chat")
-            if sample.status == 429:
-                self.after_429(sample)
+        sample = self.paced("chat", max_tokens=4, name=f"{self.group} chat")
+        if sample is not None and sample.status == 429:
+            self.after_429(sample)
 
 
 class PoliteUser(BurstUser):
@@ -50,7 +48,7 @@ class PoliteUser(BurstUser):
 
 
 class AbusiveUser(BurstUser):
-    fixed_count = 1 if os.environ.get("OP_ALT_API_KEY") else 0
+    fixed_count = present("OP_ALT_API_KEY")
     group = "abusive"
     key_label = "alt"
     honours_retry_after = False
@@ -58,16 +56,14 @@ class AbusiveUser(BurstUser):
 
 
 class BystanderUser(LLMUser):
-    fixed_count = 1 if os.environ.get("OP_PRO_API_KEY") else 0
+    fixed_count = present("OP_PRO_API_KEY")
     group = "bystander"
     key_label = "pro"
     rate = 1.0
 
     @task
     def ask(self) -> None:
-        scheduled = self.pace()
-        if self.within_ceilings():
-            self.chat(max_tokens=4, scheduled=scheduled, name="bystander chat")
+        self.paced("chat", max_tokens=4, name="bystander chat")
 
 
 def windows(samples: list[Sample]) -> list[dict[str, Any]]:

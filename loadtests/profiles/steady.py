@@ -27,9 +27,7 @@ class SteadyUser(LLMUser):
 
     @task
     def ask(self) -> None:
-        scheduled = self.pace()
-        if self.within_ceilings():
-            self.stream(scheduled=scheduled)
+        self.paced()
 
 
 use_profile(
