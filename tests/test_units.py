@@ -110,3 +110,11 @@ def test_reset_classification_budget_and_pacer() -> None:
     pacer.observe("main", {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "3"})
     pacer.before("main")
     assert slept and 2.5 < slept[0] <= 3.3
+
+
+def test_example_gateway_config_loads() -> None:
+    config = load_config(Path(__file__).resolve().parent.parent / "gateway/example-config.toml")
+    assert config.plans["enterprise"].requests_per_min == 5000
+    assert config.plans["free"].requests_per_min == 60
+    restricted = config.key_for_role("restricted")
+    assert restricted is not None and "claude-opus-4" in restricted.denied_models
