@@ -252,6 +252,8 @@ class Gateway:
         headers = self.rate_headers(verdict)
         if verdict.allowed:
             return headers
+        if self.fault("ratelimit-as-503") and verdict.reason == "requests per minute":
+            raise ApiError(503, "Service busy.", {**headers, "retry-after": "1"})
         if not self.fault("429-no-retry-after"):
             headers["retry-after"] = (
                 "1" if self.fault("429-retry-after-too-early") else str(verdict.retry_after)
@@ -270,6 +272,8 @@ class Gateway:
     async def list_models(self, request: Request) -> Response:
         key = self.authenticate(request)
         headers = self.admit(key, takes_slot=False)
+        if self.fault("slow-model-list"):
+            await asyncio.sleep(0.6)
         if self.fault("ratelimit-headers-missing-on-success"):
             headers = {}
         return Response(self._models_body, 200, headers=headers, media_type=JSON)

@@ -239,6 +239,11 @@ FAULTS: dict[str, Fault] = {
             "X-RateLimit-Reset is epoch milliseconds",
         ),
         Fault("ratelimit-not-enforced", ("OP-RL-007",), "requests per minute are not enforced"),
+        Fault(
+            "ratelimit-as-503",
+            ("OP-RL-007", "OP-SDK-002", "OP-SDK-004"),
+            "over requests/min the answer is 503, so the SDKs raise InternalServerError",
+        ),
         Fault("ratelimit-off-by-one", ("OP-RL-007",), "one request more than the plan is allowed"),
         Fault("429-no-retry-after", ("OP-RL-008",), "429 answers carry no Retry-After"),
         Fault(
@@ -283,8 +288,14 @@ FAULTS: dict[str, Fault] = {
         Fault(
             "slow-first-token",
             ("OP-PERF-001",),
-            "every first token comes 600 ms late",
-            needs=("--latency-slo", "ttft_p95=300ms"),
+            "every first token (and so every completion) comes 600 ms late",
+            needs=("--latency-slo", "ttft_p95=300ms,completion_p95=300ms"),
+        ),
+        Fault(
+            "slow-model-list",
+            ("OP-PERF-001",),
+            "GET /v1/models answers 600 ms late",
+            needs=("--latency-slo", "ttfb_p95=300ms"),
         ),
         # chaos: no single requirement; a run against them must still finish with a verdict
         Fault("chaos-hang", (), "chat completions never answer (the server waits 10 min)"),

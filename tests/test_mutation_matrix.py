@@ -88,3 +88,21 @@ def test_every_checked_requirement_has_a_fault() -> None:
 
 def test_there_are_enough_faults() -> None:
     assert len(REQUIREMENT_FAULTS) >= 30
+
+
+@pytest.mark.slow
+def test_every_check_fails_under_some_fault(matrix: dict[str, SuiteRun]) -> None:
+    """A check that no fault can make fail proves nothing: each one must be caught somewhere."""
+    import contextlib
+    import io
+
+    from conformance.command import coverage
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        checks = {
+            nodeid.split("::")[1].split("[")[0] for ids in coverage().values() for nodeid in ids
+        }
+    caught = {
+        name.split("[")[0] for fault, run in matrix.items() for name in _caught(FAULTS[fault], run)
+    }
+    assert checks <= caught, f"checks no fault makes fail: {sorted(checks - caught)}"
