@@ -8,9 +8,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from opconform.client import Exchange
+from opconform.contract import RATE_HEADERS
 from schemas.loader import validator
-
-RATE_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
 
 
 def preview(exchange: Exchange, size: int = 200) -> str:

@@ -11,15 +11,10 @@ import uvicorn
 
 from gateway.app import create_app
 from gateway.settings import GatewayConfig
+from opconform.contract import IDENTITIES
 
 # Which identity each printed variable carries; the conformance suite reads the same names.
-ENV_ROLES = (
-    ("OP_API_KEY", "main"),
-    ("OP_ALT_API_KEY", "alt"),
-    ("OP_PRO_API_KEY", "pro"),
-    ("OP_ENTERPRISE_API_KEY", "enterprise"),
-    ("OP_RESTRICTED_API_KEY", "restricted"),
-)
+ENV_ROLES = tuple((identity.env, identity.label) for identity in IDENTITIES)
 
 
 def bind_socket(host: str, port: int) -> socket.socket:

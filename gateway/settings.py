@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.catalogue import Latency, MockModel, default_models
+from opconform.contract import PLANS
 
 
 class ConfigError(ValueError):
@@ -33,9 +34,15 @@ class ApiKey:
 
 # The documented plans. Enterprise is "Custom": defaults high enough that a load test of the
 # gateway itself never meets them.
+def _documented(name: str) -> Plan:
+    limits = PLANS[name]
+    assert limits.requests_per_min is not None and limits.concurrent is not None
+    return Plan(name, limits.requests_per_min, limits.tokens_per_day, limits.concurrent)
+
+
 DEFAULT_PLANS = {
-    "free": Plan("free", requests_per_min=60, tokens_per_day=100_000, concurrent=5),
-    "pro": Plan("pro", requests_per_min=600, tokens_per_day=None, concurrent=50),
+    "free": _documented("free"),
+    "pro": _documented("pro"),
     "enterprise": Plan(
         "enterprise", requests_per_min=1_000_000, tokens_per_day=None, concurrent=10_000
     ),

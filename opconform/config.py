@@ -16,15 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from opconform.contract import PLAN_NAMES, PLANS, parse_duration
 from opconform.exitcodes import UsageError
-
-PLANS = ("free", "pro", "enterprise")
-# Documented limits per plan: requests/min, tokens/day (None: unlimited), concurrent requests.
-PLAN_LIMITS: dict[str, tuple[int | None, int | None, int | None]] = {
-    "free": (60, 100_000, 5),
-    "pro": (600, None, 50),
-    "enterprise": (None, None, None),  # "Custom": given with --enterprise-* options
-}
 
 
 @dataclass(frozen=True)
@@ -54,7 +47,7 @@ OPTIONS: tuple[Option, ...] = (
         "target, e.g. https://staging.example/v1 (default: start the embedded gateway)",
     ),
     Option("api_key", "OP_API_KEY", "main key (required for a remote target)", secret=True),
-    Option("plan", "OP_PLAN", "plan of the main key", choices=PLANS, default="free"),
+    Option("plan", "OP_PLAN", "plan of the main key", choices=PLAN_NAMES, default="free"),
     Option(
         "alt_api_key",
         "OP_ALT_API_KEY",
@@ -247,21 +240,16 @@ def resolve(
     return values
 
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s)?$")
-
-
 def parse_slo(items: list[str] | None) -> dict[str, float]:
     """ "ttft_p95=800ms" -> {"ttft_p95": 0.8} (seconds)."""
     slo: dict[str, float] = {}
     for item in items or []:
         name, _, value = item.partition("=")
-        match = _DURATION.match(value.strip())
-        if not name.strip() or not match:
+        if not name.strip() or not value.strip():
             raise UsageError(
                 f"--latency-slo: expected NAME=DURATION like ttft_p95=800ms, not {item!r}"
             )
-        number, unit = float(match.group(1)), match.group(2) or "s"
-        slo[name.strip()] = number / 1000 if unit == "ms" else number
+        slo[name.strip()] = parse_duration(value, what=f"--latency-slo {name.strip()}")
     return slo
 
 
@@ -303,7 +291,8 @@ class Target:
         if not values.get("api_key"):
             raise UsageError("--api-key (or OP_API_KEY) is required for a remote target")
         plan = values.get("plan") or "free"
-        rpm, tokens, concurrent = PLAN_LIMITS[plan]
+        limits = PLANS[plan]
+        rpm, tokens, concurrent = limits.requests_per_min, limits.tokens_per_day, limits.concurrent
         if plan == "enterprise":
             rpm = values.get("enterprise_requests_per_min")
             concurrent = values.get("enterprise_concurrent")

@@ -1,0 +1,80 @@
+"""The facts of the contract that every command shares, declared once.
+
+The plans and their documented limits, the identities a run may carry and the environment
+variables that name them, the rate-limit header names, the duration grammar and the prompts the
+suite and the load profiles send. The gateway, the suite and the load tester import these; none
+of them repeats a figure.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from opconform.exitcodes import UsageError
+
+KEY_PREFIX = "op_sk_"
+RATE_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
+
+
+@dataclass(frozen=True)
+class PlanLimits:
+    """A plan's documented limits; None means "Unlimited" or, for Enterprise, "Custom" (the
+    user states the figure, see `--enterprise-*`)."""
+
+    requests_per_min: int | None
+    tokens_per_day: int | None
+    concurrent: int | None
+
+
+# The reference's Rate Limits table.
+PLANS: dict[str, PlanLimits] = {
+    "free": PlanLimits(requests_per_min=60, tokens_per_day=100_000, concurrent=5),
+    "pro": PlanLimits(requests_per_min=600, tokens_per_day=None, concurrent=50),
+    "enterprise": PlanLimits(requests_per_min=None, tokens_per_day=None, concurrent=None),
+}
+PLAN_NAMES = tuple(PLANS)
+WINDOW_SECONDS = 60.0  # "Requests / min"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A key a run may hold: its label in evidence and the variable that carries it."""
+
+    label: str
+    env: str
+    option: str  # attribute name of the option (flag: --api-key, ...)
+    used_for: str
+
+
+IDENTITIES: tuple[Identity, ...] = (
+    Identity("main", "OP_API_KEY", "api_key", "auth and the plan's limits"),
+    Identity("alt", "OP_ALT_API_KEY", "alt_api_key", "a second key of the same plan"),
+    Identity("pro", "OP_PRO_API_KEY", "pro_api_key", "a Pro key for bulk checks"),
+    Identity("restricted", "OP_RESTRICTED_API_KEY", "restricted_api_key", "a key denied one model"),
+    Identity("enterprise", "OP_ENTERPRISE_API_KEY", "enterprise_api_key", "an Enterprise key"),
+)
+IDENTITY_BY_LABEL = {identity.label: identity for identity in IDENTITIES}
+KEY_VARIABLES = {identity.label: identity.env for identity in IDENTITIES}
+
+# Prompts that any model answers: a short one, and one whose answer is long (the mock counts;
+# a real model writes at length), always with max_tokens to bound the answer.
+SHORT_PROMPT = "Write a haiku about APIs."
+LONG_PROMPT = "Count from 1 to 20000, one number per line."
+
+
+# ---------------------------------------------------------------------------- durations
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str, *, what: str = "duration", default_unit: str = "s") -> float:
+    """ "800ms" -> 0.8, "2m" -> 120.0, "1.5" -> 1.5 (seconds). UsageError names `what`."""
+    match = _DURATION.match(str(text))
+    if not match:
+        raise UsageError(f"{what}: expected a duration like 800ms, 30s, 5m or 1h, not {text!r}")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2) or default_unit]
+
+
+def is_duration(text: str) -> bool:
+    return _DURATION.match(str(text)) is not None
