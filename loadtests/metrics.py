@@ -12,22 +12,26 @@ Definitions (seconds unless said otherwise):
   gaps: every inter-chunk gap between content events, pooled across requests.
 - output_tokens: usage.completion_tokens (from stream_options.include_usage); when the target
   sends no usage, the number of content events, flagged approximate.
-- rates over the measurement window (first send to last end): requests/s achieved, offered
-  requests/s (what the profile scheduled), output tokens/s; goodput: requests/s that met every
-  SLO threshold given.
+- rates over one measurement window (first send to last send): offered (sends, or scheduled
+  sends, inside it), achieved (requests completed inside it), output tokens/s; goodput:
+  requests/s that succeeded and met every SLO threshold given; 429s apart (rate_limited_*).
 - percentiles are nearest-rank over the raw samples (p50, p90, p95, p99, p99.9), never buckets.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from opconform.slo import FLOOR_SLOS, RATIO_SLOS, SloError, parse_slo, split_latency
+
+__all__ = ["SloError", "parse_slo"]  # the grammar lives in opconform.slo; re-exported here
+
 PERCENTILES = (50, 90, 95, 99, 99.9)
-LATENCY_METRICS = ("ttfb", "ttft", "e2e", "itl", "send_lag")
+SAMPLE_LATENCIES = ("ttfb", "ttft", "e2e", "itl", "send_lag")
+LATENCY_METRICS = SAMPLE_LATENCIES  # the name the reports import
 
 
 @dataclass
@@ -47,13 +51,18 @@ class Sample:
     gaps: list[float] = field(default_factory=list)
     content_events: int = 0
     output_tokens: int = 0
+    prompt_tokens: int | None = None  # from usage, when the target sends it
     total_tokens: int = 0  # prompt + completion, from usage (what tokens/day counts)
     tokens_approximate: bool = False
+    max_tokens: int | None = None  # what the request asked for (the workload's output target)
     retry_after: str | None = None
+    retry_wait: float = 0.0  # seconds this client then waited as Retry-After said
     ratelimit_limit: int | None = None
     ratelimit_remaining: int | None = None
     ratelimit_reset: int | None = None
     open_streams: int | None = None  # this process's open streams of the key when it was sent
+    disconnected: bool = False  # the client went away on purpose before the end
+    phase: str = ""  # which step of the profile sent it (probe, round-3 ...)
 
     @property
     def send_lag(self) -> float | None:
@@ -68,10 +77,12 @@ class Sample:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Sample:
-        return cls(**data)
+        known = {f.name for f in fields(cls)}  # samples.jsonl of an older run still loads
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def percentile(values: list[float], p: float) -> float | None:
+    """Nearest rank: the smallest value with at least p% of the values at or below it."""
     if not values:
         return None
     ordered = sorted(values)
@@ -87,104 +98,98 @@ def distribution(values: Iterable[float | None]) -> dict[str, float | None]:
     return result
 
 
+def measurement_window(samples: list[Sample]) -> tuple[float, float]:
+    """The span that offered and achieved rates share: from the first request's (scheduled)
+    send to the last one's. Both rates count events inside the same span, so a run that sent
+    4 requests every 5 s reports 0.8/s twice, never 0.8 offered against 1.0 achieved."""
+    starts = sorted(s.scheduled if s.scheduled is not None else s.sent for s in samples)
+    if len(starts) > 1 and starts[-1] > starts[0]:
+        return starts[0], starts[-1]
+    first = samples[0]
+    return first.sent, first.sent + max(first.e2e or first.ttfb or 0.0, 1e-9)
+
+
 def summarise(
-    samples: list[Sample], offered_rps: float | None = None, slo: dict[str, float] | None = None
+    samples: list[Sample], target_rps: float | None = None, slo: dict[str, float] | None = None
 ) -> dict[str, Any]:
     """Everything a report needs about one group of samples."""
     if not samples:
         return {"requests": 0}
-    start = min(s.sent for s in samples)
-    end = max(s.end for s in samples)
-    window = max(end - start, 1e-9)
+    start, stop = measurement_window(samples)
+    window = max(stop - start, 1e-9)
+    single = len(samples) == 1
+
+    def inside(moment: float) -> bool:
+        return single or start <= moment < stop
+
     outcomes: dict[str, int] = {}
     for sample in samples:
         outcomes[sample.outcome] = outcomes.get(sample.outcome, 0) + 1
     failures = sum(n for o, n in outcomes.items() if o not in ("ok", "expected_429"))
-    tokens = sum(s.output_tokens for s in samples if s.outcome == "ok")
-    summary: dict[str, Any] = {
+    offered = [s for s in samples if inside(s.scheduled if s.scheduled is not None else s.sent)]
+    completed = [s for s in samples if inside(s.end)]
+    ok_inside = [s for s in completed if s.outcome == "ok"]
+    ok = [s for s in samples if s.outcome == "ok"]
+    limited = sum(1 for s in samples if s.status == 429)
+    good = [s for s in ok_inside if meets(s, slo or {})]
+    return {
         "requests": len(samples),
         "outcomes": outcomes,
         "error_rate": failures / len(samples),
-        "rate_limited": sum(1 for s in samples if s.status == 429),
+        "rate_limited": limited,
+        "rate_limited_share": limited / len(samples),
         "window_s": window,
-        "achieved_rps": len(samples) / window,
-        "offered_rps": offered_rps,
-        "output_tokens": tokens,
-        "output_tokens_per_s": tokens / window,
-        "tokens_approximate": any(s.tokens_approximate for s in samples),
+        "target_rps": target_rps,
+        "offered_rps": len(offered) / window,
+        "achieved_rps": len(completed) / window,
+        "output_tokens": sum(s.output_tokens for s in ok),
+        "output_tokens_per_s": sum(s.output_tokens for s in ok_inside) / window,
+        "tokens_approximate": any(s.tokens_approximate for s in ok),
+        # Requests/s that succeeded and met every --slo latency threshold: under a quota, what
+        # the client got, reported apart from how often it was refused (rate_limited_*).
+        "goodput_rps": len(good) / window,
+        "retry_wait_s": sum(s.retry_wait for s in samples),
         "gaps": distribution(g for s in samples for g in s.gaps),
+        **{metric: distribution(getattr(s, metric) for s in ok) for metric in SAMPLE_LATENCIES},
     }
-    for metric in LATENCY_METRICS:
-        summary[metric] = distribution(getattr(s, metric) for s in samples if s.outcome == "ok")
-    if slo:
-        good = [s for s in samples if s.outcome == "ok" and meets(s, slo)]
-        summary["goodput_rps"] = len(good) / window
-    return summary
 
 
 # ---------------------------------------------------------------------------- SLOs
-_SLO = re.compile(r"^(?P<metric>[a-z_]+?)(?:_(?P<stat>p[\d.]+|mean))?$")
-_VALUE = re.compile(r"^(\d+(?:\.\d+)?)(ms|s)?$")
-RATIO_SLOS = ("error_rate",)
-FLOOR_SLOS = ("achieved_rps", "output_tokens_per_s", "goodput_rps")
-
-
-class SloError(ValueError):
-    pass
-
-
-def parse_slo(text: str | None) -> dict[str, float]:
-    """ "ttft_p95=800ms,error_rate=0.01" -> {"ttft_p95": 0.8, "error_rate": 0.01}."""
-    slo: dict[str, float] = {}
-    for item in (text or "").split(","):
-        if not item.strip():
-            continue
-        name, _, value = item.partition("=")
-        name, value = name.strip(), value.strip()
-        match = _VALUE.match(value)
-        known = (
-            name in RATIO_SLOS
-            or name in FLOOR_SLOS
-            or (
-                (m := _SLO.match(name)) is not None
-                and m.group("metric") in LATENCY_METRICS
-                and m.group("stat")
-            )
-        )
-        if not match or not known:
-            raise SloError(
-                f"--slo: cannot read {item!r}; use e.g. ttft_p95=800ms, itl_p50=40ms, "
-                f"e2e_p99=5s, error_rate=0.01, output_tokens_per_s=100"
-            )
-        number = float(match.group(1))
-        slo[name] = number / 1000 if match.group(2) == "ms" else number
-    return slo
-
-
 def meets(sample: Sample, slo: dict[str, float]) -> bool:
     """Whether one request met every per-request latency threshold (for goodput)."""
     for name, limit in slo.items():
-        metric = name.split("_p")[0].removesuffix("_mean")
-        if metric in LATENCY_METRICS:
-            value = getattr(sample, metric)
+        split = split_latency(name)
+        if split and split[0] in SAMPLE_LATENCIES:
+            value = getattr(sample, split[0])
             if value is not None and value > limit:
                 return False
     return True
 
 
 def judge_slo(summary: dict[str, Any], slo: dict[str, float]) -> list[dict[str, Any]]:
+    """One expectation per threshold; a metric the run never measured is inconclusive."""
     verdicts = []
     for name, limit in slo.items():
-        if name in RATIO_SLOS or name in FLOOR_SLOS:
+        split = split_latency(name)
+        if split:
+            value = (summary.get(split[0]) or {}).get(split[1])
+            passed = value is not None and value <= limit
+        else:
             value = summary.get(name)
             passed = value is not None and (
                 value <= limit if name in RATIO_SLOS else value >= limit
             )
-        else:
-            match = _SLO.match(name)
-            assert match is not None
-            stat = match.group("stat")
-            value = summary.get(match.group("metric"), {}).get(stat)
-            passed = value is not None and value <= limit
-        verdicts.append({"name": f"slo {name}", "passed": passed, "limit": limit, "value": value})
+        assert split or name in RATIO_SLOS or name in FLOOR_SLOS
+        status = "inconclusive" if value is None else ("pass" if passed else "fail")
+        verdicts.append(
+            {
+                "name": f"slo {name}",
+                "status": status,
+                "passed": status == "pass",
+                "needs": f"requests that measured {name}",
+                "detail": "" if value is not None else f"no request measured {name}",
+                "limit": limit,
+                "value": value,
+            }
+        )
     return verdicts

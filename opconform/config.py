@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from opconform import slo as slo_grammar
 from opconform.contract import PLAN_NAMES, PLANS, parse_duration
 from opconform.exitcodes import UsageError
+from opconform.transport import TransportSettings, split_headers
 
 
 @dataclass(frozen=True)
@@ -25,7 +27,7 @@ class Option:
     name: str  # attribute name; the flag is --name-with-dashes
     env: str | None
     help: str
-    kind: str = "str"  # str, int, float, bool, list
+    kind: str = "str"  # str, int, float, duration (seconds), bool, list, lines (repeatable)
     default: Any = None
     secret: bool = False
     choices: tuple[str, ...] | None = None
@@ -132,6 +134,20 @@ OPTIONS: tuple[Option, ...] = (
         default=60.0,
     ),
     Option(
+        "deadline",
+        "OP_DEADLINE",
+        "the whole run ends by then, e.g. 900s or 15m; checks it could not reach are BLOCKED",
+        kind="duration",
+        default=900.0,
+    ),
+    Option(
+        "samples",
+        "OP_SAMPLES",
+        "streams and completions judged per property that can fail intermittently",
+        kind="int",
+        default=5,
+    ),
+    Option(
         "latency_slo",
         "OP_LATENCY_SLO",
         "thresholds for the perf checks, e.g. ttft_p95=800ms,ttfb_p95=300ms",
@@ -156,6 +172,43 @@ OPTIONS: tuple[Option, ...] = (
         "OP_GATEWAY_ARGS",
         "extra options for the embedded gateway, e.g. --fault stream-no-done",
     ),
+    # How to reach the target (opconform/transport.py): the suite, both SDKs and the load tester.
+    Option(
+        "ca_bundle",
+        "OP_CA_BUNDLE",
+        "PEM file of CAs to trust besides the system's (SSL_CERT_FILE is honoured too)",
+    ),
+    Option("client_cert", "OP_CLIENT_CERT", "PEM client certificate for mutual TLS"),
+    Option("client_key", "OP_CLIENT_KEY", "its private key (default: inside --client-cert)"),
+    Option(
+        "insecure",
+        "OP_INSECURE",
+        "do not verify the target's certificate (the report says so)",
+        kind="bool",
+        default=False,
+    ),
+    Option(
+        "header",
+        "OP_HEADERS",
+        "'Name: value' sent with every request, e.g. for an access proxy (repeatable; env: one "
+        "per line); credential-like names (authorization, cookie, *token*, *key*, ...) are secret",
+        kind="lines",
+    ),
+    Option(
+        "secret_header",
+        "OP_SECRET_HEADERS",
+        "like --header, and its value is redacted like a key whatever the name",
+        kind="lines",
+    ),
+)
+# Options that describe the way to the target, not the target: an embedded gateway keeps them.
+TRANSPORT_OPTIONS = (
+    "ca_bundle",
+    "client_cert",
+    "client_key",
+    "insecure",
+    "header",
+    "secret_header",
 )
 OPTION_BY_NAME = {option.name: option for option in OPTIONS}
 AREAS = (
@@ -194,6 +247,14 @@ def _convert(option: Option, value: Any, source: str) -> Any:
         if number < 0:
             raise UsageError(f"{source}: must not be negative")
         return number
+    if option.kind == "duration":
+        numeric = isinstance(value, int | float)
+        seconds = value if numeric else parse_duration(str(value), what=source)
+        if seconds <= 0:
+            raise UsageError(f"{source}: must be more than zero")
+        return float(seconds)
+    if option.kind == "lines":  # repeatable flag; one per line in env and file strings
+        return split_headers(value)
     if option.kind == "list":
         items = value if isinstance(value, list) else str(value).split(",")
         return [str(item).strip() for item in items if str(item).strip()]
@@ -241,16 +302,19 @@ def resolve(
 
 
 def parse_slo(items: list[str] | None) -> dict[str, float]:
-    """ "ttft_p95=800ms" -> {"ttft_p95": 0.8} (seconds)."""
-    slo: dict[str, float] = {}
-    for item in items or []:
-        name, _, value = item.partition("=")
-        if not name.strip() or not value.strip():
-            raise UsageError(
-                f"--latency-slo: expected NAME=DURATION like ttft_p95=800ms, not {item!r}"
-            )
-        slo[name.strip()] = parse_duration(value, what=f"--latency-slo {name.strip()}")
-    return slo
+    """ "ttft_p95=800ms" -> {"ttft_p95": 0.8} (seconds); the grammar is opconform.slo's."""
+    return slo_grammar.parse_slo(items, what="--latency-slo")
+
+
+def _positive(values: Mapping[str, Any], name: str) -> Any:
+    """An option's resolved value, else its one declared default; zero is refused here rather
+    than silently replaced (a `--model-count 0` must not become 2)."""
+    value = values.get(name)
+    if value is None:
+        value = OPTION_BY_NAME[name].default
+    if not value:
+        raise UsageError(f"{OPTION_BY_NAME[name].flag} must be more than zero")
+    return value
 
 
 @dataclass(frozen=True)
@@ -276,7 +340,10 @@ class Target:
     read_timeout: float
     request_timeout: float
     latency_slo: dict[str, float] = field(default_factory=dict)
+    deadline: float = 900.0
+    samples: int = 5
     embedded: bool = False
+    transport: TransportSettings = field(default_factory=TransportSettings)
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any], *, embedded: bool = False) -> Target:
@@ -290,6 +357,9 @@ class Target:
             raise UsageError(f"--base-url must be an http(s) URL, not {base_url!r}")
         if not values.get("api_key"):
             raise UsageError("--api-key (or OP_API_KEY) is required for a remote target")
+        transport = TransportSettings.from_values(values)
+        if embedded:  # opconform's own loopback gateway: never through a user's proxy
+            transport = transport.without_env_proxies()
         plan = values.get("plan") or "free"
         limits = PLANS[plan]
         rpm, tokens, concurrent = limits.requests_per_min, limits.tokens_per_day, limits.concurrent
@@ -310,22 +380,26 @@ class Target:
             concurrent=concurrent,
             restricted_model=values.get("restricted_model"),
             models=values.get("models") or None,
-            model_count=values.get("model_count") or 2,
+            model_count=_positive(values, "model_count"),
             all_models=bool(values.get("all_models")),
-            max_tokens_total=values.get("max_tokens_total") or 50_000,
+            max_tokens_total=_positive(values, "max_tokens_total"),
             deterministic=bool(values.get("deterministic")),
             upstream_error_model=values.get("upstream_error_model"),
             unavailable_model=values.get("unavailable_model"),
             midstream_error_model=values.get("midstream_error_model"),
-            connect_timeout=values.get("connect_timeout") or 5.0,
-            read_timeout=values.get("read_timeout") or 20.0,
-            request_timeout=values.get("request_timeout") or 60.0,
+            connect_timeout=_positive(values, "connect_timeout"),
+            read_timeout=_positive(values, "read_timeout"),
+            request_timeout=_positive(values, "request_timeout"),
             latency_slo=parse_slo(values.get("latency_slo")),
+            deadline=_positive(values, "deadline"),
+            samples=_positive(values, "samples"),
             embedded=embedded,
+            transport=transport,
         )
 
     def secrets(self) -> list[str]:
-        return [key for key in self.keys.values() if key]
+        """Every value a report must never show: keys and secret header values."""
+        return [key for key in self.keys.values() if key] + self.transport.secret_values()
 
     def describe(self) -> dict[str, Any]:
         """What a report may say about the target: never a key, only which identities exist."""
@@ -337,4 +411,5 @@ class Target:
             "requests_per_min": self.requests_per_min,
             "concurrent": self.concurrent,
             "tokens_per_day": self.tokens_per_day,
+            "transport": self.transport.describe(),
         }

@@ -29,8 +29,8 @@ def test_percentiles_are_nearest_rank_on_raw_samples() -> None:
 
 
 def test_slo_parsing_and_judging() -> None:
-    slo = parse_slo("ttft_p95=800ms,error_rate=0.01,output_tokens_per_s=10")
-    assert slo == {"ttft_p95": 0.8, "error_rate": 0.01, "output_tokens_per_s": 10}
+    slo = parse_slo("ttft_p95=800ms,error_rate=0.01,output_tokens_per_s=8")
+    assert slo == {"ttft_p95": 0.8, "error_rate": 0.01, "output_tokens_per_s": 8}
     for bad in ("ttft=1s", "ttft_p95=fast", "latency_p95=1s"):
         with pytest.raises(SloError):
             parse_slo(bad)
@@ -48,7 +48,9 @@ def test_slo_parsing_and_judging() -> None:
     ]
     summary = summarise(samples, slo={"ttft_p95": 0.5})
     assert summary["ttft"]["p95"] == pytest.approx(1.0)
-    assert summary["goodput_rps"] == pytest.approx(5 / 10)
+    # one window for every rate: first send (101) to last send (110); 5 good requests ended in it
+    assert summary["goodput_rps"] == pytest.approx(5 / 9)
+    assert summary["offered_rps"] == pytest.approx(9 / 9)
     verdicts = {v["name"]: v["passed"] for v in judge_slo(summary, slo)}
     assert verdicts == {
         "slo ttft_p95": False,

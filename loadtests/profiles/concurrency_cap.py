@@ -1,116 +1,296 @@
 """concurrency-cap: more open streams than the plan allows, on one key (run it in one process).
 
-Users: as many as `opconform load` starts (the plan's cap plus 2). Each holds long streams in a
-loop, alternately going away after `hold_seconds` (a client disconnecting) and reading a short
-stream to its end, paced to stay under the requests/min limit: on the Free plan (60/min, cap 5)
-a stream must stay open for several seconds before the cap can be reached, so runs take 30 s or
-more. Profile options: hold_seconds=S (default: what the plan's rates need).
+One user works in rounds, and plans them from what it measures:
+1. probe: two streams asking for a long answer, read until `hold_seconds` (default 1): how long
+   the target's streams really last, and how fast tokens come;
+2. each round opens `cap` streams at once (half go away after the hold, a client
+   disconnecting; half read to their end, sized from the probe to end about then), waits until
+   each has sent its first line, then sends 2 more: the excess;
+3. after the round a short settle (the server notices a disconnect when it next writes), then
+   the next round, keeping the requests of any window under 80% of the requests/min limit.
+load.json's extra records the probe, the plan and every round.
+
+Expectations and the evidence each needs:
+- the excess is rejected with 429: an excess request sent while `cap` streams were open;
+- never more than the cap open at once: more than `cap` requests in flight at one moment;
+- no 429 while fewer than cap-1 streams were open (one of tolerance for a close in flight);
+- slots free after streams end and clients disconnect: a disconnect while the stream was still
+  open, then a later round that opened `cap` streams at once;
+- no broken streams; the requests/min limit stayed out of the way (else the run proves
+  nothing).
+A target whose answers end before the round can hold them gives "inconclusive", naming what was
+missing, never "fail".
 A 429 whose X-RateLimit-Remaining is 0 is the requests/min limit, reported apart.
-Expectations: the excess is rejected with 429; never more than the cap open at once; no 429
-while fewer than cap-1 streams were open (one of tolerance for the server noticing a close);
-slots free again after streams end and clients disconnect.
 """
 
 from __future__ import annotations
 
+import time
+from collections import deque
 from typing import Any
 
+import gevent
+import gevent.event
+import gevent.pool
 from locust import task
 
-from loadtests.llm import LONG_PROMPT, LLMUser, Profile, Settings, expectation, option, use_profile
-from loadtests.metrics import Sample
+from loadtests.llm import (
+    RUN,
+    SHORT_PROMPT,
+    LLMUser,
+    Profile,
+    Sample,
+    Settings,
+    expectation,
+    stop_run,
+    use_profile,
+)
+from loadtests.metrics import percentile
+from loadtests.state import sleep
 
 EDGE = 0.01  # seconds shaved off each stream's end: the server frees a slot as it sends [DONE]
+LONG_TOKENS = 20_000  # the probe's output target: longer than any hold
+EXCESS = 2
 
 
-class HolderUser(LLMUser):
+class CapUser(LLMUser):
+    fixed_count = 1
     group = "main"
     expects_429 = True
 
     def on_start(self) -> None:
         super().on_start()
-        self.turn = 0
-        per_second = 0.8 * self.settings.rpm / self.settings.window  # stay under requests/min
-        self.rate = per_second / self.settings.users
-        # Long enough that the users' streams overlap past the cap at that pace.
-        self.hold_seconds = option(
-            self.settings, "hold_seconds", max(1.0, 2.0 * self.settings.users / per_second)
-        )
+        self.cap = self.settings.limit("concurrent")
+        self.budget = max(self.cap + EXCESS, int(0.8 * self.settings.limit("rpm")))
+        self.sent: deque[float] = deque()
+        self.hold = self.settings.option("hold_seconds", 1.0)
+        self.round = 0
+        self.finish_tokens = LONG_TOKENS
+        self.settle = 0.2
+
+    def _spend(self, requests: int) -> bool:
+        """Wait until `requests` more fit under 80% of requests/min in any window."""
+        window = self.settings.window
+        while True:
+            now = time.time()
+            while self.sent and self.sent[0] <= now - window:
+                self.sent.popleft()
+            if len(self.sent) + requests <= self.budget:
+                self.sent.extend([now] * requests)
+                return True
+            if RUN.stopping:
+                return False
+            sleep(min(1.0, self.sent[0] + window - now + 0.01))
+
+    def _probe(self) -> None:
+        group = gevent.pool.Group()
+        probes = [
+            group.spawn(self.stream, long=LONG_TOKENS, disconnect_after=self.hold, phase="probe")
+            for _ in range(2)
+            if self.within_ceilings()
+        ]
+        group.join()
+        samples = [g.value for g in probes if isinstance(g.value, Sample)]
+        ok = [s for s in samples if s.status == 200 and s.e2e]
+        lasted = [s.e2e or 0.0 for s in ok]
+        rates = [
+            s.content_events / (s.e2e - s.ttft)
+            for s in ok
+            if s.ttft is not None and s.e2e and s.e2e > s.ttft and s.content_events > 1
+        ]
+        gap = max((g for s in ok for g in s.gaps), default=0.0)
+        if rates:  # finishers sized to end about when the disconnecters go away
+            self.finish_tokens = max(16, min(LONG_TOKENS, int(min(rates) * self.hold)))
+        self.settle = min(2.0, max(0.2, 5 * gap))
+        RUN.notes["probe"] = {
+            "streams": len(samples),
+            "lasted_s": lasted,
+            "held_to_hold": sum(1 for s in ok if s.disconnected),
+            "tokens_per_s": min(rates) if rates else None,
+            "hold_s": self.hold,
+            "finish_tokens": self.finish_tokens,
+            "settle_s": self.settle,
+        }
 
     @task
-    def hold(self) -> None:
-        self.turn += 1
-        if self.turn % 2:
-            sample = self.paced(
-                prompt=LONG_PROMPT, max_tokens=20_000, disconnect_after=self.hold_seconds
+    def rounds(self) -> None:
+        if self.round == 0:
+            if not self._spend(2):
+                return
+            self._probe()
+            RUN.notes["rounds"] = []
+        while not RUN.stopping:
+            if not self._spend(self.cap + EXCESS):
+                return
+            self.round += 1
+            self._one_round(self.round)
+            sleep(self.settle)
+        gevent.sleep(0.2)
+
+    def _one_round(self, number: int) -> None:
+        opened = 0
+        all_open = gevent.event.Event()
+
+        def on_open() -> None:
+            nonlocal opened
+            opened += 1
+            if opened >= self.cap:
+                all_open.set()
+
+        def once(callback: Any) -> Any:
+            fired = False
+
+            def call() -> None:
+                nonlocal fired
+                if not fired:
+                    fired = True
+                    callback()
+
+            return call
+
+        group = gevent.pool.Group()
+        openers = []
+        for index in range(self.cap):
+            if not self.within_ceilings():
+                stop_run()
+                break
+            leaves = index % 2 == 0
+            openers.append(
+                group.spawn(
+                    self.stream,
+                    long=LONG_TOKENS if leaves else self.finish_tokens,
+                    disconnect_after=self.hold if leaves else None,
+                    phase=f"round-{number}",
+                    on_open=once(on_open),
+                )
             )
-        else:
-            sample = self.paced(max_tokens=16)
-        if sample is not None and sample.status == 429 and sample.ratelimit_remaining == 0:
-            self.after_429(sample)
-
-
-def _accepted(samples: list[Sample], strict: bool = True) -> list[tuple[float, float]]:
-    """When each accepted stream held a slot, as the client saw it. strict: from its headers to
-    just before its end (never more than the server can have counted); loose: from its send to
-    just after its end (never less)."""
-    if strict:
-        return [
-            (s.sent + (s.ttfb or 0.0), s.end - EDGE)
-            for s in samples
-            if s.status == 200 and s.kind == "stream"
+        all_open.wait(timeout=max(1.0, self.hold))
+        excess = [
+            group.spawn(self.stream, prompt=SHORT_PROMPT, max_tokens=16, phase=f"excess-{number}")
+            for _ in range(EXCESS)
+            if self.within_ceilings()
         ]
-    return [(s.sent, s.end + EDGE) for s in samples if s.status == 200 and s.kind == "stream"]
+        group.join(timeout=self.hold + self.network_timeout)
+        row = {
+            "round": number,
+            "opened": sum(1 for g in openers if _status(g) == 200),
+            "refused": sum(1 for g in openers if _status(g) == 429),
+            "excess_refused": sum(1 for g in excess if _status(g) == 429),
+            "disconnects": sum(
+                1 for g in openers if isinstance(g.value, Sample) and g.value.disconnected
+            ),
+            "all_open_before_excess": opened >= self.cap,
+        }
+        RUN.notes["rounds"].append(row)
 
 
-def open_at(intervals: list[tuple[float, float]], moment: float) -> int:
-    return sum(1 for start, end in intervals if start <= moment < end)
+def _status(greenlet: Any) -> int | None:
+    return greenlet.value.status if isinstance(greenlet.value, Sample) else None
 
 
 def minute_limited(sample: Sample) -> bool:
     return sample.status == 429 and sample.ratelimit_remaining == 0
 
 
+def _held(samples: list[Sample], strict: bool = True) -> list[tuple[float, float]]:
+    """When each accepted stream held a slot, as the client saw it. strict: from its first line
+    to just before its end (never more than the server can have counted); loose: from its send
+    to just after its end (never less)."""
+    accepted = [s for s in samples if s.status == 200 and s.kind == "stream"]
+    if strict:
+        return [(s.sent + (s.ttfb or 0.0), s.end - EDGE) for s in accepted]
+    return [(s.sent, s.end + EDGE) for s in accepted]
+
+
+def open_at(intervals: list[tuple[float, float]], moment: float) -> int:
+    return sum(1 for start, end in intervals if start <= moment < end)
+
+
 def expectations(samples: list[Sample], settings: Settings) -> list[dict[str, Any]]:
-    cap = settings.concurrent
-    intervals = _accepted(samples)
+    cap = settings.limit("concurrent")
+    strict, loose = _held(samples), _held(samples, strict=False)
+    in_flight = [(s.sent, s.end + EDGE) for s in samples if s.kind == "stream"]
     rejected = [s for s in samples if s.status == 429 and not minute_limited(s)]
     minute = [s for s in samples if minute_limited(s)]
-    peak = max((open_at(intervals, start) for start, _ in intervals), default=0)
-    loose = _accepted(samples, strict=False)
+    peak = max((open_at(strict, start) for start, _ in strict), default=0)
+    attempted = max((open_at(in_flight, start) for start, _ in in_flight), default=0)
+    excess = [s for s in samples if s.phase.startswith("excess")]
+    at_cap = [s for s in excess if open_at(strict, s.sent) >= cap]
+    admitted = [s for s in at_cap if s.status == 200]
     early = [s for s in rejected if open_at(loose, s.sent + (s.ttfb or 0.0)) < cap - 1]
-    disconnects = [s for s in samples if "disconnected" in s.detail]
-    after = [s for s in samples if s.status == 200 and disconnects and s.sent > disconnects[0].end]
+    lasted = [s.e2e for s in samples if s.status == 200 and s.e2e and not s.disconnected]
+    typical = percentile([x for x in lasted if x is not None], 50)
+    lasting = f"the target's streams lasted {typical * 1000:.0f} ms at p50" if typical else ""
+    rounds = sorted(
+        {s.phase for s in samples if s.phase.startswith("round-")},
+        key=lambda p: int(p.split("-")[1]),
+    )
+    disconnected = [s for s in samples if s.disconnected and s.phase.startswith("round-")]
+    later = [
+        r for r in rounds if disconnected and int(r.split("-")[1]) > _round(disconnected[0].phase)
+    ]
+    # A round after a disconnect must open `cap` streams again (a leaked slot leaves it
+    # short); a requests/min refusal is the other limit, not a slot, and is reported apart.
+    short = [
+        r
+        for r in later
+        if sum(1 for s in samples if s.phase == r and (s.status == 200 or minute_limited(s))) < cap
+    ]
     broken = [s for s in samples if s.outcome not in ("ok", "expected_429")]
     return [
         expectation(
             "the excess over the cap is rejected with 429",
-            bool(rejected),
-            f"{len(rejected)} rejected of {len(samples)}",
+            not admitted,
+            f"{len(at_cap) - len(admitted)} of {len(at_cap)} excess requests sent while {cap} "
+            f"streams were open got 429",
+            needs=f"excess request sent while {cap} streams were open"
+            + (f"; {lasting}" if lasting else ""),
+            evidence=bool(at_cap),
         ),
-        expectation(f"never more than {cap} streams open at once", peak <= cap, f"peak {peak}"),
+        expectation(
+            f"never more than {cap} streams open at once",
+            peak <= cap,
+            f"peak {peak} open, {attempted} in flight at most",
+            needs=f"moment with more than {cap} requests in flight",
+            evidence=attempted > cap or peak > cap,
+        ),
         expectation(
             f"no 429 while fewer than {cap - 1} streams were open",
             not early,
-            f"{len(early)} early rejections"
+            f"{len(early)} early of {len(rejected)} rejections"
             + (f", first with {open_at(loose, early[0].sent)} open" if early else ""),
         ),
         expectation(
             "slots free after streams end and clients disconnect",
-            len(intervals) > cap and bool(after),
-            f"{len(intervals)} streams accepted, {len(after)} after the first disconnect",
+            not short,
+            f"{len(disconnected)} disconnects; rounds after them opened "
+            + ", ".join(
+                str(sum(1 for s in samples if s.phase == r and s.status == 200)) for r in later
+            )
+            + f" of {cap}",
+            needs="disconnect while the stream was still open, then another round"
+            + (f"; {lasting}" if lasting else ""),
+            evidence=bool(later),
         ),
         expectation(
             "no broken streams or other errors",
             not broken,
             f"{len(broken)}" + (f": {broken[0].outcome} {broken[0].detail}" if broken else ""),
+            needs="requests",
+            evidence=bool(samples),
         ),
         expectation(
             "the requests/min limit stayed out of the way",
-            not minute,
+            True,
             f"{len(minute)} 429s with Remaining 0",
+            needs="run free of requests/min refusals",
+            evidence=not minute,
         ),
     ]
+
+
+def _round(phase: str) -> int:
+    return int(phase.split("-")[1])
 
 
 use_profile(
@@ -119,10 +299,9 @@ use_profile(
         expectations=expectations,
         slo_groups=("main",),
         extra=lambda samples, settings: {
-            "cap": settings.concurrent,
-            "peak_open": max(
-                (open_at(_accepted(samples), s) for s, _ in _accepted(samples)), default=0
-            ),
+            "cap": settings.limit("concurrent"),
+            "peak_open": max((open_at(_held(samples), s) for s, _ in _held(samples)), default=0),
         },
+        needs_limits=("rpm", "concurrent"),
     )
 )

@@ -14,8 +14,8 @@ from typing import Any
 
 from locust import LoadTestShape, task
 
-from loadtests.llm import RUN, LLMUser, Profile, Settings, expectation, option, use_profile
-from loadtests.metrics import Sample, summarise
+from loadtests.llm import RUN, LLMUser, Profile, Sample, Settings, expectation, use_profile
+from loadtests.metrics import summarise
 
 STEPS: list[dict[str, Any]] = []
 
@@ -44,9 +44,9 @@ class RampShape(LoadTestShape):
         settings = RUN.settings
         if settings is None:
             return (1, 1.0)
-        step_users = int(option(settings, "step_users", 2))
-        step_seconds = option(settings, "step_seconds", 5)
-        max_users = int(option(settings, "max_users", 40))
+        step_users = int(settings.option("step_users", 2))
+        step_seconds = settings.option("step_seconds", 5)
+        max_users = int(settings.option("max_users", 40))
         step = int(self.get_run_time() // step_seconds)
         if step > self.judged:
             self._judge(settings, step_users * self.judged + step_users)
@@ -91,7 +91,13 @@ use_profile(
     Profile(
         "ramp",
         expectations=lambda samples, settings: [
-            expectation("at least one step was measured", bool(STEPS), f"{len(STEPS)} steps")
+            expectation(
+                "at least one step was measured",
+                bool(STEPS),
+                f"{len(STEPS)} steps",
+                needs="step long enough to measure",
+                evidence=bool(STEPS),
+            )
         ],
         slo_groups=("main",),
         extra=capacity,

@@ -1,0 +1,36 @@
+"""When an open-loop client sends: constant or Poisson arrivals at a rate, independent of how
+long the answers take (a closed loop, where each user waits for its answer, lets a slow target
+slow the load down and hides queueing). Pure Python, tested statistically on its own."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+
+ARRIVALS = ("closed", "constant", "poisson")
+
+
+def gaps(kind: str, rate: float, rng: random.Random) -> Iterator[float]:
+    """Inter-arrival times (s) at `rate` per second: equal, or exponential (Poisson)."""
+    if rate <= 0:
+        raise ValueError("the arrival rate must be positive")
+    while True:
+        yield rng.expovariate(rate) if kind == "poisson" else 1.0 / rate
+
+
+def schedule(
+    kind: str, rate: float, start: float, rng: random.Random, phase: float = 0.0
+) -> Iterator[float]:
+    """Absolute send times after `start`. `phase` (0..1) shifts a constant schedule, so several
+    generators at the same rate interleave instead of firing together; a Poisson schedule is
+    spread already (it starts with a random gap)."""
+    if kind == "constant":
+        moment = start + phase / rate
+        for gap in gaps(kind, rate, rng):
+            yield moment
+            moment += gap
+    else:
+        moment = start
+        for gap in gaps(kind, rate, rng):
+            moment += gap
+            yield moment

@@ -1,0 +1,449 @@
+"""LLMUser: one client of the target. It paces (closed loop, or open-loop arrivals), sends a
+chat completion, reads the SSE stream line by line as bytes arrive, and judges each answer into
+a raw Sample."""
+
+from __future__ import annotations
+
+import email.utils
+import itertools
+import json
+import os
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import gevent
+import gevent.pool
+from locust import FastHttpUser
+
+from loadtests.arrivals import schedule
+from loadtests.metrics import Sample
+from loadtests.settings import Settings
+from loadtests.state import RUN, record, sleep, stop_run
+from loadtests.workload import Request
+from opconform.contract import KEY_VARIABLES
+from opconform.sse import SSEDecoder
+
+GAPS_KEPT = 256  # inter-chunk gaps kept per request (the pooled distribution needs no more)
+_INDEX = itertools.count()  # users of this process, for spreading their start times
+
+
+def retry_after_seconds(headers: Any, now: float | None = None) -> float | None:
+    """How long the server asked to wait: retry-after-ms, then Retry-After in seconds (decimals
+    allowed) or as an HTTP date, as the OpenAI SDKs read them. None when absent or unreadable."""
+    milliseconds = headers.get("retry-after-ms")
+    try:
+        if milliseconds:
+            return max(0.0, float(milliseconds) / 1000)
+    except ValueError:
+        pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, moment.timestamp() - (now or time.time()))
+
+
+def _disconnect(raw: Any) -> None:
+    """Close the socket of a half-read response (never hand it back to the pool)."""
+    pool, sock = getattr(raw, "_pool", None), getattr(raw, "_sock", None)
+    if sock is not None:
+        if pool is not None:
+            pool.release_socket(sock)
+        else:
+            sock.close()
+    raw._sock = None
+    raw._pool = None
+
+
+class LLMUser(FastHttpUser):
+    """One client of the target. Subclasses set the identity, the pacing and the 429 policy."""
+
+    abstract = True
+    key_label = "main"
+    group = "main"
+    rate: float | None = None  # requests/s of this user; None: closed loop
+    rpm_share: float | None = None  # or: this share of the key's requests/min, as requests/s
+    honours_retry_after = True  # the profile's choice; --honour-retry-after overrides it
+    expects_429 = False  # limit-probing users: a correct 429 is a pass, not a failure
+    network_timeout = 30.0
+    connection_timeout = 10.0
+    # Connections this user may hold at once: open-loop arrivals and the concurrency-cap rounds
+    # send from one user concurrently (the pool opens connections lazily).
+    concurrency = 512
+
+    def on_start(self) -> None:
+        variable = KEY_VARIABLES[self.key_label]
+        key = os.environ.get(variable)
+        if not key:
+            raise RuntimeError(f"{variable} is not set")
+        self.headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
+        self.next_at: float | None = None
+        assert RUN.settings is not None
+        self.settings: Settings = RUN.settings
+        if self.settings.honour_retry_after is not None:
+            self.honours_retry_after = self.settings.honour_retry_after
+        if self.rpm_share:
+            self.rate = self.rpm_share * self.settings.limit("rpm") / self.settings.window
+        # Users of one profile start together; each starts at its own phase of the interval,
+        # so N users at rate r arrive every 1/(N r) instead of N at once every 1/r.
+        self.index = next(_INDEX)
+        self.phase = (self.index % self.settings.users) / self.settings.users
+
+    # -- pacing ------------------------------------------------------------------------
+    def pace(self) -> float | None:
+        """Sleep until this user's next scheduled send; returns the scheduled time."""
+        if not self.rate:
+            return None
+        now = time.time()
+        if self.next_at is None:
+            self.next_at = now + self.phase / self.rate
+        elif self.next_at < now:
+            # Behind because this user's own last request took longer than its interval: that
+            # is the target's pace in a closed loop, not generator delay: restart from now.
+            self.next_at = now
+        scheduled = self.next_at
+        sleep(scheduled - now)  # waking up late from here is generator delay
+        self.next_at = scheduled + 1.0 / self.rate
+        return scheduled
+
+    def within_ceilings(self) -> bool:
+        """Count one more request, unless the run is stopping or a ceiling is reached (then
+        idle: a task that returns at once would spin a core until the runner stops)."""
+        if not RUN.stopping and (
+            RUN.requests >= self.settings.max_requests
+            or RUN.tokens >= self.settings.max_tokens_total
+        ):
+            print("opconform: request or token ceiling reached; stopping", flush=True)
+            stop_run()
+        if RUN.stopping:
+            gevent.sleep(0.2)  # a task that returns at once would spin until the user stops
+            return False
+        RUN.requests += 1
+        return True
+
+    def paced(self, kind: str = "stream", **kwargs: Any) -> Sample | None:
+        """Wait for this user's next slot, count it against the ceilings, then send a stream or
+        a plain completion. None when the run is stopping."""
+        scheduled = self.pace()
+        if not self.within_ceilings():
+            return None
+        send = self.stream if kind == "stream" else self.chat
+        sample = send(scheduled=scheduled, **kwargs)
+        if sample.status == 429:
+            self.after_429(sample)
+        return sample
+
+    def open_loop(self, rate: float, send: Callable[[float], Any] | None = None) -> None:
+        """Send at `rate` per second on the run's arrival process (constant or Poisson),
+        whatever the answers take: each arrival gets its own greenlet. Returns when the run
+        stops; the user's pool bounds how many are in flight."""
+        send = send or (lambda scheduled: self.stream(scheduled=scheduled))
+        pool = gevent.pool.Pool(self.concurrency)
+        self.pools = [*getattr(self, "pools", []), pool]
+        seed = None if self.settings.seed is None else self.settings.seed * 1000 + self.index
+
+        kind = self.settings.arrival if self.settings.arrival != "closed" else "constant"
+        for moment in schedule(kind, rate, time.time(), random.Random(seed), self.phase):
+            waited = 0.0
+            blocked = RUN.blocked_until.get(self.key_label, 0.0)
+            if self.honours_retry_after and blocked > moment:
+                waited, moment = blocked - moment, blocked  # as Retry-After said
+            if sleep(moment - time.time()) or not self.within_ceilings():
+                return
+            pool.spawn(self._arrival, send, moment, waited)
+
+    def _arrival(self, send: Callable[[float], Any], scheduled: float, waited: float) -> None:
+        sample = send(scheduled)
+        if isinstance(sample, Sample):
+            sample.retry_wait = waited
+            if sample.status == 429 and self.honours_retry_after:
+                wait = retry_after_seconds({"retry-after": sample.retry_after})
+                if wait is not None:
+                    until = time.time() + min(wait, self.settings.window + 1)
+                    RUN.blocked_until[self.key_label] = max(
+                        until, RUN.blocked_until.get(self.key_label, 0.0)
+                    )
+
+    def on_stop(self) -> None:
+        for pool in getattr(self, "pools", []):
+            pool.kill(block=False)
+
+    def after_429(self, sample: Sample) -> None:
+        """A closed-loop client that honours Retry-After waits as it says (at most a window)."""
+        if not self.honours_retry_after:
+            return
+        wait = retry_after_seconds({"retry-after": sample.retry_after})
+        if wait is not None:
+            wait = min(wait, self.settings.window + 1)
+            sleep(wait)
+            sample.retry_wait = wait
+            self.next_at = None
+
+    # -- requests ----------------------------------------------------------------------
+    def body(self, request: Request, stream: bool = True) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.settings.model,
+            "messages": request.messages,
+            "max_tokens": request.max_tokens,
+        }
+        if stream:
+            body.update(stream=True, stream_options={"include_usage": True})
+        return body
+
+    def _request(
+        self, prompt: str | None, max_tokens: int | None, long: int | None = None
+    ) -> Request:
+        """An explicit prompt (limit probes), else the workload's next request; `long` asks
+        the workload for an answer of that many tokens."""
+        if prompt is not None:
+            return Request(
+                [{"role": "user", "content": prompt}], max_tokens or self.settings.max_tokens, None
+            )
+        request = self.settings.workload.next(long)
+        if max_tokens:
+            request = Request(request.messages, max_tokens, request.prompt_target)
+        return request
+
+    def _new_sample(self, kind: str, scheduled: float | None, request: Request) -> Sample:
+        return Sample(
+            group=self.group,
+            kind=kind,
+            scheduled=scheduled,
+            sent=time.time(),
+            open_streams=RUN.open_streams.get(self.key_label, 0),
+            max_tokens=request.max_tokens,
+        )
+
+    def _read_headers(self, sample: Sample, headers: Any) -> bool:
+        def number(name: str) -> int | None:
+            value = headers.get(name)
+            return int(value) if value and str(value).isdigit() else None
+
+        sample.retry_after = headers.get("retry-after")
+        sample.ratelimit_limit = number("x-ratelimit-limit")
+        sample.ratelimit_remaining = number("x-ratelimit-remaining")
+        sample.ratelimit_reset = number("x-ratelimit-reset")
+        return None not in (
+            sample.ratelimit_limit,
+            sample.ratelimit_remaining,
+            sample.ratelimit_reset,
+        )
+
+    def _judge_status(self, sample: Sample, body: bytes, has_headers: bool) -> None:
+        if sample.status == 429:
+            correct = (
+                retry_after_seconds({"retry-after": sample.retry_after}) is not None
+                and b'"error"' in body
+            )
+            if self.expects_429 and correct:
+                sample.outcome = "expected_429"
+            else:
+                sample.outcome = "unexpected_status" if correct else "broken_429"
+                sample.detail = "" if correct else "429 without Retry-After or error body"
+        elif sample.status != 200:
+            sample.outcome, sample.detail = (
+                "unexpected_status",
+                body[:200].decode("utf-8", "replace"),
+            )
+        elif not has_headers:
+            sample.outcome, sample.detail = "missing_headers", "no X-RateLimit-* headers"
+
+    def chat(
+        self,
+        *,
+        prompt: str | None = None,
+        max_tokens: int | None = None,
+        scheduled: float | None = None,
+        name: str = "chat",
+    ) -> Sample:
+        request = self._request(prompt, max_tokens)
+        sample = self._new_sample("chat", scheduled, request)
+        start = time.perf_counter()
+        with self.client.post(
+            "/chat/completions",
+            data=json.dumps(self.body(request, stream=False)),
+            headers=self.headers,
+            catch_response=True,
+            name=name,
+        ) as response:
+            sample.e2e = sample.ttfb = time.perf_counter() - start
+            sample.status = response.status_code or None
+            content = response.content or b""
+            has_headers = self._read_headers(sample, response.headers or {})
+            if sample.status is None:
+                sample.outcome, sample.detail = "transport_error", str(response.error)[:200]
+            else:
+                self._judge_status(sample, content, has_headers)
+            if sample.outcome == "ok":
+                try:
+                    usage = json.loads(content).get("usage") or {}
+                    self._usage(sample, usage)
+                except (ValueError, AttributeError):
+                    sample.outcome, sample.detail = "broken_body", "body is not JSON"
+            self._settle(response, sample)
+        record(sample)
+        return sample
+
+    @staticmethod
+    def _usage(sample: Sample, usage: dict[str, Any]) -> None:
+        sample.output_tokens = int(usage.get("completion_tokens") or 0)
+        sample.prompt_tokens = usage.get("prompt_tokens")
+        sample.total_tokens = int(usage.get("total_tokens") or 0)
+        RUN.tokens += sample.total_tokens
+
+    def stream(
+        self,
+        *,
+        prompt: str | None = None,
+        max_tokens: int | None = None,
+        long: int | None = None,
+        scheduled: float | None = None,
+        disconnect_after: float | None = None,
+        name: str = "stream",
+        phase: str = "",
+        on_open: Callable[[], None] | None = None,
+    ) -> Sample:
+        """A streamed completion, timed per SSE line as it arrives. With disconnect_after
+        (seconds), the client goes away then (as a user closing a tab). on_open is called once,
+        when the first line of the body arrives or the request is settled otherwise."""
+        request = self._request(prompt, max_tokens, long)
+        sample = self._new_sample("stream", scheduled, request)
+        sample.phase = phase
+        label = self.key_label
+        RUN.open_streams[label] = RUN.open_streams.get(label, 0) + 1
+        start = time.perf_counter()
+        try:
+            with self.client.post(
+                "/chat/completions",
+                data=json.dumps(self.body(request)),
+                headers=self.headers,
+                stream=True,
+                catch_response=True,
+                name=name,
+            ) as response:
+                sample.status = response.status_code or None
+                has_headers = self._read_headers(sample, response.headers or {})
+                if sample.status != 200:
+                    body = response.content or b"" if sample.status else b""
+                    if sample.status is None:
+                        sample.outcome = "transport_error"
+                        sample.detail = str(response.error)[:200]
+                    else:
+                        self._judge_status(sample, body, has_headers)
+                    sample.e2e = sample.ttfb = time.perf_counter() - start
+                else:
+                    if not has_headers:
+                        sample.outcome, sample.detail = "missing_headers", "stream without headers"
+                    self._read_stream(response, sample, start, disconnect_after, on_open)
+                self._settle(response, sample)
+        finally:
+            RUN.open_streams[label] -= 1
+            if on_open is not None:
+                on_open()
+        record(sample)
+        return sample
+
+    def _read_stream(
+        self,
+        response: Any,
+        sample: Sample,
+        start: float,
+        disconnect_after: float | None,
+        on_open: Callable[[], None] | None = None,
+    ) -> None:
+        # readline returns each line as soon as it is buffered; block reads (read(n),
+        # iter_content) would hand over several events at once and flatten the gaps.
+        raw = response._response
+        decoder = SSEDecoder(keep_raw=False)
+        first = previous = None
+        done = False
+        usage: dict[str, Any] | None = None
+        try:
+            while not done:
+                line = raw.readline(b"\n")
+                now = time.perf_counter()
+                if not line:
+                    break
+                if sample.ttfb is None:
+                    sample.ttfb = now - start
+                    if on_open is not None:
+                        on_open()
+                for event in decoder.feed(line, now):
+                    if event.is_done:
+                        done = True
+                        break
+                    try:
+                        payload = json.loads(event.data)
+                    except ValueError:
+                        sample.outcome, sample.detail = "broken_stream", "event is not JSON"
+                        continue
+                    if not isinstance(payload, dict):
+                        continue
+                    if payload.get("error"):
+                        sample.outcome = "broken_stream"
+                        sample.detail = f"in-stream error: {str(payload['error'])[:150]}"
+                        continue
+                    if isinstance(payload.get("usage"), dict):
+                        usage = payload["usage"]
+                    for choice in payload.get("choices") or []:
+                        if (choice.get("delta") or {}).get("content"):
+                            if first is None:
+                                first = now
+                                sample.ttft = now - start
+                            elif len(sample.gaps) < GAPS_KEPT:
+                                sample.gaps.append(now - (previous or now))
+                            previous = now
+                            sample.content_events += 1
+                if disconnect_after is not None and now - start >= disconnect_after and not done:
+                    _disconnect(raw)
+                    sample.disconnected = True
+                    break
+        except Exception as exc:  # a reset or timeout mid-stream
+            sample.outcome, sample.detail = "broken_stream", f"{type(exc).__name__}: {exc}"[:200]
+        sample.e2e = time.perf_counter() - start
+        if first is not None and previous is not None and sample.content_events > 1:
+            sample.itl = (previous - first) / (sample.content_events - 1)
+        if usage is not None:
+            self._usage(sample, usage)
+        else:
+            sample.output_tokens, sample.tokens_approximate = sample.content_events, True
+        if not done and not sample.disconnected and sample.outcome == "ok":
+            sample.outcome, sample.detail = "broken_stream", "the stream ended without [DONE]"
+
+    def _settle(self, response: Any, sample: Sample) -> None:
+        """Tell Locust the outcome, and publish TTFT, ITL and tokens/s as custom metrics so the
+        web UI shows them live (the figures sit in the response-time columns, in ms)."""
+        if sample.outcome in ("ok", "expected_429"):
+            response.success()
+        else:
+            response.failure(f"{sample.outcome}: {sample.detail}")
+        fire = self.environment.events.request.fire
+        name = self.settings.model
+        for kind, value in (("TTFT", sample.ttft), ("ITL", sample.itl)):
+            if value is not None and sample.outcome == "ok":
+                fire(
+                    request_type=kind,
+                    name=name,
+                    response_time=value * 1000,
+                    response_length=0,
+                    exception=None,
+                    context={},
+                )
+        if sample.outcome == "ok" and sample.e2e and sample.output_tokens:
+            fire(
+                request_type="TOKENS/S",
+                name=name,
+                response_time=sample.output_tokens / sample.e2e,
+                response_length=0,
+                exception=None,
+                context={},
+            )
