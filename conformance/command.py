@@ -9,9 +9,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from opconform.config import OPTIONS
+from opconform.config import AREAS, OPTIONS, Target, resolve
 from opconform.exitcodes import HARNESS, USAGE, UsageError
 from opconform.redact import Redactor
+from opconform.transport import TransportSettings
 
 SUITE_DIR = Path(__file__).resolve().parent
 DEFAULT_REPORTS = Path("reports") / "runs"
@@ -32,6 +33,8 @@ def add_run(sub: argparse._SubParsersAction) -> None:
         }
         if option.kind == "bool":
             kwargs.update(action="store_const", const=True)
+        if option.kind == "lines":
+            kwargs.update(action="append", metavar="'NAME: VALUE'")
         if option.choices:
             kwargs["choices"] = option.choices
         p.add_argument(*option.flags, **kwargs)
@@ -95,9 +98,40 @@ def _pytest_args(args: argparse.Namespace, report_dir: Path) -> list[str]:
             continue
         if option.kind == "bool":
             argv.append(option.flag)
+        elif option.kind == "lines":
+            for line in value:
+                argv += [option.flag, str(line)]
         else:
             argv += [option.flag, str(value)]
     return argv + list(args.pytest_args)
+
+
+def validate(args: argparse.Namespace) -> list[str]:
+    """Everything the plugin would refuse, checked before a run folder exists or pytest prints
+    a line: options, config file, target, TLS files, headers, areas, requirement IDs, baseline.
+    Starts nothing. Returns the secrets the final sweep must scrub (keys, secret headers)."""
+    from conformance.results import Baseline
+
+    cli = {option.name: getattr(args, option.name) for option in OPTIONS}
+    values = resolve(cli, config_file=args.config)
+    if values.get("base_url"):
+        target = Target.from_values(values)
+        secrets = target.secrets()
+    else:  # the embedded gateway brings its own keys; the way to it is still ours to check
+        secrets = TransportSettings.from_values(values).secret_values()
+    unknown_areas = sorted(set(values["area"] or []) - set(AREAS))
+    if unknown_areas:
+        raise UsageError(
+            f"--area: unknown area(s) {', '.join(unknown_areas)}; known: {', '.join(AREAS)}"
+        )
+    if values["requirement"]:
+        from conformance.catalogue import requirements
+
+        unknown = sorted(set(values["requirement"]) - set(requirements()))
+        if unknown:
+            raise UsageError(f"--requirement: unknown ID(s) {', '.join(unknown)}")
+    Baseline.load(values["expected_failures"])
+    return secrets
 
 
 def run(args: argparse.Namespace) -> int:
@@ -106,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
     report_dir = args.report_dir or DEFAULT_REPORTS / time.strftime("%Y%m%dT%H%M%S")
     if report_dir.exists() and any(report_dir.iterdir()):
         raise UsageError(f"--report-dir {report_dir} is not empty: choose a new folder")
+    secrets = validate(args)
     report_dir.mkdir(parents=True, exist_ok=True)
     code = pytest.main(_pytest_args(args, report_dir))
     if code == pytest.ExitCode.USAGE_ERROR:
@@ -117,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"opconform run: no results were written (pytest exit {int(code)})", file=sys.stderr)
         return HARNESS
     document = json.loads(results.read_text(encoding="utf-8"))
-    _sweep(report_dir, document)
+    _sweep(report_dir, document, secrets)
     _render(report_dir)
     counts = ", ".join(f"{n} {s}" for s, n in document["counts"].items() if n)
     print(
@@ -127,10 +162,11 @@ def run(args: argparse.Namespace) -> int:
     return int(document["exit_code"])
 
 
-def _sweep(report_dir: Path, document: dict[str, Any]) -> None:
+def _sweep(report_dir: Path, document: dict[str, Any], secrets: list[str]) -> None:
     """Defence in depth: evidence is redacted where it is recorded, but JUnit and Allure files
-    are written by other plugins; scrub anything key-shaped from every text file of the run."""
-    redactor = Redactor()
+    are written by other plugins; scrub known secrets and anything key-shaped from every text
+    file of the run."""
+    redactor = Redactor(secrets)
     for path in report_dir.rglob("*"):
         if path.is_file() and path.suffix in (".json", ".xml", ".txt", ".md", ".html", ".csv"):
             text = path.read_text(encoding="utf-8", errors="replace")

@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 import pytest
 
 from opconform import __version__
-from opconform.config import AREAS, OPTIONS, Target, resolve
+from opconform.config import AREAS, OPTIONS, TRANSPORT_OPTIONS, Target, resolve
 from opconform.exitcodes import UsageError
 
 OPT_IN_MARKERS = ("slow", "quota")
@@ -42,6 +42,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         if option.kind == "bool":
             kwargs["action"] = "store_const"
             kwargs["const"] = True
+        if option.kind == "lines":  # repeatable: --header A --header B
+            kwargs["action"] = "append"
         if option.choices:
             kwargs["choices"] = option.choices
         group.addoption(*option.flags, **kwargs)
@@ -139,6 +141,7 @@ class ConformanceRun:
                 "area",
                 "requirement",
                 "expected_failures",
+                *TRANSPORT_OPTIONS,
             ):
                 values[name] = self.values[name]
         self.target = Target.from_values(values, embedded=embedded)
@@ -154,6 +157,7 @@ class ConformanceRun:
             limits,
             budget=Budget(self.target.max_tokens_total),
             on_exchange=self.recorder,
+            transport=self.target.transport,
         )
         return self.target
 

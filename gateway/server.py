@@ -27,9 +27,9 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def base_url(host: str, port: int) -> str:
+def base_url(host: str, port: int, *, tls: bool = False) -> str:
     shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}/v1"
+    return f"{'https' if tls else 'http'}://{shown}:{port}/v1"
 
 
 def environment(config: GatewayConfig, url: str) -> dict[str, str]:
@@ -78,9 +78,13 @@ def serve(
     quiet: bool = False,
     access_log: bool = False,
     on_ready: Callable[[str], None] | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
 ) -> None:
+    """Serve until interrupted; HTTPS when tls_cert is given (tls_key: None if the key is in
+    the certificate file)."""
     sock = bind_socket(host, port)
-    url = base_url(host, sock.getsockname()[1])
+    url = base_url(host, sock.getsockname()[1], tls=bool(tls_cert))
     if print_env:
         for name, value in environment(config, url).items():
             print(f"export {name}={value}")
@@ -97,5 +101,7 @@ def serve(
         log_level="warning" if quiet or print_env else "info",
         access_log=access_log,
         timeout_graceful_shutdown=1,
+        ssl_certfile=tls_cert,
+        ssl_keyfile=tls_key,
     )
     uvicorn.Server(uv_config).run(sockets=[sock])

@@ -144,7 +144,8 @@ def summarise(
         "achieved_rps": len(completed) / window,
         "output_tokens": sum(s.output_tokens for s in ok),
         "output_tokens_per_s": sum(s.output_tokens for s in ok_inside) / window,
-        "tokens_approximate": any(s.tokens_approximate for s in ok),
+        # a stream the client left on purpose has no usage: approximate, but by design
+        "tokens_approximate": any(s.tokens_approximate and not s.disconnected for s in ok),
         # Requests/s that succeeded and met every --slo latency threshold: under a quota, what
         # the client got, reported apart from how often it was refused (rate_limited_*).
         "goodput_rps": len(good) / window,

@@ -63,6 +63,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--quiet", action="store_true", help="print nothing but --print-env")
     p.add_argument("--access-log", action="store_true")
+    p.add_argument("--tls-cert", type=Path, metavar="FILE", help="serve HTTPS with this PEM cert")
+    p.add_argument("--tls-key", type=Path, metavar="FILE", help="its key (default: in --tls-cert)")
     p.set_defaults(handler=_serve)
 
 
@@ -99,6 +101,23 @@ def _serve(args: argparse.Namespace) -> int:
                 ttft_ms=args.ttft_ms or 0.0, tpot_ms=args.tpot_ms or 0.0, jitter_ms=args.jitter_ms
             )
         )
+    if args.tls_key and not args.tls_cert:
+        raise UsageError("--tls-key needs --tls-cert")
+    for flag, path in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key)):
+        if path is not None and not path.is_file():
+            raise UsageError(f"{flag} {path}: no such file")
+    if args.tls_cert:
+        import ssl
+
+        # Load the pair now: a bad file is one line before anything is printed, rather than a
+        # uvicorn traceback after the URL was announced (and SSLError is an OSError, which
+        # would read as "cannot listen" below).
+        try:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(args.tls_cert, args.tls_key)
+        except (ssl.SSLError, ValueError) as exc:
+            reason = getattr(exc, "reason", None) or exc
+            raise UsageError(f"--tls-cert {args.tls_cert}: cannot load it ({reason})") from None
     try:
         serve(
             config,
@@ -107,6 +126,8 @@ def _serve(args: argparse.Namespace) -> int:
             print_env=args.print_env,
             quiet=args.quiet,
             access_log=args.access_log,
+            tls_cert=str(args.tls_cert) if args.tls_cert else None,
+            tls_key=str(args.tls_key) if args.tls_key else None,
         )
     except OSError as exc:
         print(

@@ -8,8 +8,10 @@ the deadline by the caller's clock, never by the target's good will.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -20,6 +22,7 @@ import httpx
 
 from opconform import __version__
 from opconform.sse import SSEDecoder, SSEEvent, SSEStats
+from opconform.transport import TransportSettings
 
 USER_AGENT = f"opconform/{__version__}"
 
@@ -199,8 +202,11 @@ class ApiClient:
         budget: Budget | None = None,
         pacer: Pacer | None = None,
         on_exchange: Callable[[Exchange], None] | None = None,
+        transport: TransportSettings | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.transport = transport or TransportSettings()
+        self._ssl = self.transport.ssl_context()  # built once: a new client per timeout reuses it
         self.keys = {label: key for label, key in keys.items() if key}
         self.limits = limits or Limits()
         self.budget = budget or Budget(10**12)
@@ -219,10 +225,12 @@ class ApiClient:
             write=self.limits.connect_timeout,
             pool=self.limits.connect_timeout,
         )
-        # trust_env=False: a proxy from the environment must not sit between us and the target.
+        # trust_env: HTTP(S)_PROXY / NO_PROXY as httpx and curl read them (off only for the
+        # embedded gateway); TLS trust comes from our own context, not from env variables.
         return httpx.Client(
             timeout=timeout,
-            trust_env=False,
+            verify=self._ssl,
+            trust_env=self.transport.env_proxies,
             follow_redirects=False,
             headers={"user-agent": USER_AGENT},
         )
@@ -259,15 +267,15 @@ class ApiClient:
             raise TargetUnreachable(
                 f"{failures} transport failures in a row on {endpoint}; not sending it again"
             )
-        request_headers = {"accept": "text/event-stream" if stream else "application/json"}
-        if key is not None and authorization is None:
-            request_headers["authorization"] = f"Bearer {self.secret(key)}"
-        elif authorization is not None:
-            request_headers["authorization"] = authorization
         if json_body is not None:
             content = json.dumps(json_body).encode()
-            request_headers["content-type"] = "application/json"
-        request_headers.update(headers or {})
+        request_headers = self._headers(
+            key=key,
+            authorization=authorization,
+            stream=stream,
+            json_body=json_body is not None,
+            headers=headers,
+        )
         label = key or "anonymous"
         if pace:
             self.pacer.before(label)
@@ -315,6 +323,29 @@ class ApiClient:
         if isinstance(usage, dict) and isinstance(usage.get("total_tokens"), int):
             self.budget.add(usage["total_tokens"])
 
+    def _headers(
+        self,
+        *,
+        key: str | None,
+        authorization: str | None = None,
+        stream: bool = False,
+        json_body: bool = False,
+        headers: Mapping[str, str] | None = None,
+    ) -> dict[str, str]:
+        """The headers of every request: the run's extra headers (--header) first, so they never
+        replace what the suite sends itself, then accept, authorization as `key` (or verbatim),
+        content-type, and last what the check asks for."""
+        request_headers = dict(self.transport.headers)
+        request_headers["accept"] = "text/event-stream" if stream else "application/json"
+        if key is not None and authorization is None:
+            request_headers["authorization"] = f"Bearer {self.secret(key)}"
+        elif authorization is not None:
+            request_headers["authorization"] = authorization
+        if json_body:
+            request_headers["content-type"] = "application/json"
+        request_headers.update(headers or {})
+        return request_headers
+
     # ------------------------------------------------------------------ transport
     def _exchange(
         self,
@@ -338,11 +369,7 @@ class ApiClient:
         stream) arrived, without reading further: the stream holds a concurrency slot until
         `finish()` reads it to the end or `abort()` disconnects."""
         self.budget.reserve(_max_tokens(body))
-        headers = {
-            "accept": "text/event-stream",
-            "content-type": "application/json",
-            "authorization": f"Bearer {self.secret(key)}",
-        }
+        headers = self._headers(key=key, stream=True, json_body=True)
         transfer = Transfer(
             self,
             "POST",
@@ -393,11 +420,12 @@ class Transfer:
         self._recorded = False
         self.held = False  # opened by hold_stream: nobody else accounts for it
         self._start = 0.0
+        self._worker: threading.Thread | None = None
 
     def start(self) -> None:
         self._start = time.perf_counter()
-        worker = threading.Thread(target=self._work, daemon=True)
-        worker.start()
+        self._worker = threading.Thread(target=self._work, daemon=True)
+        self._worker.start()
 
     @property
     def open(self) -> bool:
@@ -519,7 +547,18 @@ class Transfer:
     def _close(self) -> None:
         response = self._holder.get("response")
         if response is not None:
-            response.close()  # stops the worker if it is still reading
+            worker = self._worker
+            if worker is not None and worker.is_alive() and not response.is_closed:
+                # Closing a response the worker is still reading races with it inside httpcore
+                # (a connection back in the pool while the worker still reads from it: the next
+                # request's bytes are stolen; with TLS, "bad record mac"). Instead, make the
+                # worker's read fail and let it finish before anything else uses the pool.
+                _wake_reader(response)
+                worker.join(timeout=self.limits.close_grace)
+                if response.is_closed:
+                    # It had just read to the end and pooled the connection we shut down.
+                    self.client._http = self.client._new_http()
+            response.close()
 
     def _work(self) -> None:
         exchange, inbox, http = self.exchange, self._inbox, self.client._http
@@ -550,6 +589,17 @@ class Transfer:
             inbox.put(("error", _describe_transport_error(exc), time.perf_counter()))
         except Exception as exc:  # the worker must always report, whatever broke
             inbox.put(("error", f"{exc.__class__.__name__}: {exc}", time.perf_counter()))
+
+
+def _wake_reader(response: httpx.Response) -> None:
+    """Shut the response's socket down: a read blocked on it returns at once."""
+    stream = response.extensions.get("network_stream")
+    sock = stream.get_extra_info("socket") if stream is not None else None
+    if isinstance(sock, socket.socket):
+        with contextlib.suppress(OSError):
+            # The plain socket's shutdown: SSLSocket.shutdown would drop the SSL object the
+            # worker is still using.
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
 def _max_tokens(body: Any) -> int:

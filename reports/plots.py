@@ -130,3 +130,33 @@ def latency_over_time(samples: list[Sample]) -> str | None:
     axis.legend(fontsize=8)
     axis.grid(alpha=0.3)
     return _svg(figure)
+
+
+def capacity_curve(steps: list[dict[str, Any]]) -> str | None:
+    """Achieved rate and TTFT p95 per step of a sweep (by offered rate) or a ramp (by users)."""
+    if not steps:
+        return None
+    by_rate = "rate" in steps[0]
+    xs = [step.get("rate") if by_rate else step.get("users") for step in steps]
+    figure, axis = plt.subplots(figsize=(8, 3.0))
+    axis.plot(xs, [step.get("achieved_rps") or 0 for step in steps], marker="o", label="achieved/s")
+    if by_rate:
+        axis.plot(xs, xs, linestyle=":", color="#888888", label="offered/s")
+    axis.set_xlabel("offered requests/s" if by_rate else "users")
+    axis.set_ylabel("requests/s")
+    latency = axis.twinx()
+    latency.plot(
+        xs,
+        [1000 * (step.get("ttft_p95") or 0) for step in steps],
+        marker="s",
+        color="#c44e52",
+        label="TTFT p95 (ms)",
+    )
+    latency.set_ylabel("TTFT p95 (ms)")
+    broken = [x for x, step in zip(xs, steps, strict=True) if step.get("broken")]
+    if broken:
+        axis.axvline(broken[0], color="#82071e", linestyle="--", label="first broken step")
+    axis.legend(fontsize=8, loc="upper left")
+    latency.legend(fontsize=8, loc="lower right")
+    axis.grid(alpha=0.3)
+    return _svg(figure)

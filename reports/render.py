@@ -166,16 +166,24 @@ def load_context(document: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         for name in ("ttfb", "ttft", "itl", "gaps", "e2e", "send_lag")
         if (metrics.get(name) or {}).get("count")
     }
+    share = metrics.get("rate_limited_share")
     rates = {
         "requests": metrics.get("requests"),
-        "achieved requests/s": _round(metrics.get("achieved_rps")),
-        "offered requests/s": _round(metrics.get("offered_rps")),
+        "window (first to last send), s": _round(metrics.get("window_s")),
+        "target requests/s": _round(metrics.get("target_rps")),
+        "offered requests/s (sent in the window)": _round(metrics.get("offered_rps")),
+        "achieved requests/s (completed in the window)": _round(metrics.get("achieved_rps")),
+        "goodput requests/s (succeeded and met --slo)": _round(metrics.get("goodput_rps")),
         "output tokens/s": _round(metrics.get("output_tokens_per_s"))
         + (" (approximate: no usage)" if metrics.get("tokens_approximate") else ""),
-        "goodput requests/s": _round(metrics.get("goodput_rps")),
         "error rate": _round(metrics.get("error_rate")),
-        "rate limited (429)": metrics.get("rate_limited"),
+        "rate limited (429)": f"{metrics.get('rate_limited')}"
+        + (f" ({share:.1%} of requests)" if isinstance(share, float) else ""),
+        "waited as Retry-After said, s": _round(metrics.get("retry_wait_s")),
     }
+    rates = {k: v for k, v in rates.items() if v not in (None, "-", "None")}
+    extra_document = document.get("extra") or {}
+    curve, curve_columns, capacity_text = _curve(extra_document)
     figures = []
     for title, svg in (
         ("Latency percentiles", plots.latency_percentiles(samples)),
@@ -186,23 +194,90 @@ def load_context(document: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         (
             "429 onset against the documented limit",
             plots.onset(
-                (document.get("extra") or {}).get("windows") or {},
-                (document.get("extra") or {}).get("documented_limit") or 0,
+                extra_document.get("windows") or {}, extra_document.get("documented_limit") or 0
             ),
         ),
+        ("Capacity curve", plots.capacity_curve(extra_document.get("steps") or [])),
     ):
         if svg:
             figures.append({"title": title, "svg": svg})
-    extra = {k: v for k, v in (document.get("extra") or {}).items() if k != "windows"}
+    extra = {k: v for k, v in extra_document.items() if k not in ("windows", "steps")}
+    expectations = [
+        {**e, "label": _LABELS.get(_status(e), _status(e).upper())}
+        for e in document.get("expectations", [])
+    ]
     return {
         **document,
+        "expectations": expectations,
+        "unjudged": [
+            f"{e['name']} (needs {e.get('needs') or 'evidence'})"
+            for e in expectations
+            if _status(e) == "inconclusive"
+        ],
         "css": (TEMPLATES / "style.css").read_text(),
         "columns": columns,
         "latency": latency,
+        "latency_rows": [[name, *(row[p] for p in columns)] for name, row in latency.items()],
         "rates": rates,
+        "curve": curve,
+        "curve_columns": curve_columns,
+        "capacity_text": capacity_text,
         "figures": figures,
         "extra": json.dumps(extra, indent=1, default=str) if extra else "",
     }
+
+
+_LABELS = {"pass": "PASS", "fail": "**FAIL**", "inconclusive": "INCONCLUSIVE"}
+
+
+def _status(expectation: dict[str, Any]) -> str:
+    """pass, fail or inconclusive (load.json of older runs only has `passed`)."""
+    return str(expectation.get("status") or ("pass" if expectation.get("passed") else "fail"))
+
+
+def _curve(extra: dict[str, Any]) -> tuple[list[list[str]], list[str], str]:
+    """The capacity curve of a sweep (rates) or a ramp (users), one row per step."""
+    steps = extra.get("steps") or []
+    if not steps:
+        return [], [], ""
+    by_rate = "rate" in steps[0]
+    columns = [
+        "rate/s" if by_rate else "users",
+        "achieved/s",
+        "goodput/s",
+        "TTFT p50",
+        "TTFT p95",
+        "error rate",
+        "verdict",
+    ]
+    rows = [
+        [
+            _round(step.get("rate") if by_rate else step.get("users")),
+            _round(step.get("achieved_rps")),
+            _round(step.get("goodput_rps")),
+            _ms(step.get("ttft_p50")),
+            _ms(step.get("ttft_p95")),
+            _round(step.get("error_rate")),
+            ("broken: " + str(step.get("why") or "")).strip() if step.get("broken") else "met",
+        ]
+        for step in steps
+    ]
+    if by_rate:
+        found = extra.get("capacity_rps")
+        text = (
+            "none: the lowest rate already broke the thresholds"
+            if found is None
+            else f"{found:g} requests/s"
+            + (
+                " or more (no rate tried broke the thresholds)"
+                if extra.get("capacity_is_lower_bound")
+                else ""
+            )
+        )
+    else:
+        good = extra.get("capacity") or {}
+        text = f"{good.get('users')} users" if good else "none: the first step broke"
+    return [[cell.replace("|", "\\|") for cell in row] for row in rows], columns, text
 
 
 def _round(value: Any) -> str:

@@ -1,12 +1,32 @@
 // The official Node SDK against the target, retries off, every request counted.
 // Input comes from the environment (keys never on the command line); one JSON line out.
+// The transport matches the suite's (opconform/transport.py): undici's fetch with a dispatcher
+// that honours HTTP(S)_PROXY/NO_PROXY (Node 20's built-in fetch ignores them), presents the
+// client certificate, and skips verification with --insecure. Extra CAs come in through
+// NODE_EXTRA_CA_CERTS, which Node adds to its roots for every TLS connection.
+import { readFileSync } from "node:fs";
 import OpenAI from "openai";
+import { Agent, EnvHttpProxyAgent, fetch as undiciFetch } from "undici";
 
 const env = process.env;
+const tls = {};
+if (env.OP_SDK_CLIENT_CERT) {
+  tls.cert = readFileSync(env.OP_SDK_CLIENT_CERT);
+  tls.key = readFileSync(env.OP_SDK_CLIENT_KEY || env.OP_SDK_CLIENT_CERT);
+}
+if (env.OP_SDK_INSECURE) {
+  tls.rejectUnauthorized = false;
+}
+// connect: direct connections; requestTls: the tunnelled connection through a proxy.
+const dispatcher = env.OP_SDK_ENV_PROXIES
+  ? new EnvHttpProxyAgent({ connect: tls, requestTls: tls })
+  : new Agent({ connect: tls });
+const headers = JSON.parse(env.OP_SDK_HEADERS || "{}");
+
 let requests = 0;
 const countingFetch = async (url, init) => {
   requests += 1;
-  return fetch(url, init);
+  return undiciFetch(url, { ...init, dispatcher });
 };
 const client = (key) =>
   new OpenAI({
@@ -15,6 +35,7 @@ const client = (key) =>
     maxRetries: 0,
     timeout: Number(env.OP_SDK_TIMEOUT_MS || 60000),
     fetch: countingFetch,
+    defaultHeaders: headers,
   });
 
 const errorName = async (call) => {
@@ -73,3 +94,5 @@ try {
 }
 result.requests = requests;
 console.log(JSON.stringify(result));
+// Open keep-alive connections would otherwise hold the process after the answer.
+await dispatcher.destroy().catch(() => {});
