@@ -1,22 +1,23 @@
-"""The reference gateway as an ASGI application (Starlette), with its faults.
+"""The reference gateway as an ASGI application (Starlette).
 
 Order of work for every authenticated request: authenticate (401), admit against the key's limits
 (429; this is what gives every later answer its X-RateLimit-* headers), then parse and validate
-(400), then resolve the model (404/403), then answer. Faults are checked inline, by name, where
-the behaviour they break is implemented, so each reads as the one line it changes.
+(400), then resolve the model (404/403), then answer.
+
+This module is the contract. Faults live in two places: those that change a decision (accept a
+bad key, skip a limit, let an invalid field through) are tested where the decision is made, by
+their constant name (`Faults.X`); those that change an answer are applied afterwards by
+`FaultHooks` (fault_hooks.py), which the gateway only calls when some fault is switched on.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-import os
 import random
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -24,18 +25,20 @@ from jsonschema.exceptions import best_match
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from gateway import mock
 from gateway.catalogue import MockModel, model_object
+from gateway.fault_hooks import DONE_EVENT, UNUSABLE_MODEL_ID, FaultHooks
+from gateway.faults import Faults
 from gateway.limits import RateLimiter, Verdict
 from gateway.settings import ApiKey, GatewayConfig, Plan
+from gateway.timing import TimingLog
 from schemas.loader import fast_check, validator
 
 JSON = "application/json"
-UNUSABLE_MODEL_ID = "gpt-3.5-turbo-legacy"
 ANONYMOUS_PLAN = Plan("anonymous", requests_per_min=60, tokens_per_day=None, concurrent=5)
 _ERROR_TYPES = {
     400: "invalid_request_error",
@@ -48,12 +51,14 @@ _ERROR_TYPES = {
     502: "upstream_error",
     503: "service_unavailable",
 }
-
-
-def _dumps(value: Any) -> bytes:
-    # orjson: compact UTF-8 JSON in ~0.2 us where the json module takes ~3 us; every answer and
-    # every streamed event goes through here.
-    return orjson.dumps(value)
+_MIDSTREAM_ERROR = {
+    "message": "The upstream provider failed mid-stream.",
+    "type": "upstream_error",
+    "code": 502,
+}
+# orjson: compact UTF-8 JSON in ~0.2 us where the json module takes ~3 us; every answer and
+# every streamed event goes through it.
+_dumps = orjson.dumps
 
 
 class ApiError(Exception):
@@ -83,6 +88,7 @@ class Completion:
     pieces: Sequence[str]
     finish_reason: str
     prompt_tokens: int
+    max_tokens: int | None = None  # as the request asked (None: the model's limit)
 
     @property
     def usage(self) -> dict[str, int]:
@@ -110,28 +116,15 @@ class SlotStreamingResponse(StreamingResponse):
             self._on_close()
 
 
-class TruncatedResponse(Response):
-    """Chaos: promises a body, sends a little of it, and drops the connection."""
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", b"100000")],
-            }
-        )
-        await send({"type": "http.response.body", "body": b'{"id": "chatcmpl-', "more_body": True})
-        raise ConnectionAbortedError("chaos-reset: connection dropped on purpose")
-
-
 class Gateway:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
-        self.faults = config.faults
-        # fault("name"): is that fault switched on? The set's own C method: it is asked ~20 times
-        # a request, and a Python method call would cost more than the lookup.
+        # fault(Faults.X): is that fault switched on? The set's own C method: decisions ask it
+        # often, and a Python method call would cost more than the lookup.
         self.fault: Callable[[str], bool] = config.faults.__contains__
+        # None without faults: every `if self.hooks` is the whole cost of faults on the hot path.
+        self.hooks = FaultHooks(config.faults) if config.faults else None
+        self.timing = TimingLog(config.timing_log) if config.timing_log else None
         self.limiter = RateLimiter(config.window_seconds, faults=config.faults)
         self._request_validator = validator("chat-completion-request")
         self._request_is_valid = fast_check("chat-completion-request")
@@ -139,62 +132,28 @@ class Gateway:
         self._blocked_keys: set[str] = set()
         listed = [m for m in config.models.values() if m.listed]
         self._listed_ids = [m.id for m in listed]
-        self._models_body = _dumps(self._model_list(listed))
+        models: dict[str, Any] = {"object": "list", "data": [model_object(m) for m in listed]}
+        if self.hooks:
+            models = self.hooks.model_list(models)
+        self._models_body = _dumps(models)
 
     # ------------------------------------------------------------------ helpers
-
-    def _model_list(self, listed: list[MockModel]) -> dict[str, Any]:
-        data = [model_object(m) for m in listed]
-        if self.fault("models-few-providers"):
-            data = [m for m in data if m["owned_by"] == "openai"]
-        if self.fault("models-duplicate-id"):
-            data.insert(1, dict(data[0]))
-        if self.fault("models-listed-unusable"):
-            data.insert(
-                2,
-                {
-                    "id": UNUSABLE_MODEL_ID,
-                    "object": "model",
-                    "created": 1700000000,
-                    "owned_by": "openai",
-                },
-            )
-        return {"object": "models" if self.fault("models-wrong-object") else "list", "data": data}
-
     def rate_headers(self, verdict: Verdict) -> dict[str, str]:
-        limit = 100 if self.fault("ratelimit-limit-wrong") else verdict.limit
-        remaining = verdict.limit if self.fault("ratelimit-remaining-static") else verdict.remaining
-        reset = (
-            verdict.reset * 1000 if self.fault("ratelimit-reset-milliseconds") else verdict.reset
-        )
+        if self.hooks:
+            verdict = self.hooks.shown_verdict(verdict)
         return {
-            "x-ratelimit-limit": str(limit),
-            "x-ratelimit-remaining": str(remaining),
-            "x-ratelimit-reset": str(reset),
+            "x-ratelimit-limit": str(verdict.limit),
+            "x-ratelimit-remaining": str(verdict.remaining),
+            "x-ratelimit-reset": str(verdict.reset),
         }
 
     def error_response(self, error: ApiError) -> Response:
-        headers = dict(error.headers)
-        if error.status >= 400 and self.fault("ratelimit-headers-missing-on-errors"):
-            headers = {k: v for k, v in headers.items() if not k.startswith("x-ratelimit-")}
-        if error.status == 401:
-            if self.fault("ratelimit-headers-missing-on-401"):
-                headers = {k: v for k, v in headers.items() if not k.startswith("x-ratelimit-")}
-            if self.fault("auth-401-html"):
-                return HTMLResponse(
-                    "<html><body><h1>401 Unauthorized</h1></body></html>", 401, headers=headers
-                )
-        error_type = error.error_type
-        if error.status == 401 and self.fault("auth-error-type-wrong"):
-            error_type = "invalid_request_error"
-        if self.fault("error-type-generic"):
-            error_type = "error"
-        body: dict[str, Any] = {"message": error.message, "type": error_type, "code": error.status}
-        if self.fault("error-code-string"):
-            body["code"] = "invalid_api_key" if error.status == 401 else "error"
-        if self.fault("error-body-missing-type"):
-            del body["type"]
-        return Response(_dumps({"error": body}), error.status, headers=headers, media_type=JSON)
+        body = {"message": error.message, "type": error.error_type, "code": error.status}
+        if self.hooks:
+            return self.hooks.error_response(error.status, body, dict(error.headers))
+        return Response(
+            _dumps({"error": body}), error.status, headers=error.headers, media_type=JSON
+        )
 
     def _anonymous_headers(self, request: Request) -> dict[str, str]:
         client = request.client.host if request.client else "unknown"
@@ -205,7 +164,7 @@ class Gateway:
     def authenticate(self, request: Request) -> ApiKey:
         header = request.headers.get("authorization")
         if header is None:
-            if self.fault("auth-missing-header-accepted"):
+            if self.fault(Faults.AUTH_MISSING_HEADER_ACCEPTED):
                 main = self.config.key_for_role("main")
                 if main is not None:
                     return main
@@ -214,56 +173,64 @@ class Gateway:
             )
         scheme, _, token = header.partition(" ")
         token = token.strip()
-        if scheme.lower() != "bearer" and not self.fault("auth-any-scheme"):
+        if scheme.lower() != "bearer" and not self.fault(Faults.AUTH_ANY_SCHEME):
             raise self._unauthorized(
                 request, "The Authorization header must use the Bearer scheme."
             )
         if not token:
             raise self._unauthorized(request, "Empty API key provided.")
         if not token.startswith("op_sk_"):
-            if not self.fault("auth-prefix-not-checked"):
+            if not self.fault(Faults.AUTH_PREFIX_NOT_CHECKED):
                 raise self._unauthorized(
                     request, "Invalid API key provided: keys start with op_sk_."
                 )
             token = "op_sk_" + token
         key = self.config.keys.get(token)
-        if key is not None and key.role == "main" and self.fault("auth-main-key-refused"):
+        if key is not None and key.role == "main" and self.fault(Faults.AUTH_MAIN_KEY_REFUSED):
             key = None
         if key is None:
-            if self.fault("auth-unknown-key-accepted"):
+            if self.fault(Faults.AUTH_UNKNOWN_KEY_ACCEPTED):
                 return ApiKey(token, self.config.plans["free"])
             raise self._unauthorized(request, "Invalid API key provided.")
         return key
 
     def _unauthorized(self, request: Request, message: str) -> ApiError:
-        if self.fault("error-echoes-key"):
-            message += f" (got {request.headers.get('authorization', '')!r})"
+        if self.hooks:
+            authorization = request.headers.get("authorization", "")
+            message = self.hooks.unauthorized_message(message, authorization)
         return ApiError(401, message, self._anonymous_headers(request))
 
     def admit(self, key: ApiKey, *, takes_slot: bool) -> dict[str, str]:
         """Count the request against the key; the rate headers for its answer, or a 429."""
         verdict = self.limiter.admit(key.secret, key.plan, takes_slot=takes_slot)
-        if self.fault("ratelimit-window-never-resets") and verdict.allowed is False:
-            self._blocked_keys.add(key.secret)
-        if self.fault("ratelimit-window-never-resets") and key.secret in self._blocked_keys:
-            if verdict.allowed and takes_slot:
-                self.limiter.release(key.secret)
-            verdict = Verdict(False, verdict.limit, 0, verdict.reset, 1, "requests per minute")
+        if self.fault(Faults.RATELIMIT_WINDOW_NEVER_RESETS):
+            verdict = self._never_reset(key, verdict, takes_slot)
         headers = self.rate_headers(verdict)
         if verdict.allowed:
             return headers
-        if self.fault("ratelimit-as-503") and verdict.reason == "requests per minute":
+        if self.fault(Faults.RATELIMIT_AS_503) and verdict.reason == "requests per minute":
             raise ApiError(503, "Service busy.", {**headers, "retry-after": "1"})
-        if not self.fault("429-no-retry-after"):
-            headers["retry-after"] = (
-                "1" if self.fault("429-retry-after-too-early") else str(verdict.retry_after)
-            )
+        retry_after: str | None = str(verdict.retry_after)
+        if self.hooks:
+            retry_after = self.hooks.retry_after(verdict.retry_after)
+        if retry_after is not None:
+            headers["retry-after"] = retry_after
         raise ApiError(
             429,
             f"Rate limit exceeded ({verdict.reason} for the {key.plan.name} "
             f"plan). Retry after the period in the Retry-After header.",
             headers,
         )
+
+    def _never_reset(self, key: ApiKey, verdict: Verdict, takes_slot: bool) -> Verdict:
+        """ratelimit-window-never-resets: a key refused once stays refused."""
+        if verdict.allowed is False:
+            self._blocked_keys.add(key.secret)
+        if key.secret not in self._blocked_keys:
+            return verdict
+        if verdict.allowed and takes_slot:
+            self.limiter.release(key.secret)
+        return Verdict(False, verdict.limit, 0, verdict.reset, 1, "requests per minute")
 
     def release(self, key: ApiKey) -> None:
         self.limiter.release(key.secret)
@@ -272,10 +239,9 @@ class Gateway:
     async def list_models(self, request: Request) -> Response:
         key = self.authenticate(request)
         headers = self.admit(key, takes_slot=False)
-        if self.fault("slow-model-list"):
-            await asyncio.sleep(0.6)
-        if self.fault("ratelimit-headers-missing-on-success"):
-            headers = {}
+        if self.hooks:
+            await self.hooks.slow_model_list()
+            headers = self.hooks.success_headers(headers)
         return Response(self._models_body, 200, headers=headers, media_type=JSON)
 
     async def retrieve_model(self, request: Request) -> Response:
@@ -283,10 +249,10 @@ class Gateway:
         headers = self.admit(key, takes_slot=False)
         model_id = request.path_params["model"]
         model = self.config.models.get(model_id)
-        if model is None or not model.listed or self.fault("models-retrieve-missing"):
+        if model is None or not model.listed or self.fault(Faults.MODELS_RETRIEVE_MISSING):
             raise ApiError(404, f"The model '{model_id}' does not exist.", headers)
-        if self.fault("ratelimit-headers-missing-on-success"):
-            headers = {}
+        if self.hooks:
+            headers = self.hooks.success_headers(headers)
         return Response(_dumps(model_object(model)), 200, headers=headers, media_type=JSON)
 
     async def chat_completions(self, request: Request) -> Response:
@@ -302,22 +268,18 @@ class Gateway:
                 self.release(key)
 
     async def _chat(self, request: Request, key: ApiKey, headers: dict[str, str]) -> Response:
-        user_agent = request.headers.get("user-agent", "")
-        if (
-            self.fault("reject-python-sdk-user-agent") and user_agent.startswith("OpenAI/Python")
-        ) or (self.fault("reject-node-sdk-user-agent") and user_agent.startswith("OpenAI/JS")):
+        if self.hooks and self.hooks.refuses_client(request.headers.get("user-agent", "")):
             raise ApiError(400, "Requests from this client are not accepted.", headers)
         payload = self._parse(await request.body(), headers)
         model = self._resolve_model(payload["model"], key, headers)
         stream = payload.get("stream") is True
-        if self.fault("chaos-hang"):
-            await asyncio.sleep(600)
-        if self.fault("chaos-garbage"):
-            return Response(os.urandom(4096), 200, headers=headers, media_type=JSON)
-        if self.fault("chaos-reset"):
-            return TruncatedResponse()
+        if self.hooks:
+            chaos = await self.hooks.chaos(headers)
+            if chaos is not None:
+                return chaos
+            model = self.hooks.model(model)
         if model.behaviour == "upstream_error":
-            status = 500 if self.fault("upstream-error-as-500") else 502
+            status = 500 if self.fault(Faults.UPSTREAM_ERROR_AS_500) else 502
             raise ApiError(
                 status,
                 f"The upstream provider of '{model.id}' returned an invalid "
@@ -325,7 +287,7 @@ class Gateway:
                 headers,
             )
         if model.behaviour == "unavailable":
-            if self.fault("unavailable-as-500"):
+            if self.fault(Faults.UNAVAILABLE_AS_500):
                 raise ApiError(500, "An unexpected error occurred.", headers)
             raise ApiError(
                 503,
@@ -334,7 +296,7 @@ class Gateway:
             )
         if (
             stream
-            and self.fault("stream-fails-for-some-models")
+            and self.fault(Faults.STREAM_FAILS_FOR_SOME_MODELS)
             and model.id in self._listed_ids
             and self._listed_ids.index(model.id) % 2 == 1
         ):
@@ -342,14 +304,15 @@ class Gateway:
         completion = self._complete(payload, model, stream_variant=stream)
         if stream:
             return self._stream_response(completion, key, headers, payload)
-        if model.latency.ttft_ms or model.latency.tpot_ms or self.fault("slow-first-token"):
+        if model.latency.ttft_ms or model.latency.tpot_ms:
             await self._pace(model, len(completion.pieces))
-        self.limiter.record_tokens(key.secret, completion.usage["total_tokens"])
+        usage = completion.usage
+        self.limiter.record_tokens(key.secret, usage["total_tokens"])
         body = {
             "id": completion.id,
-            "object": "text_completion" if self.fault("chat-wrong-object") else "chat.completion",
+            "object": "chat.completion",
             "created": completion.created,
-            "model": self._echoed_model(model),
+            "model": model.id,
             "choices": [
                 {
                     "index": 0,
@@ -357,65 +320,50 @@ class Gateway:
                     "finish_reason": completion.finish_reason,
                 }
             ],
-            "usage": self._usage(completion),
+            "usage": usage,
         }
-        if self.fault("ratelimit-headers-missing-on-success"):
-            headers = {}
-        media_type = "text/plain" if self.fault("chat-content-type-text") else JSON
-        return Response(_dumps(body), 200, headers=headers, media_type=media_type)
+        if self.hooks:
+            return self.hooks.completion_response(body, headers, model, completion.max_tokens)
+        return Response(_dumps(body), 200, headers=headers, media_type=JSON)
 
     # ------------------------------------------------------------------ chat internals
     def _parse(self, raw: bytes, headers: dict[str, str]) -> dict[str, Any]:
         try:
             payload = orjson.loads(raw)
         except ValueError as exc:
-            if self.fault("validation-bad-json-500"):
+            if self.fault(Faults.VALIDATION_BAD_JSON_500):
                 raise ApiError(500, "An unexpected error occurred.", headers) from exc
             raise ApiError(400, f"The request body is not valid JSON: {exc}", headers) from exc
         if not isinstance(payload, dict):
             raise ApiError(400, "The request body must be a JSON object.", headers)
-        if self.fault("validation-missing-model-defaulted"):
-            payload.setdefault("model", "gpt-4o-mini")
-        if self.fault("validation-types-coerced"):
-            _coerce_types(payload)
-        if self.fault("content-parts-500"):
-            for message in payload.get("messages") or []:
-                if isinstance(message, dict) and isinstance(message.get("content"), list):
-                    raise TypeError("content-parts-500: the handler expected a string")
+        if self.hooks:
+            self.hooks.before_validation(payload)
         if self._request_is_valid(payload):
-            errors = []
-        else:  # the slow validator only for bad requests: it says precisely what is wrong
-            errors = [
-                e
-                for e in self._request_validator.iter_errors(payload)
-                if not self._error_ignored_by_fault(e.absolute_path, e.validator)
-            ]
-        if errors:
-            error = best_match(errors)
-            where = "/".join(str(p) for p in error.absolute_path) or "body"
-            raise ApiError(400, f"Invalid request: {where}: {error.message}", headers)
-        if self.fault("chat-temperature-2-rejected") and payload.get("temperature", 0) > 1:
-            raise ApiError(400, "temperature must be between 0 and 1.", headers)
-        return payload
-
-    def _error_ignored_by_fault(self, path: Any, keyword: Any) -> bool:
-        field = path[0] if path else None
-        if field == "temperature" and keyword in ("minimum", "maximum"):
-            return self.fault("validation-temperature-unchecked")
-        if field == "max_tokens" and keyword == "minimum":
-            return self.fault("validation-max-tokens-unchecked")
-        if field == "messages" and not (len(path) == 1 and keyword == "type"):
-            return self.fault("validation-messages-unchecked")
-        return False
+            if self.hooks and self.hooks.refuses_valid(payload):
+                raise ApiError(400, "temperature must be between 0 and 1.", headers)
+            return payload
+        # The slow validator only for bad requests: it says precisely what is wrong.
+        errors = list(self._request_validator.iter_errors(payload))
+        if self.hooks:
+            hooks = self.hooks
+            errors = [e for e in errors if not hooks.ignores_error(e.absolute_path, e.validator)]
+            accepted = hooks.accepted_invalid_stream(payload, errors) if errors else payload
+            if accepted is not None:
+                if hooks.refuses_valid(accepted):
+                    raise ApiError(400, "temperature must be between 0 and 1.", headers)
+                return accepted
+        error = best_match(errors)
+        where = "/".join(str(p) for p in error.absolute_path) or "body"
+        raise ApiError(400, f"Invalid request: {where}: {error.message}", headers)
 
     def _resolve_model(self, model_id: str, key: ApiKey, headers: dict[str, str]) -> MockModel:
         model = self.config.models.get(model_id)
         if model is None or model_id == UNUSABLE_MODEL_ID:
-            if self.fault("validation-unknown-model-500"):
+            if self.fault(Faults.VALIDATION_UNKNOWN_MODEL_500):
                 raise ApiError(500, "An unexpected error occurred.", headers)
             raise ApiError(404, f"The model '{model_id}' does not exist.", headers)
-        if model_id in key.denied_models and not self.fault("auth-restriction-ignored"):
-            if self.fault("forbidden-as-404"):
+        if model_id in key.denied_models and not self.fault(Faults.AUTH_RESTRICTION_IGNORED):
+            if self.fault(Faults.FORBIDDEN_AS_404):
                 raise ApiError(404, f"The model '{model_id}' does not exist.", headers)
             raise ApiError(
                 403, f"This API key does not have permission to use '{model_id}'.", headers
@@ -427,17 +375,26 @@ class Gateway:
     ) -> Completion:
         messages = [m for m in payload["messages"] if isinstance(m, dict)]
         temperature = payload.get("temperature")
-        if stream_variant and self.fault("stream-text-differs"):
+        if stream_variant and self.fault(Faults.STREAM_TEXT_DIFFERS):
             temperature = (temperature or 0) + 0.5
+        pieces: Sequence[str]
         pieces, prompt_tokens = mock.answer(model.id, messages, temperature)
-        max_tokens = payload.get("max_tokens") or payload.get("max_completion_tokens")
-        cap = model.max_output_tokens
-        if isinstance(max_tokens, int | float) and max_tokens >= 1:
-            cap = min(cap, int(max_tokens))
+        if self.config.answer_tokens is not None:
+            # The mock's natural answer is this short: a full answer, not one cut by max_tokens.
+            pieces = pieces[: self.config.answer_tokens]
+        requested = payload.get("max_tokens") or payload.get("max_completion_tokens")
+        max_tokens = None
+        if isinstance(requested, int | float) and requested >= 1:
+            max_tokens = int(requested)
+        cap = (
+            model.max_output_tokens
+            if max_tokens is None
+            else min(model.max_output_tokens, max_tokens)
+        )
         finish_reason = "stop"
-        if len(pieces) > cap and not self.fault("chat-max-tokens-ignored"):
+        if len(pieces) > cap and not self.fault(Faults.CHAT_MAX_TOKENS_IGNORED):
             pieces = pieces[:cap]
-            finish_reason = "stop" if self.fault("chat-finish-reason-stop-when-cut") else "length"
+            finish_reason = "length"
         return Completion(
             id=f"chatcmpl-{secrets.token_hex(12)}",
             created=int(time.time()),
@@ -445,22 +402,12 @@ class Gateway:
             pieces=pieces,
             finish_reason=finish_reason,
             prompt_tokens=prompt_tokens,
+            max_tokens=max_tokens,
         )
-
-    def _usage(self, completion: Completion) -> dict[str, int]:
-        usage = completion.usage
-        if self.fault("chat-usage-mismatch"):
-            usage["total_tokens"] += 1
-        return usage
-
-    def _echoed_model(self, model: MockModel) -> str:
-        return f"{model.owned_by}/{model.id}" if self.fault("chat-model-not-echoed") else model.id
 
     async def _pace(self, model: MockModel, tokens: int) -> None:
         latency = model.latency
         total = latency.ttft_ms + tokens * latency.tpot_ms
-        if self.fault("slow-first-token"):
-            total += 600
         if latency.jitter_ms:
             total += random.uniform(-latency.jitter_ms, latency.jitter_ms) * (tokens + 1)
         if total > 0:
@@ -470,22 +417,37 @@ class Gateway:
     def _stream_response(
         self, completion: Completion, key: ApiKey, headers: dict[str, str], payload: dict[str, Any]
     ) -> Response:
+        hooks = self.hooks
         state = {"finished": False, "released": False}
 
         def on_close() -> None:
             if state["released"]:
                 return
-            if not state["finished"] and self.fault("concurrency-slot-leak-on-disconnect"):
+            if not state["finished"] and hooks and hooks.leaks_slot():
                 return
             state["released"] = True
             self.release(key)
 
         options = payload.get("stream_options")
         include_usage = isinstance(options, dict) and options.get("include_usage") is True
+        media_type = "text/event-stream"
+        if hooks:
+            model = completion.model
+            pieces, latency = hooks.stream_pieces(completion.pieces, model.latency)
+            completion = replace(completion, pieces=pieces, model=replace(model, latency=latency))
         events = self._events(completion, key, include_usage, state)
-        if self.fault("ratelimit-headers-missing-on-stream"):
-            headers = {}
-        media_type = JSON if self.fault("stream-content-type-json") else "text/event-stream"
+        if hooks:
+            events = hooks.stream(
+                events,
+                model=completion.model,
+                prompt_tokens=completion.prompt_tokens,
+                max_tokens=completion.max_tokens,
+                include_usage=include_usage,
+                state=state,
+            )
+            headers, media_type = hooks.stream_head(headers, media_type)
+        if self.timing:
+            events = self.timing.wrap(events, completion.id)
         return SlotStreamingResponse(
             events,
             on_close,
@@ -493,116 +455,46 @@ class Gateway:
             media_type=media_type,
         )
 
-    def _event(self, payload: Any, number: int) -> bytes:
-        if not self.faults:
-            return b"data: " + _dumps(payload) + b"\n\n"
-        head = ""
-        if self.fault("sse-event-field"):
-            head += "event: message\n"
-        if self.fault("sse-id-field"):
-            head += f"id: {number}\n"
-        if self.fault("sse-multiline-data") and isinstance(payload, dict):
-            lines = json.dumps(payload, indent=1).splitlines()
-            return (head + "".join(f"data: {line}\n" for line in lines) + "\n").encode()
-        return head.encode() + b"data: " + _dumps(payload) + b"\n\n"
-
     async def _events(
         self, completion: Completion, key: ApiKey, include_usage: bool, state: dict[str, bool]
     ) -> AsyncIterator[bytes]:
+        """The stream as the contract has it: a role chunk, one chunk per piece on the model's
+        clock, the finish_reason chunk, the usage chunk if asked for, then [DONE]."""
         model = completion.model
-        chunk_id = completion.id
-        echoed = self._echoed_model(model)
-        obj = (
-            "chat.completion"
-            if self.fault("stream-chunk-wrong-object")
-            else "chat.completion.chunk"
-        )
-        number = 0
+        latency = model.latency
+        head = {
+            "id": completion.id,
+            "object": "chat.completion.chunk",
+            "created": completion.created,
+            "model": model.id,
+        }
 
         def chunk(choices: list[dict[str, Any]], **extra: Any) -> bytes:
-            nonlocal number, chunk_id
-            number += 1
-            if self.fault("stream-id-changes"):
-                chunk_id = f"chatcmpl-{secrets.token_hex(12)}"
-            body = {
-                "id": chunk_id,
-                "object": obj,
-                "created": completion.created,
-                "model": echoed,
-                "choices": choices,
-                **extra,
-            }
-            return self._event(body, number)
+            return b"data: " + _dumps({**head, "choices": choices, **extra}) + b"\n\n"
 
         sent_tokens = 0
         try:
-            first_delta: dict[str, Any] = {"content": ""}
-            if not self.fault("stream-no-role"):
-                first_delta = {"role": "assistant", "content": ""}
+            first_delta = {"role": "assistant", "content": ""}
             yield chunk([{"index": 0, "delta": first_delta, "finish_reason": None}])
-            if self.fault("sse-keepalive-flood"):
-                yield b": ping\n\n" * 200
-            latency = model.latency
-            ttft = latency.ttft_ms + (600 if self.fault("slow-first-token") else 0)
             start = time.perf_counter()
-            pieces = completion.pieces
-            endless = self.fault("chaos-endless-stream")
-            index = 0
-            while index < len(pieces) or endless:
-                due = ttft + index * latency.tpot_ms
+            for index, piece in enumerate(completion.pieces):
+                due = latency.ttft_ms + index * latency.tpot_ms
                 if latency.jitter_ms:
                     due += random.uniform(-latency.jitter_ms, latency.jitter_ms)
                 delay = due / 1000 - (time.perf_counter() - start)
-                if endless:
-                    delay = 0.01
-                    if time.perf_counter() - start > 600:
-                        break
                 if delay > 0:
                     await asyncio.sleep(delay)
-                piece = pieces[index % len(pieces)] if pieces else " x"
                 if model.behaviour == "midstream_error" and index == 3:
-                    if self.fault("midstream-error-swallowed"):
-                        break
-                    error = {
-                        "message": "The upstream provider failed mid-stream.",
-                        "type": "upstream_error",
-                        "code": 502,
-                    }
-                    body = (
-                        {"type": "error", "error": error}
-                        if self.fault("sse-error-key-not-first")
-                        else {"error": error}
-                    )
-                    yield self._event(body, number + 1)
+                    yield b"data: " + _dumps({"error": _MIDSTREAM_ERROR}) + b"\n\n"
                     return
                 yield chunk([{"index": 0, "delta": {"content": piece}, "finish_reason": None}])
                 sent_tokens = index + 1
-                index += 1
-                if index == 1 and self.fault("stream-bad-json-event"):
-                    yield b"data: keep-alive\n\n"
             final = {"index": 0, "delta": {}, "finish_reason": completion.finish_reason}
-            if model.behaviour == "midstream_error":
-                final["finish_reason"] = "stop"
             yield chunk([final])
-            if self.fault("stream-finish-reason-twice"):
-                yield chunk([final])
-            if include_usage and not self.fault("stream-usage-chunk-missing"):
-                usage = self._usage(completion)
-                if model.behaviour == "midstream_error":
-                    usage = {
-                        "prompt_tokens": completion.prompt_tokens,
-                        "completion_tokens": sent_tokens,
-                        "total_tokens": completion.prompt_tokens + sent_tokens,
-                    }
-                choices = [final] if self.fault("stream-usage-with-choices") else []
-                yield chunk(choices, usage=usage)
-            if not self.fault("stream-no-done"):
-                yield b"data: [DONE]\n\n"
-                if self.fault("stream-done-twice"):
-                    yield b"data: [DONE]\n\n"
+            if include_usage:
+                yield chunk([], usage=completion.usage)
+            yield DONE_EVENT
             state["finished"] = True
-            if self.fault("stream-no-close"):
-                await asyncio.sleep(30)
         finally:
             self.limiter.record_tokens(key.secret, completion.prompt_tokens + sent_tokens)
 
@@ -610,9 +502,11 @@ class Gateway:
     async def not_found(self, request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 404
         headers = self._soft_headers(request)
+        if self.hooks:
+            page = self.hooks.html_page(status, headers)
+            if page is not None:
+                return page
         if status == 405:
-            if self.fault("method-not-allowed-html"):
-                return HTMLResponse("<h1>405 Method Not Allowed</h1>", 405, headers=headers)
             allow = (
                 exc.headers.get("Allow", "")
                 if isinstance(exc, HTTPException) and exc.headers
@@ -625,8 +519,6 @@ class Gateway:
                     {**headers, **({"allow": allow} if allow else {})},
                 )
             )
-        if self.fault("not-found-html"):
-            return HTMLResponse("<h1>404 Not Found</h1>", 404, headers=headers)
         return self.error_response(ApiError(404, f"Unknown path {request.url.path}.", headers))
 
     def _soft_headers(self, request: Request) -> dict[str, str]:
@@ -657,19 +549,6 @@ class Gateway:
             Exception: self.server_error,
         }
         return Starlette(routes=routes, exception_handlers=handlers)
-
-
-def _coerce_types(payload: dict[str, Any]) -> None:
-    """The validation-types-coerced fault: what a lenient gateway does with wrong types."""
-    for field, kind in (("max_tokens", int), ("temperature", float)):
-        value = payload.get(field)
-        if isinstance(value, str):
-            with contextlib.suppress(ValueError):
-                payload[field] = kind(value)
-    if isinstance(payload.get("stream"), str):
-        payload["stream"] = payload["stream"].lower() == "true"
-    if isinstance(payload.get("model"), int | float):
-        payload["model"] = str(payload["model"])
 
 
 def create_app(config: GatewayConfig) -> Starlette:

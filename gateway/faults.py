@@ -5,6 +5,111 @@ requirement fails. Chaos faults break the transport instead, to prove a run stil
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
+
+
+class Faults:
+    """Every fault's name, as a constant the gateway imports: a misspelt name is an
+    AttributeError (and a mypy error) instead of a check that is silently never true.
+    Plain str constants, not an Enum: the gateway asks ~20 of them per request, and an Enum
+    member costs ~4x more to fetch and to find in the set of active faults."""
+
+    # auth
+    AUTH_MISSING_HEADER_ACCEPTED: Final = "auth-missing-header-accepted"
+    AUTH_ANY_SCHEME: Final = "auth-any-scheme"
+    AUTH_PREFIX_NOT_CHECKED: Final = "auth-prefix-not-checked"
+    AUTH_UNKNOWN_KEY_ACCEPTED: Final = "auth-unknown-key-accepted"
+    AUTH_RESTRICTION_IGNORED: Final = "auth-restriction-ignored"
+    AUTH_ERROR_TYPE_WRONG: Final = "auth-error-type-wrong"
+    AUTH_401_HTML: Final = "auth-401-html"
+    AUTH_MAIN_KEY_REFUSED: Final = "auth-main-key-refused"
+    FORBIDDEN_AS_404: Final = "forbidden-as-404"
+    # models
+    MODELS_WRONG_OBJECT: Final = "models-wrong-object"
+    MODELS_TOO_FEW: Final = "models-too-few"
+    MODELS_SINGLE_PROVIDER: Final = "models-single-provider"
+    MODELS_DUPLICATE_ID: Final = "models-duplicate-id"
+    MODELS_LISTED_UNUSABLE: Final = "models-listed-unusable"
+    MODELS_RETRIEVE_MISSING: Final = "models-retrieve-missing"
+    # chat
+    CHAT_WRONG_OBJECT: Final = "chat-wrong-object"
+    CHAT_MODEL_NOT_ECHOED: Final = "chat-model-not-echoed"
+    CHAT_USAGE_MISMATCH: Final = "chat-usage-mismatch"
+    CHAT_MAX_TOKENS_IGNORED: Final = "chat-max-tokens-ignored"
+    CHAT_FINISH_REASON_STOP_WHEN_CUT: Final = "chat-finish-reason-stop-when-cut"
+    CHAT_CONTENT_TYPE_TEXT: Final = "chat-content-type-text"
+    CHAT_TEMPERATURE_2_REJECTED: Final = "chat-temperature-2-rejected"
+    USAGE_OVER_MAX_TOKENS_SOMETIMES: Final = "usage-over-max-tokens-sometimes"
+    # validation
+    VALIDATION_BAD_JSON_500: Final = "validation-bad-json-500"
+    VALIDATION_MISSING_MODEL_DEFAULTED: Final = "validation-missing-model-defaulted"
+    VALIDATION_TYPES_COERCED: Final = "validation-types-coerced"
+    VALIDATION_TEMPERATURE_UNCHECKED: Final = "validation-temperature-unchecked"
+    VALIDATION_MESSAGES_UNCHECKED: Final = "validation-messages-unchecked"
+    VALIDATION_MAX_TOKENS_UNCHECKED: Final = "validation-max-tokens-unchecked"
+    VALIDATION_UNKNOWN_MODEL_500: Final = "validation-unknown-model-500"
+    CONTENT_PARTS_500: Final = "content-parts-500"
+    STREAM_INVALID_BODY_ACCEPTED: Final = "stream-invalid-body-accepted"
+    # streaming
+    STREAM_CONTENT_TYPE_JSON: Final = "stream-content-type-json"
+    STREAM_BAD_JSON_EVENT: Final = "stream-bad-json-event"
+    STREAM_CHUNK_WRONG_OBJECT: Final = "stream-chunk-wrong-object"
+    STREAM_ID_CHANGES: Final = "stream-id-changes"
+    STREAM_NO_ROLE: Final = "stream-no-role"
+    STREAM_ROLE_MISSING_SOMETIMES: Final = "stream-role-missing-sometimes"
+    STREAM_FINISH_REASON_TWICE: Final = "stream-finish-reason-twice"
+    STREAM_NO_DONE: Final = "stream-no-done"
+    STREAM_DONE_TWICE: Final = "stream-done-twice"
+    STREAM_NO_CLOSE: Final = "stream-no-close"
+    STREAM_USAGE_CHUNK_MISSING: Final = "stream-usage-chunk-missing"
+    STREAM_USAGE_WITH_CHOICES: Final = "stream-usage-with-choices"
+    STREAM_TEXT_DIFFERS: Final = "stream-text-differs"
+    STREAM_FAILS_FOR_SOME_MODELS: Final = "stream-fails-for-some-models"
+    # client compatibility of the wire
+    SSE_EVENT_FIELD: Final = "sse-event-field"
+    SSE_ID_FIELD: Final = "sse-id-field"
+    SSE_MULTILINE_DATA: Final = "sse-multiline-data"
+    SSE_KEEPALIVE_FLOOD: Final = "sse-keepalive-flood"
+    SSE_ERROR_KEY_NOT_FIRST: Final = "sse-error-key-not-first"
+    # errors
+    ERROR_BODY_MISSING_TYPE: Final = "error-body-missing-type"
+    ERROR_CODE_STRING: Final = "error-code-string"
+    ERROR_TYPE_GENERIC: Final = "error-type-generic"
+    NOT_FOUND_HTML: Final = "not-found-html"
+    METHOD_NOT_ALLOWED_HTML: Final = "method-not-allowed-html"
+    UPSTREAM_ERROR_AS_500: Final = "upstream-error-as-500"
+    UNAVAILABLE_AS_500: Final = "unavailable-as-500"
+    MIDSTREAM_ERROR_SWALLOWED: Final = "midstream-error-swallowed"
+    # rate limits
+    RATELIMIT_HEADERS_MISSING_ON_SUCCESS: Final = "ratelimit-headers-missing-on-success"
+    RATELIMIT_HEADERS_MISSING_ON_ERRORS: Final = "ratelimit-headers-missing-on-errors"
+    RATELIMIT_HEADERS_MISSING_ON_STREAM: Final = "ratelimit-headers-missing-on-stream"
+    RATELIMIT_LIMIT_WRONG: Final = "ratelimit-limit-wrong"
+    RATELIMIT_REMAINING_STATIC: Final = "ratelimit-remaining-static"
+    RATELIMIT_RESET_MILLISECONDS: Final = "ratelimit-reset-milliseconds"
+    RATELIMIT_NOT_ENFORCED: Final = "ratelimit-not-enforced"
+    RATELIMIT_AS_503: Final = "ratelimit-as-503"
+    RATELIMIT_OFF_BY_ONE: Final = "ratelimit-off-by-one"
+    NO_RETRY_AFTER_429: Final = "429-no-retry-after"
+    RETRY_AFTER_TOO_EARLY_429: Final = "429-retry-after-too-early"
+    RATELIMIT_WINDOW_NEVER_RESETS: Final = "ratelimit-window-never-resets"
+    CONCURRENCY_NOT_ENFORCED: Final = "concurrency-not-enforced"
+    CONCURRENCY_SLOT_LEAK_ON_DISCONNECT: Final = "concurrency-slot-leak-on-disconnect"
+    RATELIMIT_SHARED_ACROSS_KEYS: Final = "ratelimit-shared-across-keys"
+    TOKENS_PER_DAY_NOT_ENFORCED: Final = "tokens-per-day-not-enforced"
+    RATELIMIT_HEADERS_MISSING_ON_401: Final = "ratelimit-headers-missing-on-401"
+    # SDKs
+    REJECT_PYTHON_SDK_USER_AGENT: Final = "reject-python-sdk-user-agent"
+    REJECT_NODE_SDK_USER_AGENT: Final = "reject-node-sdk-user-agent"
+    # performance
+    SLOW_FIRST_TOKEN: Final = "slow-first-token"
+    SLOW_MODEL_LIST: Final = "slow-model-list"
+    # chaos
+    CHAOS_HANG: Final = "chaos-hang"
+    CHAOS_GARBAGE: Final = "chaos-garbage"
+    CHAOS_RESET: Final = "chaos-reset"
+    CHAOS_ENDLESS_STREAM: Final = "chaos-endless-stream"
+    ERROR_ECHOES_KEY: Final = "error-echoes-key"
 
 
 @dataclass(frozen=True)
@@ -23,287 +128,347 @@ FAULTS: dict[str, Fault] = {
     for f in (
         # auth
         Fault(
-            "auth-missing-header-accepted",
+            Faults.AUTH_MISSING_HEADER_ACCEPTED,
             ("OP-AUTH-001",),
             "requests without Authorization are served as the main Free key",
         ),
         Fault(
-            "auth-any-scheme",
+            Faults.AUTH_ANY_SCHEME,
             ("OP-AUTH-002",),
             "any scheme is accepted: the key is whatever follows the first space",
         ),
         Fault(
-            "auth-prefix-not-checked",
+            Faults.AUTH_PREFIX_NOT_CHECKED,
             ("OP-AUTH-003",),
             "keys are matched without their op_sk_ prefix",
         ),
         Fault(
-            "auth-unknown-key-accepted",
+            Faults.AUTH_UNKNOWN_KEY_ACCEPTED,
             ("OP-AUTH-004",),
             "any op_sk_ key is served, on the Free plan",
         ),
-        Fault("auth-restriction-ignored", ("OP-AUTH-005",), "a restricted key may use every model"),
         Fault(
-            "auth-error-type-wrong", ("OP-AUTH-007",), "401 answers say type invalid_request_error"
+            Faults.AUTH_RESTRICTION_IGNORED,
+            ("OP-AUTH-005",),
+            "a restricted key may use every model",
         ),
-        Fault("auth-401-html", ("OP-AUTH-007",), "401 answers are an HTML page"),
         Fault(
-            "auth-main-key-refused",
+            Faults.AUTH_ERROR_TYPE_WRONG,
+            ("OP-AUTH-007",),
+            "401 answers say type invalid_request_error",
+        ),
+        Fault(Faults.AUTH_401_HTML, ("OP-AUTH-007",), "401 answers are an HTML page"),
+        Fault(
+            Faults.AUTH_MAIN_KEY_REFUSED,
             ("OP-AUTH-006",),
             "the main Free key is refused with 401 as if it were unknown",
         ),
         Fault(
-            "forbidden-as-404",
+            Faults.FORBIDDEN_AS_404,
             ("OP-AUTH-005", "OP-SDK-002", "OP-SDK-004"),
             "a forbidden model is answered 404, as if it did not exist",
         ),
         # models
-        Fault("models-wrong-object", ("OP-MODELS-001",), 'the model list says object "models"'),
-        Fault("models-few-providers", ("OP-MODELS-002",), "only OpenAI's models are listed"),
-        Fault("models-duplicate-id", ("OP-MODELS-003",), "the first model is listed twice"),
         Fault(
-            "models-listed-unusable",
+            Faults.MODELS_WRONG_OBJECT, ("OP-MODELS-001",), 'the model list says object "models"'
+        ),
+        Fault(
+            Faults.MODELS_TOO_FEW,
+            ("OP-MODELS-002",),
+            "only 20 models are listed (still from all 9 providers)",
+        ),
+        Fault(
+            Faults.MODELS_SINGLE_PROVIDER,
+            ("OP-MODELS-007",),
+            'all 51 models are listed, every one owned_by "openai"',
+        ),
+        Fault(Faults.MODELS_DUPLICATE_ID, ("OP-MODELS-003",), "the first model is listed twice"),
+        Fault(
+            Faults.MODELS_LISTED_UNUSABLE,
             ("OP-MODELS-004",),
             "the list's third entry is a model that chat answers 404 for",
         ),
         Fault(
-            "models-retrieve-missing",
+            Faults.MODELS_RETRIEVE_MISSING,
             ("OP-MODELS-005",),
             "GET /v1/models/{id} answers 404 for every model",
         ),
         # chat
-        Fault("chat-wrong-object", ("OP-CHAT-001",), 'completions say object "text_completion"'),
         Fault(
-            "chat-model-not-echoed",
+            Faults.CHAT_WRONG_OBJECT, ("OP-CHAT-001",), 'completions say object "text_completion"'
+        ),
+        Fault(
+            Faults.CHAT_MODEL_NOT_ECHOED,
             ("OP-CHAT-002",),
             'completions name the upstream model ("provider/model")',
         ),
-        Fault("chat-usage-mismatch", ("OP-CHAT-003",), "total_tokens is one more than the sum"),
-        Fault("chat-max-tokens-ignored", ("OP-CHAT-004",), "max_tokens does not cut generation"),
         Fault(
-            "chat-finish-reason-stop-when-cut",
+            Faults.CHAT_USAGE_MISMATCH, ("OP-CHAT-003",), "total_tokens is one more than the sum"
+        ),
+        Fault(
+            Faults.CHAT_MAX_TOKENS_IGNORED, ("OP-CHAT-004",), "max_tokens does not cut generation"
+        ),
+        Fault(
+            Faults.CHAT_FINISH_REASON_STOP_WHEN_CUT,
             ("OP-CHAT-005",),
             'a completion cut by max_tokens says finish_reason "stop"',
         ),
-        Fault("chat-content-type-text", ("OP-CHAT-006",), "completions are served as text/plain"),
         Fault(
-            "chat-temperature-2-rejected",
+            Faults.CHAT_CONTENT_TYPE_TEXT, ("OP-CHAT-006",), "completions are served as text/plain"
+        ),
+        Fault(
+            Faults.CHAT_TEMPERATURE_2_REJECTED,
             ("OP-CHAT-007",),
             "temperature above 1 is refused with 400",
         ),
-        # validation
-        Fault("validation-bad-json-500", ("OP-VAL-001",), "a body that is not JSON gets 500"),
         Fault(
-            "validation-missing-model-defaulted",
+            Faults.USAGE_OVER_MAX_TOKENS_SOMETIMES,
+            ("OP-CHAT-004",),
+            "every fifth completion (streamed or not) reports completion_tokens = max_tokens + 1",
+        ),
+        # validation
+        Fault(Faults.VALIDATION_BAD_JSON_500, ("OP-VAL-001",), "a body that is not JSON gets 500"),
+        Fault(
+            Faults.VALIDATION_MISSING_MODEL_DEFAULTED,
             ("OP-VAL-002",),
             "a body without model is served with a default model",
         ),
         Fault(
-            "validation-types-coerced",
+            Faults.VALIDATION_TYPES_COERCED,
             ("OP-VAL-003",),
             'wrong types are coerced ("256" as max_tokens, "true" as stream)',
         ),
         Fault(
-            "validation-temperature-unchecked",
+            Faults.VALIDATION_TEMPERATURE_UNCHECKED,
             ("OP-VAL-004",),
             "temperature outside 0..2 is accepted",
         ),
         Fault(
-            "validation-messages-unchecked",
+            Faults.VALIDATION_MESSAGES_UNCHECKED,
             ("OP-VAL-005",),
             "messages are not validated (empty list, unknown roles accepted)",
         ),
         Fault(
-            "validation-max-tokens-unchecked",
+            Faults.VALIDATION_MAX_TOKENS_UNCHECKED,
             ("OP-VAL-006",),
             "max_tokens of 0 or less is accepted",
         ),
-        Fault("validation-unknown-model-500", ("OP-VAL-007",), "an unknown model gets 500"),
+        Fault(Faults.VALIDATION_UNKNOWN_MODEL_500, ("OP-VAL-007",), "an unknown model gets 500"),
         Fault(
-            "content-parts-500",
+            Faults.CONTENT_PARTS_500,
             ("OP-VAL-008",),
             "content given as an array of parts crashes the handler (500)",
         ),
+        Fault(
+            Faults.STREAM_INVALID_BODY_ACCEPTED,
+            ("OP-VAL-009",),
+            "an invalid body with stream true gets 200 and a normal event stream (no 400)",
+        ),
         # streaming
         Fault(
-            "stream-content-type-json", ("OP-STREAM-001",), "streams are served as application/json"
+            Faults.STREAM_CONTENT_TYPE_JSON,
+            ("OP-STREAM-001",),
+            "streams are served as application/json",
         ),
         Fault(
-            "stream-bad-json-event",
+            Faults.STREAM_BAD_JSON_EVENT,
             ("OP-STREAM-002",),
             "one event's data is not JSON (data: keep-alive)",
         ),
         Fault(
-            "stream-chunk-wrong-object", ("OP-STREAM-003",), 'chunks say object "chat.completion"'
+            Faults.STREAM_CHUNK_WRONG_OBJECT,
+            ("OP-STREAM-003",),
+            'chunks say object "chat.completion"',
         ),
-        Fault("stream-id-changes", ("OP-STREAM-004",), "every chunk has a new id"),
-        Fault("stream-no-role", ("OP-STREAM-005",), "no delta carries role assistant"),
-        Fault("stream-finish-reason-twice", ("OP-STREAM-006",), "two chunks carry a finish_reason"),
-        Fault("stream-no-done", ("OP-STREAM-007",), "the stream ends without data: [DONE]"),
-        Fault("stream-done-twice", ("OP-STREAM-007",), "data: [DONE] is sent twice"),
+        Fault(Faults.STREAM_ID_CHANGES, ("OP-STREAM-004",), "every chunk has a new id"),
+        Fault(Faults.STREAM_NO_ROLE, ("OP-STREAM-005",), "no delta carries role assistant"),
         Fault(
-            "stream-no-close", ("OP-STREAM-008",), "the connection stays open for 30 s after [DONE]"
+            Faults.STREAM_ROLE_MISSING_SOMETIMES,
+            ("OP-STREAM-005",),
+            "every fifth stream's first delta has no role",
         ),
         Fault(
-            "stream-usage-chunk-missing",
+            Faults.STREAM_FINISH_REASON_TWICE,
+            ("OP-STREAM-006",),
+            "two chunks carry a finish_reason",
+        ),
+        Fault(Faults.STREAM_NO_DONE, ("OP-STREAM-007",), "the stream ends without data: [DONE]"),
+        Fault(Faults.STREAM_DONE_TWICE, ("OP-STREAM-007",), "data: [DONE] is sent twice"),
+        Fault(
+            Faults.STREAM_NO_CLOSE,
+            ("OP-STREAM-008",),
+            "the connection stays open for 30 s after [DONE]",
+        ),
+        Fault(
+            Faults.STREAM_USAGE_CHUNK_MISSING,
             ("OP-STREAM-009",),
             "stream_options.include_usage is ignored",
         ),
         Fault(
-            "stream-usage-with-choices",
+            Faults.STREAM_USAGE_WITH_CHOICES,
             ("OP-STREAM-009",),
             "the usage chunk repeats the last choice instead of empty choices",
         ),
         Fault(
-            "stream-text-differs",
+            Faults.STREAM_TEXT_DIFFERS,
             ("OP-STREAM-010",),
             "streamed text differs from the non-streamed text of the same request",
         ),
         Fault(
-            "stream-fails-for-some-models",
+            Faults.STREAM_FAILS_FOR_SOME_MODELS,
             ("OP-STREAM-011",),
             "streaming fails (500) for every second listed model",
         ),
         # client compatibility of the wire
-        Fault("sse-event-field", ("OP-COMPAT-001",), "every event carries event: message"),
-        Fault("sse-id-field", ("OP-COMPAT-002",), "every event carries an id: line"),
+        Fault(Faults.SSE_EVENT_FIELD, ("OP-COMPAT-001",), "every event carries event: message"),
+        Fault(Faults.SSE_ID_FIELD, ("OP-COMPAT-002",), "every event carries an id: line"),
         Fault(
-            "sse-multiline-data",
+            Faults.SSE_MULTILINE_DATA,
             ("OP-COMPAT-003",),
             "chunks are pretty-printed over several data: lines (valid SSE)",
         ),
         Fault(
-            "sse-keepalive-flood",
+            Faults.SSE_KEEPALIVE_FLOOD,
             ("OP-COMPAT-004",),
             "400 ': ping' comment lines before the first content",
         ),
         Fault(
-            "sse-error-key-not-first",
+            Faults.SSE_ERROR_KEY_NOT_FIRST,
             ("OP-COMPAT-005",),
             'in-stream errors are {"type":"error","error":{...}}',
             needs=_MIDSTREAM,
         ),
         # errors
-        Fault("error-body-missing-type", ("OP-ERR-001",), "error bodies have no type"),
+        Fault(Faults.ERROR_BODY_MISSING_TYPE, ("OP-ERR-001",), "error bodies have no type"),
         Fault(
-            "error-code-string",
+            Faults.ERROR_CODE_STRING,
             ("OP-ERR-002",),
             'error.code is a string ("invalid_api_key"), as OpenAI sends it',
         ),
-        Fault("error-type-generic", ("OP-ERR-003",), 'every error says type "error"'),
-        Fault("not-found-html", ("OP-ERR-004",), "unknown paths get an HTML 404 page"),
-        Fault("method-not-allowed-html", ("OP-ERR-005",), "a wrong method gets an HTML 405 page"),
+        Fault(Faults.ERROR_TYPE_GENERIC, ("OP-ERR-003",), 'every error says type "error"'),
+        Fault(Faults.NOT_FOUND_HTML, ("OP-ERR-004",), "unknown paths get an HTML 404 page"),
         Fault(
-            "upstream-error-as-500",
+            Faults.METHOD_NOT_ALLOWED_HTML, ("OP-ERR-005",), "a wrong method gets an HTML 405 page"
+        ),
+        Fault(
+            Faults.UPSTREAM_ERROR_AS_500,
             ("OP-ERR-006",),
             "an invalid upstream response is answered 500 instead of 502",
             needs=("--upstream-error-model", "op-test-upstream-error"),
         ),
         Fault(
-            "unavailable-as-500",
+            Faults.UNAVAILABLE_AS_500,
             ("OP-ERR-007",),
             "an unavailable model is answered 500 instead of 503",
             needs=("--unavailable-model", "op-test-unavailable"),
         ),
         Fault(
-            "midstream-error-swallowed",
+            Faults.MIDSTREAM_ERROR_SWALLOWED,
             ("OP-ERR-008",),
             "a failure mid-stream ends the stream as if it had finished",
             needs=_MIDSTREAM,
         ),
         # rate limits
         Fault(
-            "ratelimit-headers-missing-on-success",
+            Faults.RATELIMIT_HEADERS_MISSING_ON_SUCCESS,
             ("OP-RL-001",),
             "successful answers carry no X-RateLimit-* headers",
         ),
         Fault(
-            "ratelimit-headers-missing-on-errors",
+            Faults.RATELIMIT_HEADERS_MISSING_ON_ERRORS,
             ("OP-RL-002",),
             "error answers carry no X-RateLimit-* headers",
         ),
         Fault(
-            "ratelimit-headers-missing-on-stream",
+            Faults.RATELIMIT_HEADERS_MISSING_ON_STREAM,
             ("OP-RL-003",),
             "streams carry no X-RateLimit-* headers",
         ),
-        Fault("ratelimit-limit-wrong", ("OP-RL-004",), "X-RateLimit-Limit is 100 on every plan"),
         Fault(
-            "ratelimit-remaining-static",
+            Faults.RATELIMIT_LIMIT_WRONG, ("OP-RL-004",), "X-RateLimit-Limit is 100 on every plan"
+        ),
+        Fault(
+            Faults.RATELIMIT_REMAINING_STATIC,
             ("OP-RL-005",),
             "X-RateLimit-Remaining always shows the full limit",
         ),
         Fault(
-            "ratelimit-reset-milliseconds",
+            Faults.RATELIMIT_RESET_MILLISECONDS,
             ("OP-RL-006",),
             "X-RateLimit-Reset is epoch milliseconds",
         ),
-        Fault("ratelimit-not-enforced", ("OP-RL-007",), "requests per minute are not enforced"),
         Fault(
-            "ratelimit-as-503",
+            Faults.RATELIMIT_NOT_ENFORCED, ("OP-RL-007",), "requests per minute are not enforced"
+        ),
+        Fault(
+            Faults.RATELIMIT_AS_503,
             ("OP-RL-007", "OP-SDK-002", "OP-SDK-004"),
             "over requests/min the answer is 503, so the SDKs raise InternalServerError",
         ),
-        Fault("ratelimit-off-by-one", ("OP-RL-007",), "one request more than the plan is allowed"),
-        Fault("429-no-retry-after", ("OP-RL-008",), "429 answers carry no Retry-After"),
         Fault(
-            "429-retry-after-too-early",
+            Faults.RATELIMIT_OFF_BY_ONE, ("OP-RL-007",), "one request more than the plan is allowed"
+        ),
+        Fault(Faults.NO_RETRY_AFTER_429, ("OP-RL-008",), "429 answers carry no Retry-After"),
+        Fault(
+            Faults.RETRY_AFTER_TOO_EARLY_429,
             ("OP-RL-008",),
             "Retry-After is 1 while the window stays closed until Reset",
         ),
         Fault(
-            "ratelimit-window-never-resets",
+            Faults.RATELIMIT_WINDOW_NEVER_RESETS,
             ("OP-RL-009",),
             "a key that hit its requests/min limit stays refused",
         ),
-        Fault("concurrency-not-enforced", ("OP-RL-010",), "concurrent requests are not capped"),
         Fault(
-            "concurrency-slot-leak-on-disconnect",
+            Faults.CONCURRENCY_NOT_ENFORCED, ("OP-RL-010",), "concurrent requests are not capped"
+        ),
+        Fault(
+            Faults.CONCURRENCY_SLOT_LEAK_ON_DISCONNECT,
             ("OP-RL-011",),
             "a stream whose client disconnects keeps its slot",
         ),
         Fault(
-            "ratelimit-shared-across-keys",
+            Faults.RATELIMIT_SHARED_ACROSS_KEYS,
             ("OP-RL-012",),
             "all keys share one requests/min and concurrency budget",
         ),
-        Fault("tokens-per-day-not-enforced", ("OP-RL-013",), "tokens/day are not enforced"),
+        Fault(Faults.TOKENS_PER_DAY_NOT_ENFORCED, ("OP-RL-013",), "tokens/day are not enforced"),
         Fault(
-            "ratelimit-headers-missing-on-401",
+            Faults.RATELIMIT_HEADERS_MISSING_ON_401,
             ("OP-RL-014",),
             "401 answers carry no X-RateLimit-* headers",
         ),
         # SDKs
         Fault(
-            "reject-python-sdk-user-agent",
+            Faults.REJECT_PYTHON_SDK_USER_AGENT,
             ("OP-SDK-001",),
             "requests from the Python SDK (User-Agent OpenAI/Python) get 400",
         ),
         Fault(
-            "reject-node-sdk-user-agent",
+            Faults.REJECT_NODE_SDK_USER_AGENT,
             ("OP-SDK-003",),
             "requests from the Node SDK (User-Agent OpenAI/JS) get 400",
         ),
         # performance
         Fault(
-            "slow-first-token",
+            Faults.SLOW_FIRST_TOKEN,
             ("OP-PERF-001",),
             "every first token (and so every completion) comes 600 ms late",
             needs=("--latency-slo", "ttft_p95=300ms,completion_p95=300ms"),
         ),
         Fault(
-            "slow-model-list",
+            Faults.SLOW_MODEL_LIST,
             ("OP-PERF-001",),
             "GET /v1/models answers 600 ms late",
             needs=("--latency-slo", "ttfb_p95=300ms"),
         ),
         # chaos: no single requirement; a run against them must still finish with a verdict
-        Fault("chaos-hang", (), "chat completions never answer (the server waits 10 min)"),
-        Fault("chaos-garbage", (), "chat completions answer 200 with random bytes"),
-        Fault("chaos-reset", (), "chat completions close the connection without an answer"),
-        Fault("chaos-endless-stream", (), "streams send content forever (up to 10 min)"),
+        Fault(Faults.CHAOS_HANG, (), "chat completions never answer (the server waits 10 min)"),
+        Fault(Faults.CHAOS_GARBAGE, (), "chat completions answer 200 with random bytes"),
+        Fault(Faults.CHAOS_RESET, (), "chat completions close the connection without an answer"),
+        Fault(Faults.CHAOS_ENDLESS_STREAM, (), "streams send content forever (up to 10 min)"),
         Fault(
-            "error-echoes-key",
+            Faults.ERROR_ECHOES_KEY,
             (),
             "401 messages quote the key that was sent (for the redaction tests)",
         ),

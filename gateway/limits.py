@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from gateway.faults import Faults
 from gateway.settings import Plan
 
 DAY_SECONDS = 86_400
@@ -55,7 +56,7 @@ class RateLimiter:
         self._states: dict[str, _KeyState] = {}
 
     def _state(self, key_id: str) -> _KeyState:
-        if "ratelimit-shared-across-keys" in self._faults:
+        if Faults.RATELIMIT_SHARED_ACROSS_KEYS in self._faults:
             key_id = "*"
         state = self._states.get(key_id)
         if state is None:
@@ -71,8 +72,8 @@ class RateLimiter:
             state.window_count = 0
         reset = state.window_start + self.window_seconds
         limit = plan.requests_per_min
-        allowance = limit + 1 if "ratelimit-off-by-one" in self._faults else limit
-        enforce = "ratelimit-not-enforced" not in self._faults
+        allowance = limit + 1 if Faults.RATELIMIT_OFF_BY_ONE in self._faults else limit
+        enforce = Faults.RATELIMIT_NOT_ENFORCED not in self._faults
 
         def refuse(retry_after: int, reason: str) -> Verdict:
             remaining = max(0, limit - state.window_count)
@@ -83,7 +84,7 @@ class RateLimiter:
         if (
             takes_slot
             and state.in_flight >= plan.concurrent
-            and "concurrency-not-enforced" not in self._faults
+            and Faults.CONCURRENCY_NOT_ENFORCED not in self._faults
         ):
             return refuse(1, "concurrent requests")
         day = int(now // DAY_SECONDS)
@@ -92,7 +93,7 @@ class RateLimiter:
         if (
             plan.tokens_per_day is not None
             and state.day_tokens >= plan.tokens_per_day
-            and "tokens-per-day-not-enforced" not in self._faults
+            and Faults.TOKENS_PER_DAY_NOT_ENFORCED not in self._faults
         ):
             return refuse(max(1, math.ceil((day + 1) * DAY_SECONDS - now)), "tokens per day")
 

@@ -69,6 +69,10 @@ class GatewayConfig:
     # the project's own tests. Deployments use 60 s, as documented.
     window_seconds: int = 60
     faults: frozenset[str] = field(default_factory=frozenset)
+    # Load-test ground truth: a JSON line per streamed event, timed as it is sent (timing.py).
+    timing_log: Path | None = None
+    # Every answer at most this many tokens, whatever the prompt: a short, fast target.
+    answer_tokens: int | None = None
 
     def key_for_role(self, role: str) -> ApiKey | None:
         return next((k for k in self.keys.values() if k.role == role), None)
