@@ -61,6 +61,18 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         type=int,
         help="requests/min window length (test-only; the contract says 60)",
     )
+    p.add_argument(
+        "--answer-tokens",
+        type=int,
+        metavar="N",
+        help="every answer at most N tokens, whatever the prompt (a short, fast target)",
+    )
+    p.add_argument(
+        "--timing-log",
+        type=Path,
+        metavar="FILE",
+        help="append a JSON line per streamed event, timed as it is sent (load-test truth)",
+    )
     p.add_argument("--quiet", action="store_true", help="print nothing but --print-env")
     p.add_argument("--access-log", action="store_true")
     p.add_argument("--tls-cert", type=Path, metavar="FILE", help="serve HTTPS with this PEM cert")
@@ -95,6 +107,14 @@ def _serve(args: argparse.Namespace) -> int:
         if args.window_seconds < 1:
             raise UsageError("--window-seconds must be at least 1")
         config = replace(config, window_seconds=args.window_seconds)
+    if args.answer_tokens is not None:
+        if args.answer_tokens < 1:
+            raise UsageError("--answer-tokens must be at least 1")
+        config = replace(config, answer_tokens=args.answer_tokens)
+    if args.timing_log is not None:
+        if not args.timing_log.parent.is_dir():
+            raise UsageError(f"--timing-log {args.timing_log}: no such folder")
+        config = replace(config, timing_log=args.timing_log)
     if args.ttft_ms is not None or args.tpot_ms is not None:
         config = config.with_latency(
             Latency(

@@ -6,6 +6,7 @@ import itertools
 import json
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -274,3 +275,62 @@ def test_usage_over_max_tokens_every_fifth_completion() -> None:
                 usages.append(events[-2]["usage"])
     assert [u["completion_tokens"] for u in usages] == [3] * 4 + [4] + [3] * 4 + [4]
     assert all(u["total_tokens"] == u["prompt_tokens"] + u["completion_tokens"] for u in usages)
+
+
+def _stream_with_arrivals(client: httpx.Client, body: dict[str, Any]) -> list[tuple[float, str]]:
+    """(time.time() on arrival, data) of every event of one stream, read line by line."""
+    arrivals = []
+    with client.stream("POST", "/chat/completions", json=body) as response:
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                arrivals.append((time.time(), line[6:]))
+    return arrivals
+
+
+def test_timing_log(tmp_path: Path) -> None:
+    log = tmp_path / "timing.jsonl"
+    body = _ask(
+        "Count from 1 to 10", stream=True, stream_options={"include_usage": True}, max_tokens=50
+    )
+    with (
+        EmbeddedGateway(
+            ["--timing-log", str(log), "--ttft-ms", "40", "--tpot-ms", "10"]
+        ) as gateway,
+        _client(gateway) as client,
+    ):
+        arrivals = _stream_with_arrivals(client, body)
+        client.post("/chat/completions", json=_ask())  # not a stream: not logged
+        # Flushed when the stream ended, before the gateway stops.
+        lines = [json.loads(line) for line in log.read_text().splitlines()]
+        _stream_with_arrivals(client, body)
+    stream_id = json.loads(arrivals[0][1])["id"]
+    assert [line["id"] for line in lines] == [stream_id] * len(arrivals)
+    assert [line["seq"] for line in lines] == list(range(len(arrivals)))
+    # role, 10 numbers, finish_reason, usage, [DONE]
+    assert [line["content"] for line in lines] == [False] + [True] * 10 + [False] * 3
+    assert [line["done"] for line in lines] == [False] * 13 + [True]
+    for line, (arrived, _) in zip(lines, arrivals, strict=True):
+        assert line["t"] <= arrived + 0.005 and arrived - line["t"] < 0.1, (line, arrived)
+    gaps = [b["t"] - a["t"] for a, b in itertools.pairwise(lines[1:11])]
+    assert 0.005 < sorted(gaps)[len(gaps) // 2] < 0.02, gaps
+    # The second stream was flushed when the gateway stopped, at the latest.
+    assert len(log.read_text().splitlines()) == 2 * len(arrivals)
+
+
+def test_answer_tokens_short_and_fast() -> None:
+    args = ["--answer-tokens", "3", "--ttft-ms", "0", "--tpot-ms", "0"]
+    with EmbeddedGateway(args) as gateway, _client(gateway) as client:
+        start = time.perf_counter()
+        answer = client.post("/chat/completions", json=_ask("Count from 1 to 500")).json()
+        assert answer["choices"][0]["message"]["content"] == "1\n2\n3"
+        assert answer["choices"][0]["finish_reason"] == "stop"
+        assert answer["usage"]["completion_tokens"] == 3
+        long_prompt = _ask("Explain quantum computing in detail. " * 20, stream=True)
+        events = [data for _, data in _stream_with_arrivals(client, long_prompt)]
+        content = [json.loads(e)["choices"][0]["delta"].get("content") for e in events[1:-2]]
+        assert len(content) == 3 and all(content)
+        cut = client.post("/chat/completions", json=_ask("Count from 1 to 9", max_tokens=2))
+        assert cut.json()["choices"][0]["finish_reason"] == "length"
+        assert time.perf_counter() - start < 2
+    bad = opconform_cli("serve", "--answer-tokens", "0")
+    assert bad.returncode == 2 and "--answer-tokens" in bad.stderr
