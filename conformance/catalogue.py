@@ -20,10 +20,11 @@ class Requirement:
     summary: str = ""
     basis: str = ""
     untestable: str = ""
+    retired: str = ""  # why the ID is no longer used (IDs are never reused or renumbered)
 
     @property
     def testable(self) -> bool:
-        return not self.untestable
+        return not self.untestable and not self.retired
 
 
 @cache

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from conformance.plugin import _RUN, disabled
+from conformance.plugin import blocked, disabled
 from opconform.config import Target
 
 
@@ -19,6 +19,8 @@ def bulk_key(api: Any) -> str:
 
 @pytest.fixture(scope="session")
 def listed_models(api: Any, bulk_key: str) -> list[str]:
+    """The ids GET /models lists. A list that cannot be read blocks what stands on it (its own
+    requirement, OP-MODELS-001, fails in its own check)."""
     exchange = api.request("GET", "/models", key=bulk_key)
     try:
         data = exchange.json()["data"]
@@ -26,19 +28,25 @@ def listed_models(api: Any, bulk_key: str) -> list[str]:
     except (ValueError, KeyError, TypeError):
         ids = []
     if not ids:
-        pytest.fail(f"cannot select models: GET /models gave {exchange.describe()}")
+        blocked(
+            "OP-MODELS-001",
+            f"GET /models gave no model ids ({exchange.describe()}); give --models to check "
+            "the rest without it",
+        )
     return list(dict.fromkeys(ids))
 
 
 @pytest.fixture(scope="session")
-def models(target: Target, listed_models: list[str]) -> list[str]:
-    """The models the run checks: --models, every listed one with --all-models, else the first
-    --model-count of the list (skipping the restricted model, which the main key may lack)."""
+def models(request: pytest.FixtureRequest, target: Target) -> list[str]:
+    """The models the run checks: --models (then nothing needs GET /models), every listed one
+    with --all-models, else the first --model-count of the list (skipping the restricted
+    model, which the main key may lack)."""
     if target.models:
         return target.models
+    listed: list[str] = request.getfixturevalue("listed_models")
     if target.all_models:
-        return listed_models
-    usable = [m for m in listed_models if m != target.restricted_model]
+        return listed
+    usable = [m for m in listed if m != target.restricted_model]
     return usable[: max(1, target.model_count)]
 
 
@@ -48,9 +56,9 @@ def model(models: list[str]) -> str:
 
 
 @pytest.fixture
-def attach(request: pytest.FixtureRequest) -> Any:
+def attach(evidence: Any) -> Any:
     """attach(exchange): add an exchange made by a shared fixture to this check's evidence."""
-    return request.config.stash[_RUN].recorder.attach
+    return evidence.attach
 
 
 @pytest.fixture

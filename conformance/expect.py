@@ -12,6 +12,16 @@ from opconform.contract import RATE_HEADERS
 from schemas.loader import validator
 
 
+class Deviation(AssertionError):
+    """A failed expectation that is really about another requirement (the error body, the
+    rate-limit headers, the stream's framing): when that requirement is broken elsewhere in the
+    run, the check that met it is blocked by it instead of failing a second time."""
+
+    def __init__(self, message: str, *requirements: str) -> None:
+        super().__init__(message)
+        self.prerequisites = requirements
+
+
 def preview(exchange: Exchange, size: int = 200) -> str:
     if exchange.error:
         return exchange.error
@@ -37,44 +47,54 @@ def matches(instance: Any, schema: str, what: str) -> None:
     assert not errors, f"{what} does not match {schema}.schema.json: " + "; ".join(errors[:5])
 
 
-def json_body(exchange: Exchange) -> Any:
-    assert exchange.content_type == "application/json", (
-        f"{exchange.method} {exchange.path}: expected Content-Type application/json, got "
-        f"{preview(exchange)}"
-    )
+def json_body(exchange: Exchange, about: str | None = None) -> Any:
+    if exchange.content_type != "application/json":
+        message = (
+            f"{exchange.method} {exchange.path}: expected Content-Type application/json, got "
+            f"{preview(exchange)}"
+        )
+        raise Deviation(message, about) if about else AssertionError(message)
     try:
         return exchange.json()
     except ValueError as exc:
-        raise AssertionError(f"{exchange.method} {exchange.path}: {exc}") from None
+        message = f"{exchange.method} {exchange.path}: {exc}"
+        raise (Deviation(message, about) if about else AssertionError(message)) from None
 
 
 def error_body(exchange: Exchange) -> dict[str, Any]:
     """The documented error body, as far as OP-ERR-001 requires it: JSON with error.message
     and error.type strings (the type of error.code is OP-ERR-002's business)."""
-    body = json_body(exchange)
+    body = json_body(exchange, about="OP-ERR-001")
     problems = [
         p
         for p in schema_errors(body, "error")
         if not p.startswith("error/code") and "'code' is a required property" not in p
     ]
-    assert not problems, (
-        f"{exchange.method} {exchange.path} -> {exchange.status}: error body "
-        f"is not the documented format: {'; '.join(problems)}; body "
-        f"{json.dumps(body)[:200]}"
-    )
+    if problems:
+        raise Deviation(
+            f"{exchange.method} {exchange.path} -> {exchange.status}: error body "
+            f"is not the documented format: {'; '.join(problems)}; body "
+            f"{json.dumps(body)[:200]}",
+            "OP-ERR-001",
+        )
     return dict(body["error"])
 
 
 def rate_headers(exchange: Exchange) -> dict[str, int]:
     missing = [h for h in RATE_HEADERS if exchange.header(h) is None]
-    assert not missing, (
-        f"{exchange.method} {exchange.path} -> {exchange.status}: missing "
-        f"{', '.join(missing)} (present: "
-        f"{', '.join(sorted(exchange.headers)) or 'none'})"
-    )
+    if missing:
+        raise Deviation(
+            f"{exchange.method} {exchange.path} -> {exchange.status}: missing "
+            f"{', '.join(missing)} (present: {', '.join(sorted(exchange.headers)) or 'none'})",
+            "OP-RL-001",
+        )
     values = {h: exchange.header(h) or "" for h in RATE_HEADERS}
     bad = {h: v for h, v in values.items() if not v.strip().isdigit()}
-    assert not bad, f"{exchange.method} {exchange.path}: rate-limit headers not integers: {bad}"
+    if bad:
+        raise Deviation(
+            f"{exchange.method} {exchange.path}: rate-limit headers not integers: {bad}",
+            "OP-RL-001",
+        )
     return {h: int(v) for h, v in values.items()}
 
 
@@ -103,9 +123,14 @@ def stream_chunks(exchange: Exchange) -> list[dict[str, Any]]:
     """The JSON chunks of a successful stream (asserting the basics every stream check needs)."""
     status(exchange, 200)
     assert exchange.events is not None
+    if exchange.content_type != "text/event-stream":
+        raise Deviation(
+            f"stream answered as {exchange.content_type or '(no content-type)'}", "OP-STREAM-001"
+        )
     try:
         payloads = exchange.json_events()
     except ValueError as exc:
-        raise AssertionError(f"stream: {exc}") from None
-    assert payloads, f"stream has no data events: {preview(exchange)}"
+        raise Deviation(f"stream: {exc}", "OP-STREAM-002") from None
+    if not payloads:
+        raise Deviation(f"stream has no data events: {preview(exchange)}", "OP-STREAM-002")
     return [p for p in payloads if isinstance(p, dict)]

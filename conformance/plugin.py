@@ -68,6 +68,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "slow: opt-in, waits for rate-limit windows",
         "quota: opt-in, spends a Free key's tokens/day",
         "order_last: run after every other check",
+        "needs(*ids): requirements this check stands on; if one is broken, it is BLOCKED",
     ):
         config.addinivalue_line("markers", line)
     for area in AREAS:
@@ -86,7 +87,7 @@ def pytest_itemcollected(item: pytest.Item) -> None:
 
 
 class ConformanceRun:
-    """Everything a run shares: target, client, evidence, results."""
+    """Everything a run shares: target, client, evidence, invariants, results."""
 
     def __init__(self, config: pytest.Config) -> None:
         from conformance.evidence import Recorder
@@ -106,7 +107,9 @@ class ConformanceRun:
         report_dir = config.getoption("op_report_dir")
         self.report_dir = Path(report_dir) if report_dir else None
         self.redactor = Redactor()
-        self.recorder = Recorder(self.redactor)
+        self.recorder = Recorder(self.redactor, observe=self._observe)
+        self.invariants: Any = None
+        self.context: Any = None
         self.results: list[Any] = []
         self.started = time.time()
         self.gateway: Any = None
@@ -114,11 +117,14 @@ class ConformanceRun:
         self.client: Any = None
         self.disabled_items: list[pytest.Item] = []
         self.warnings: dict[str, list[str]] = {}
+        self.notes: dict[str, list[str]] = {}
+        self.unreachable: str | None = None  # why the target could not be reached at all
 
     def start(self) -> Target:
         if self.target is not None:
             return self.target
-        from opconform.client import ApiClient, Budget, Limits
+        from conformance.invariants import Context, Invariants
+        from opconform.client import ApiClient, Budget, Limits, TargetBreaker
 
         values = dict(self.values)
         embedded = not values.get("base_url")
@@ -137,6 +143,8 @@ class ConformanceRun:
                 "connect_timeout",
                 "read_timeout",
                 "request_timeout",
+                "deadline",
+                "samples",
                 "latency_slo",
                 "area",
                 "requirement",
@@ -145,12 +153,16 @@ class ConformanceRun:
             ):
                 values[name] = self.values[name]
         self.target = Target.from_values(values, embedded=embedded)
+        self.redactor.add_labelled(self.target.keys)
         self.redactor.add(*self.target.secrets())
+        self.recorder.keys = {label: key for label, key in self.target.keys.items() if key}
         limits = Limits(
             connect_timeout=self.target.connect_timeout,
             read_timeout=self.target.read_timeout,
             request_timeout=self.target.request_timeout,
         )
+        self.invariants = Invariants(expected_limits(self.target))
+        self.context = Context()
         self.client = ApiClient(
             self.target.base_url,
             self.target.keys,
@@ -159,13 +171,40 @@ class ConformanceRun:
             on_exchange=self.recorder,
             transport=self.target.transport,
         )
+        self.client.breaker = TargetBreaker(limits, time.monotonic() + self.target.deadline)
+        self.client.pacer.expected_limits = expected_limits(self.target)
+        from opconform.preflight import reach
+
+        self.unreachable = reach(self.target.base_url, self.target.transport, limits)
         return self.target
+
+    def _observe(self, exchange: Any) -> None:
+        if self.invariants is not None:
+            self.invariants.observe(exchange, self.context)
+
+    @property
+    def stopped(self) -> str | None:
+        """Why the run sends nothing more (deadline, target-level breaker), if it stopped."""
+        return None if self.client is None else self.client.breaker.reason
 
     def stop(self) -> None:
         if self.client is not None:
             self.client.close()
         if self.gateway is not None:
             self.gateway.stop()
+
+
+def expected_limits(target: Target) -> dict[str, int]:
+    """Documented requests/min per key label, where the run knows it."""
+    from opconform.contract import PLANS
+
+    limits: dict[str, int] = {}
+    if target.requests_per_min:
+        limits["main"] = limits["alt"] = target.requests_per_min
+    pro = PLANS["pro"].requests_per_min
+    if pro:
+        limits["pro"] = pro
+    return limits
 
 
 def _is_check(item: pytest.Item) -> bool:
@@ -268,6 +307,12 @@ def api(request: pytest.FixtureRequest) -> Any:
     return _run(request).client
 
 
+@pytest.fixture(scope="session")
+def evidence(request: pytest.FixtureRequest) -> Any:
+    """The run's evidence recorder (conformance.evidence.Recorder): attach(), all_statuses."""
+    return _run(request).recorder
+
+
 class Check:
     """What a running check may say besides pass/fail: warnings (allowed by the contract but
     likely to hurt a client) end up as WARN."""
@@ -278,6 +323,11 @@ class Check:
 
     def warn(self, message: str) -> None:
         self._run.warnings.setdefault(self._nodeid, []).append(message)
+
+    def note(self, message: str) -> None:
+        """A measurement worth reporting whatever the status (e.g. how long a slot took to
+        come back): attached to the check's evidence."""
+        self._run.notes.setdefault(self._nodeid, []).append(message)
 
 
 @pytest.fixture
@@ -292,15 +342,69 @@ def _opconform_evidence(request: pytest.FixtureRequest) -> Any:
         yield
         return
     run = request.config.stash[_RUN]
+    from conformance.invariants import Context
+
     run.recorder.take()
     area = area_of(item)
     ids = requirement_ids(item)
+    run.context = Context(frozenset(ids), item.nodeid)
     for rid in ids:
         item.user_properties.append(("requirement", rid))
     item.user_properties.append(("area", area))
     _allure_labels(area, ids)
+    if run.unreachable:
+        blocked("run", run.unreachable)
+    if run.stopped:
+        blocked("run", f"the run stopped sending: {run.stopped}")
+    cause = _broken_prerequisite(run, item)
+    if cause is not None:
+        blocked(cause[0], cause[1])
     yield
     item.stash[_RESULT] = run.recorder.take()
+
+
+def blocked(cause: str, reason: str) -> NoReturn:
+    """Stop a check because something it stands on is broken: a requirement (by ID) or the run
+    itself ("run": deadline, target-level breaker, unreachable target)."""
+    from conformance.verdicts import BLOCKED_PREFIX
+
+    pytest.skip(f"{BLOCKED_PREFIX}{cause}] {reason}")
+
+
+def needs_of(item: pytest.Item) -> list[str]:
+    """The requirements a check stands on (`@pytest.mark.needs("OP-RL-001")`)."""
+    return [rid for mark in item.iter_markers("needs") for rid in mark.args]
+
+
+def _broken_prerequisite(run: ConformanceRun, item: pytest.Item) -> tuple[str, str] | None:
+    """The first prerequisite already shown broken (by a check, or by an invariant so far)."""
+    own = set(requirement_ids(item))
+    for rid in needs_of(item):
+        cause = None if rid in own else _broken(run, rid)
+        if cause is not None:
+            return cause
+    return None
+
+
+def _broken(run: ConformanceRun, rid: str) -> tuple[str, str] | None:
+    """(root requirement, why) when `rid` is broken so far in this run: a check failed on it,
+    an invariant did, or its own checks were blocked by a root cause (which then blocks this
+    one too); else None."""
+    from conformance.results import BLOCKED, FAIL, WARN
+
+    for result in run.results:
+        failed = rid in result.requirements and result.status in (FAIL, WARN)
+        if failed and result.baseline != "expected":
+            return rid, f"blocked by {rid}: {result.message[:200]}"
+    known = run.baseline.match(f"invariant::{rid}", f"invariant: {rid}", [rid])
+    if run.invariants is not None and rid in run.invariants.broken() and not known:
+        tally = next(t for t in run.invariants.all_tallies() if t.requirement == rid)
+        return rid, f"blocked by {rid}: {tally.examples[0][0]} ({tally.rate})"
+    for result in run.results:
+        root = result.blocked_by
+        if rid in result.requirements and result.status == BLOCKED and root and root != "run":
+            return root, result.message.split("; here:")[0]
+    return None
 
 
 def _allure_labels(area: str, ids: list[str]) -> None:
@@ -329,68 +433,124 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if run is None or not _is_check(item):
         return
     _redact_report(run, report)
-    from conformance.results import (
-        DISABLED,
-        ERROR,
-        FAIL,
-        PASS,
-        SKIP,
-        WARN,
-        CheckResult,
-        level_of,
-    )
-
     if report.when == "call" or (report.when == "setup" and not report.passed):
-        ids = requirement_ids(item)
-        level = level_of(ids)
-        message = ""
-        if report.passed:
-            status = WARN if run.warnings.get(item.nodeid) else PASS
-        elif report.skipped:
-            reason = _skip_reason(report)
-            status = DISABLED if reason.startswith(DISABLED_PREFIX) else SKIP
-            message = reason.removeprefix(DISABLED_PREFIX)
-        elif (
-            call.excinfo is not None
-            and report.when == "call"
-            and call.excinfo.errisinstance((AssertionError, pytest.fail.Exception))
-        ):
-            status = FAIL if level == "MUST" else WARN
-            message = str(call.excinfo.value).strip()
-        else:
-            status = ERROR
-            message = _error_message(call)
-        result = CheckResult(
-            id=item.nodeid,
-            name=item.name,
-            area=area_of(item),
-            requirements=ids,
-            level=level,
-            status=status,
-            message=message,
-            duration=round(call.duration, 4),
-            warnings=list(run.warnings.get(item.nodeid, [])),
-        )
-        matched = run.baseline.match(item.nodeid, item.name, ids)
-        if matched and status == FAIL:
-            result.baseline = "expected"
-            report.outcome = "skipped"
-            report.wasxfail = f"expected failure ({matched} in the baseline)"
-        elif matched and status == PASS:
-            result.baseline = "stale"
-            report.outcome = "failed"
-            report.longrepr = (
-                f"stale baseline: {matched} is listed in "
-                f"{run.baseline.path} but now passes; remove it"
-            )
-        elif status == WARN and report.failed:
-            # A SHOULD broken: a warning, not a failed gate, in plain pytest too.
-            report.outcome = "passed"
-            result.warnings.append(message)
+        result = _judge(run, item, call, report)
         run.results.append(result)
         item.user_properties.append(("status", result.status))
     if report.when == "teardown":
         _finish_evidence(run, item)
+
+
+def _judge(
+    run: ConformanceRun, item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport
+) -> Any:
+    """Translate pytest's report into an opconform result (conformance.verdicts decides), and
+    make pytest's own report (console, JUnit, Allure) say the same."""
+    from conformance.results import (
+        BLOCKED,
+        ERROR,
+        FAIL,
+        INCONCLUSIVE,
+        PASS,
+        WARN,
+        CheckResult,
+        level_of,
+    )
+    from conformance.verdicts import Outcome, only_assertions, status_of
+    from opconform.client import RunStopped, TargetUnreachable, UnexpectedRateLimit
+
+    ids = requirement_ids(item)
+    level = level_of(ids)
+    exc = call.excinfo.value if call.excinfo is not None else None
+    failed_assertion = (
+        exc is not None and report.when == "call" and report.failed and only_assertions(exc)
+    )
+    message = (
+        _skip_reason(report)
+        if report.skipped
+        else (_assertion_text(exc) if failed_assertion else _error_message(call))
+        if report.failed
+        else ""
+    )
+    warnings = tuple(run.warnings.get(item.nodeid, []))
+    status, message, blocked_by = status_of(
+        Outcome(report.passed, report.skipped, failed_assertion, message, warnings), level
+    )
+    if isinstance(exc, RunStopped | TargetUnreachable):
+        status, blocked_by = BLOCKED, "run"
+        message = f"not sent: {exc}"
+    elif (isinstance(exc, UnexpectedRateLimit) or type(exc).__name__ == "RateLimitError") and (
+        run.invariants is not None and "OP-RL-007" in run.invariants.broken()
+    ):
+        # A 429 this check did not provoke: a limit below the plan's (OP-RL-007, judged over
+        # the whole run) blocks it; otherwise the harness's pacing failed, and ERROR says so.
+        status, blocked_by = BLOCKED, "OP-RL-007"
+        message = f"blocked by OP-RL-007: {exc}"
+    for implied in getattr(exc, "prerequisites", ()):
+        why = None if implied in ids or status not in (FAIL, WARN) else _broken(run, implied)
+        if why is not None:
+            status, blocked_by = BLOCKED, why[0]
+            message = f"{why[1]}; here: {message}"
+            break
+    if status in (FAIL, WARN, ERROR, INCONCLUSIVE):
+        cause = _broken_prerequisite(run, item)
+        if cause is not None:
+            status, blocked_by = BLOCKED, cause[0]
+            message = f"{cause[1]}; here: {message}"
+    exchanges = list(run.recorder.current_exchanges)
+    if status in (FAIL, WARN) and not failed_assertion and warnings:
+        message = "; ".join(warnings)
+    if status in (FAIL, WARN) and exchanges and report.passed is False:
+        message = _name_request(message, exchanges[-1])
+    result = CheckResult(
+        id=item.nodeid,
+        name=item.name,
+        area=area_of(item),
+        requirements=ids,
+        level=level,
+        status=status,
+        message=message,
+        duration=round(call.duration, 4),
+        warnings=list(warnings),
+        needs=needs_of(item),
+        blocked_by=blocked_by,
+        replay=[run.recorder.replay(e) for e in exchanges[-3:]] if status in (FAIL, WARN) else [],
+        notes=list(run.notes.get(item.nodeid, [])),
+    )
+    matched = run.baseline.match(item.nodeid, item.name, ids)
+    if matched and status == FAIL:
+        result.baseline = "expected"
+        report.outcome = "skipped"
+        report.wasxfail = f"expected failure ({matched} in the baseline)"
+    elif matched and status == PASS:
+        result.baseline = "stale"
+        report.outcome = "failed"
+        report.longrepr = (
+            f"stale baseline: {matched} is listed in {run.baseline.path} but now passes; remove it"
+        )
+    elif status == WARN and report.failed:
+        # A SHOULD broken: a warning, not a failed gate, in plain pytest too.
+        report.outcome = "passed"
+        result.warnings.append(message)
+    elif status == BLOCKED and report.failed:
+        report.outcome = "skipped"
+        report.longrepr = (str(item.path), item.location[1] or 0, f"Skipped: {message}")
+    return result
+
+
+def _assertion_text(exc: BaseException | None) -> str:
+    """The check's own words, without pytest's rewritten-assertion explanation."""
+    text = str(exc).strip()
+    return text.split("\nassert ")[0].strip() if text.count("\n") else text
+
+
+def _name_request(message: str, exchange: Any) -> str:
+    """Every failure names the request that caused it."""
+    named = f"{exchange.method} {exchange.path}"
+    if any(f"{method} /" in message for method in ("GET", "POST", "PUT", "DELETE", "PATCH")):
+        return message
+    body = exchange.request_body[:160].decode("utf-8", errors="replace")
+    return f"{message} [request: {named}{' ' + body if body else ''}]"
 
 
 def _redact_report(run: ConformanceRun, report: pytest.TestReport) -> None:
@@ -444,11 +604,78 @@ def _error_message(call: pytest.CallInfo[None]) -> str:
 
 
 # ---------------------------------------------------------------------------- results
+def _invariant_results(run: ConformanceRun) -> list[Any]:
+    """One result per whole-run rule that judged anything: PASS, or FAIL/WARN with the first
+    examples, their replay lines and the rate."""
+    from conformance.catalogue import requirements
+    from conformance.results import FAIL, PASS, WARN, CheckResult
+
+    results = []
+    catalogue = requirements()
+    for tally in run.invariants.all_tallies():
+        if not tally.seen:
+            continue
+        req = catalogue[tally.requirement]
+        status = PASS
+        message = ""
+        if tally.broken:
+            status = FAIL if req.level == "MUST" else WARN
+            shown = "; ".join(
+                f"{problem} ({exchange.method} {exchange.path}, in {check or 'a fixture'})"
+                for problem, exchange, check in tally.examples
+            )
+            message = f"{tally.rule}: broken in {tally.rate}: {shown}"
+        results.append(
+            CheckResult(
+                id=f"invariant::{tally.requirement}",
+                name=f"invariant: {tally.rule}",
+                area=req.area,
+                requirements=[tally.requirement],
+                level=req.level,
+                status=status,
+                message=run.redactor.text(message),
+                needs=list(run.invariants.needs_of(tally.requirement)),
+                samples=tally.rate,
+                replay=[run.recorder.replay(e) for _, e, _ in tally.examples],
+            )
+        )
+    return results
+
+
+def _unreachable_results(run: ConformanceRun, items: list[pytest.Item]) -> list[Any]:
+    from conformance.results import BLOCKED, CheckResult, level_of
+
+    return [
+        CheckResult(
+            id=item.nodeid,
+            name=item.name,
+            area=area_of(item),
+            requirements=requirement_ids(item),
+            level=level_of(requirement_ids(item)),
+            status=BLOCKED,
+            message=f"not run: {run.unreachable}",
+            blocked_by="run",
+        )
+        for item in items
+        if _is_check(item) and not any(r.id == item.nodeid for r in run.results)
+    ]
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     run = session.config.stash.get(_RUN, None)
     if run is None or run.target is None:
         return
-    from conformance.results import DISABLED, CheckResult, as_dicts, counts, roll_up, verdict
+    from conformance.results import (
+        DISABLED,
+        FAIL,
+        CheckResult,
+        as_dicts,
+        counts,
+        roll_up,
+        root_causes,
+        verdict,
+    )
+    from conformance.verdicts import apply_prerequisites
     from schemas.loader import schema_hashes
 
     for item in run.disabled_items:
@@ -464,12 +691,33 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                 message=f"opt-in ({', '.join(opt_in)}): select it with -m {opt_in[0]}",
             )
         )
-    summary, code = verdict(run.results)
+    if run.unreachable:
+        run.results.extend(_unreachable_results(run, session.items))
+    elif run.invariants is not None:
+        # Invariants speak for the requirements this selection covers (-m, --area, -k ...).
+        selected = {
+            rid for item in session.items if _is_check(item) for rid in requirement_ids(item)
+        }
+        for result in _invariant_results(run):
+            if not selected & set(result.requirements):
+                continue
+            matched = run.baseline.match(result.id, result.name, result.requirements)
+            if matched and result.status == FAIL:
+                result.baseline = "expected"
+            run.results.append(result)
+    apply_prerequisites(run.results)
+    partial = run.unreachable or (
+        f"the run stopped sending: {run.stopped}" if run.stopped else None
+    )
+    summary, code = verdict(run.results, partial)
+    causes = root_causes(run.results)
     unused = sorted(set(run.baseline.entries) - run.baseline.used)
     run.summary = {  # type: ignore[attr-defined]
         "verdict": summary,
         "exit_code": code,
         "counts": counts(run.results),
+        "root_causes": causes,
+        "partial": partial,
     }
     if run.report_dir is None:
         return
@@ -477,14 +725,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     document = {
         "kind": "conformance",
         "suite": {"name": "opconform", "version": __version__},
-        "target": run.target.describe(),
+        "target": {**run.target.describe(), "insecure": run.target.transport.insecure},
         "started_at": run.started,
         "finished_at": time.time(),
         "duration_s": round(time.time() - run.started, 3),
         "schema_hashes": schema_hashes(),
         "verdict": summary,
         "exit_code": code,
+        "partial": partial,
         "counts": counts(run.results),
+        "root_causes": causes,
+        "samples": run.target.samples,
         "requests_sent": dict(run.client.sent) if run.client else {},
         "tokens_spent": run.client.budget.spent if run.client else 0,
         "baseline": {
@@ -503,5 +754,26 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     summary = getattr(run, "summary", None) if run else None
     if not summary:
         return
+    for line in summary_lines(summary):
+        terminalreporter.write_line(line)
     tally = ", ".join(f"{n} {s}" for s, n in summary["counts"].items() if n)
     terminalreporter.write_sep("=", f"opconform: {summary['verdict'].upper()} ({tally})")
+
+
+def summary_lines(summary: dict[str, Any]) -> list[str]:
+    """The root causes first: "2 requirements broken; 19 checks blocked by them"."""
+    causes = summary.get("root_causes") or []
+    lines = []
+    if summary.get("partial"):
+        lines.append(f"PARTIAL RUN: {summary['partial']}")
+    if causes:
+        blocked_total = sum(len(c["blocked"]) for c in causes)
+        lines.append(
+            f"{len(causes)} requirement(s) broken; {blocked_total} check(s) blocked by them"
+        )
+        for cause in causes:
+            extra = f" (blocks {len(cause['blocked'])})" if cause["blocked"] else ""
+            lines.append(
+                f"  {cause['status']} {cause['requirement']}{extra}: {cause['message'][:160]}"
+            )
+    return lines

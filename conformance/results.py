@@ -11,12 +11,18 @@ import yaml
 from conformance.catalogue import Requirement, requirements
 from opconform.exitcodes import CONFORMANT, HARNESS, NOT_CONFORMANT, UsageError
 
-PASS, FAIL, WARN, SKIP, DISABLED, ERROR = "PASS", "FAIL", "WARN", "SKIP", "DISABLED", "ERROR"
-STATUSES = (PASS, FAIL, WARN, SKIP, DISABLED, ERROR)
-# Which status a requirement shows when its checks disagree: the most serious one wins, and a
-# requirement whose checks were all skipped never reads as passed.
-_SEVERITY = {ERROR: 5, FAIL: 4, WARN: 3, PASS: 2, SKIP: 1, DISABLED: 0}
+PASS, FAIL, WARN = "PASS", "FAIL", "WARN"
+INCONCLUSIVE = "INCONCLUSIVE"  # the target gave no evidence either way (e.g. never cut an answer)
+BLOCKED = "BLOCKED"  # a prerequisite is broken (named), or the run stopped before the check
+DISABLED = "DISABLED"  # turned off by configuration: opt-in marker, missing identity, no Node
+ERROR = "ERROR"  # the harness could not judge, and says why
+STATUSES = (PASS, FAIL, WARN, INCONCLUSIVE, BLOCKED, DISABLED, ERROR)
+# Which status a requirement shows when its checks disagree: the most serious one wins. FAIL
+# outranks ERROR (a broken MUST is the news), and a requirement whose checks were all
+# inconclusive, blocked or disabled never reads as passed.
+SEVERITY = {FAIL: 6, ERROR: 5, WARN: 4, BLOCKED: 3, PASS: 2, INCONCLUSIVE: 1, DISABLED: 0}
 UNTESTABLE = "UNTESTABLE"
+RETIRED = "RETIRED"
 
 
 @dataclass
@@ -32,6 +38,11 @@ class CheckResult:
     evidence: str | None = None  # path of the transcript, relative to the run folder
     warnings: list[str] = field(default_factory=list)
     baseline: str | None = None  # "expected" (known failure) or "stale" (known failure, passed)
+    needs: list[str] = field(default_factory=list)  # requirement IDs this check stands on
+    blocked_by: str | None = None  # the requirement (or run condition) that blocked it
+    replay: list[str] = field(default_factory=list)  # curl commands of the failing exchanges
+    samples: str | None = None  # "3 of 41 streams": how much evidence a judgement rests on
+    notes: list[str] = field(default_factory=list)  # measurements, e.g. how long a slot took
 
     @property
     def breaks_gate(self) -> bool:
@@ -101,15 +112,18 @@ def roll_up(checks: list[CheckResult]) -> list[dict[str, Any]]:
 
 
 def _row(req: Requirement, mine: list[CheckResult]) -> dict[str, Any]:
-    if not req.testable:
+    if req.retired:
+        status = RETIRED
+    elif not req.testable:
         status = UNTESTABLE
     elif not mine:
         status = DISABLED
     else:
-        worst = max(mine, key=lambda c: _SEVERITY[c.status])
+        worst = max(mine, key=lambda c: SEVERITY[c.status])
         status = worst.status
         if status == FAIL and req.level == "SHOULD":
             status = WARN
+    blocked_by = sorted({c.blocked_by for c in mine if c.status == BLOCKED and c.blocked_by})
     expected = [c.id for c in mine if c.baseline == "expected"]
     stale = [c.id for c in mine if c.baseline == "stale"]
     return {
@@ -121,22 +135,56 @@ def _row(req: Requirement, mine: list[CheckResult]) -> dict[str, Any]:
         "source": req.source,
         "basis": req.basis,
         "untestable": req.untestable,
+        "retired": req.retired,
         "checks": [c.id for c in mine],
+        "blocked_by": blocked_by,
         "expected_failures": expected,
         "stale_baseline": stale,
     }
 
 
-def verdict(checks: list[CheckResult]) -> tuple[str, int]:
-    """("conformant" | "not conformant" | "error", exit code)."""
+def verdict(checks: list[CheckResult], partial: str | None = None) -> tuple[str, int]:
+    """("conformant" | "not conformant" | "could not judge", exit code).
+
+    A broken MUST decides the gate whatever else happened. Without one, a run that could not
+    judge everything it set out to (harness errors, checks blocked by the run's own limits, a
+    partial run) is not a green gate: exit 3, never 1."""
     if any(c.breaks_gate for c in checks):
         return "not conformant", NOT_CONFORMANT
-    if any(c.status == ERROR for c in checks):
-        return "error", HARNESS
+    if partial or any(c.status in (ERROR, BLOCKED) for c in checks):
+        return "could not judge", HARNESS
     ran = [c for c in checks if c.status in (PASS, WARN, FAIL)]
     if not ran:
-        return "error", HARNESS  # nothing was checked: not a green gate
+        return "could not judge", HARNESS  # nothing was checked: not a green gate
     return "conformant", CONFORMANT
+
+
+def root_causes(checks: list[CheckResult]) -> list[dict[str, Any]]:
+    """The broken requirements that are not themselves blocked, each with the checks that
+    failed on it and the checks it blocked: "4 requirements broken; 19 checks blocked"."""
+    catalogue = requirements()
+    failing: dict[str, list[CheckResult]] = {}
+    for check in checks:
+        if check.status in (FAIL, WARN) and check.baseline != "expected":
+            for rid in check.requirements:
+                failing.setdefault(rid, []).append(check)
+    causes = []
+    for rid, mine in sorted(failing.items()):
+        blocked = [c.id for c in checks if c.status == BLOCKED and c.blocked_by == rid]
+        req = catalogue.get(rid)
+        causes.append(
+            {
+                "requirement": rid,
+                "level": req.level if req else "",
+                "summary": req.summary if req else "",
+                "status": FAIL if any(c.status == FAIL for c in mine) else WARN,
+                "checks": [c.id for c in mine],
+                "message": mine[0].message,
+                "blocked": blocked,
+            }
+        )
+    causes.sort(key=lambda c: (c["status"] != FAIL, -len(c["blocked"]), c["requirement"]))
+    return causes
 
 
 def counts(checks: list[CheckResult]) -> dict[str, int]:

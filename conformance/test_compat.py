@@ -33,6 +33,7 @@ def stream(api: Any, bulk_key: str, model: str) -> Any:
 
 
 @requirement("OP-COMPAT-001")
+@pytest.mark.needs("OP-STREAM-001")
 def test_no_event_field(stream: Any) -> None:
     events = {e.event for e in stream.events if e.event is not None}
     assert "event" not in stream.sse.fields_seen, (
@@ -43,6 +44,7 @@ def test_no_event_field(stream: Any) -> None:
 
 
 @requirement("OP-COMPAT-002")
+@pytest.mark.needs("OP-STREAM-001")
 def test_no_id_or_retry_field(stream: Any) -> None:
     present = sorted(stream.sse.fields_seen & {"id", "retry"})
     assert not present, (
@@ -52,6 +54,7 @@ def test_no_id_or_retry_field(stream: Any) -> None:
 
 
 @requirement("OP-COMPAT-003")
+@pytest.mark.needs("OP-STREAM-001")
 def test_each_payload_on_one_data_line(stream: Any) -> None:
     split = [i for i, e in enumerate(stream.events) if e.data_lines > 1]
     assert not split, (
@@ -61,6 +64,7 @@ def test_each_payload_on_one_data_line(stream: Any) -> None:
 
 
 @requirement("OP-COMPAT-004")
+@pytest.mark.needs("OP-STREAM-001")
 def test_keepalives_stay_below_go_limit(stream: Any, check: Any) -> None:
     run = stream.sse.max_non_data_run
     assert run < GO_EMPTY_MESSAGE_LIMIT, (

@@ -26,8 +26,10 @@ TYPE_WORDS = {
 
 
 @pytest.fixture
-def error_exchanges(api: Any, bulk_key: str, target: Target) -> list[Any]:
-    """One answer of every error status the suite can provoke with its identities."""
+def error_exchanges(api: Any, bulk_key: str, target: Target, attach: Any) -> list[Any]:
+    """One answer of every error status the suite can provoke with its identities. A request
+    the target did not refuse is left out here (its own requirement judges that); with no
+    error answer at all there is nothing to judge."""
     unknown_key = f"Bearer op_sk_opconform_unknown_{secrets.token_hex(12)}"
     exchanges = [
         api.request("GET", "/models", key=None, authorization=unknown_key),
@@ -39,23 +41,28 @@ def error_exchanges(api: Any, bulk_key: str, target: Target) -> list[Any]:
             headers={"content-type": "application/json"},
         ),
         api.chat(expect.chat_request("opconform-no-such-model"), key=bulk_key),
-        api.request("GET", "/opconform-no-such-path", key=bulk_key),
-    ]
+    ]  # an unknown path and a wrong method are OP-ERR-004/005's own
     if api.has_key("restricted") and target.restricted_model:
         exchanges.append(
             api.chat(expect.chat_request(target.restricted_model, max_tokens=4), key="restricted")
         )
-    return exchanges
+    errors = [e for e in exchanges if e.status is not None and e.status >= 400]
+    if not errors:
+        pytest.skip("the target refused none of the requests meant to provoke an error")
+    return errors
 
 
 @requirement("OP-ERR-001")
 def test_errors_have_documented_body(error_exchanges: list[Any]) -> None:
     for exchange in error_exchanges:
-        assert exchange.status is not None and exchange.status >= 400, expect.preview(exchange)
-        expect.error_body(exchange)
+        try:
+            expect.error_body(exchange)
+        except expect.Deviation as exc:
+            raise AssertionError(str(exc)) from None  # this is OP-ERR-001's own check
 
 
 @requirement("OP-ERR-002")
+@pytest.mark.needs("OP-ERR-001")
 def test_error_code_is_integer_status(error_exchanges: list[Any]) -> None:
     for exchange in error_exchanges:
         code = expect.error_body(exchange).get("code")
@@ -72,8 +79,11 @@ def test_error_code_is_integer_status(error_exchanges: list[Any]) -> None:
 
 
 @requirement("OP-ERR-003")
+@pytest.mark.needs("OP-ERR-001")
 def test_error_type_fits_status(error_exchanges: list[Any]) -> None:
     for exchange in error_exchanges:
+        if exchange.status == 401:
+            continue  # the 401 type is documented: OP-AUTH-007 judges it
         error_type = str(expect.error_body(exchange).get("type", "")).lower()
         words = TYPE_WORDS.get(exchange.status or 0)
         if words is None:
@@ -88,7 +98,7 @@ def test_error_type_fits_status(error_exchanges: list[Any]) -> None:
 def test_unknown_path_gets_json_error(api: Any, bulk_key: str) -> None:
     exchange = api.request("GET", "/opconform-no-such-path", key=bulk_key)
     expect.status(exchange, 404)
-    expect.error_body(exchange)
+    expect.error_body(exchange)  # a body format broken everywhere is OP-ERR-001's
 
 
 @requirement("OP-ERR-005")

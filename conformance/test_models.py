@@ -23,21 +23,37 @@ def model_list(api: Any, bulk_key: str) -> dict[str, Any]:
 
 
 @requirement("OP-MODELS-001")
-def test_list_matches_schema(model_list: dict[str, Any]) -> None:
-    expect.matches(model_list, "model-list", "GET /models")
+def test_list_matches_schema(api: Any, bulk_key: str) -> None:
+    exchange = api.request("GET", "/models", key=bulk_key)
+    expect.status(exchange, 200)
+    body = expect.json_body(exchange)
+    expect.matches(body, "model-list", "GET /models")
 
 
-@requirement("OP-MODELS-002")
-def test_list_spans_providers(model_list: dict[str, Any]) -> None:
+@requirement("OP-MODELS-008")
+@pytest.mark.needs("OP-MODELS-001")
+def test_list_has_over_50_models(model_list: dict[str, Any]) -> None:
     data = [m for m in model_list.get("data") or [] if isinstance(m, dict)]
-    providers = {m.get("owned_by") for m in data}
-    assert len(data) > 50 and len(providers) >= 9, (
-        f"{len(data)} models from {len(providers)} providers; the reference promises over 50 "
-        f"models from 9 providers ({', '.join(sorted(map(str, providers)))})"
+    assert len(data) > 50, f"{len(data)} models listed; the reference promises over 50"
+
+
+@requirement("OP-MODELS-007")
+@pytest.mark.needs("OP-MODELS-001")
+def test_list_spans_providers(model_list: dict[str, Any], check: Any) -> None:
+    data = [m for m in model_list.get("data") or [] if isinstance(m, dict)]
+    providers = sorted({str(m.get("owned_by")) for m in data})
+    assert len(providers) > 1, (
+        f"every listed model is owned by {providers[0] if providers else 'nobody'}: the list "
+        "must include models from every supported provider"
     )
+    if len(providers) < 9:
+        check.warn(
+            f"{len(providers)} providers listed ({', '.join(providers)}); the reference names 9"
+        )
 
 
 @requirement("OP-MODELS-003")
+@pytest.mark.needs("OP-MODELS-001")
 def test_model_ids_are_unique(model_list: dict[str, Any]) -> None:
     ids = [m.get("id") for m in model_list.get("data") or [] if isinstance(m, dict)]
     duplicates = sorted({str(i) for i in ids if ids.count(i) > 1})
@@ -45,6 +61,7 @@ def test_model_ids_are_unique(model_list: dict[str, Any]) -> None:
 
 
 @requirement("OP-MODELS-004")
+@pytest.mark.needs("OP-MODELS-001", "OP-CHAT-007")
 def test_listed_models_answer_chat(
     api: Any, bulk_key: str, models: list[str], listed_models: list[str]
 ) -> None:

@@ -55,6 +55,7 @@ def _payloads(events: list[Any]) -> list[Any]:
 
 
 @requirement("OP-PERF-001")
+@pytest.mark.needs("OP-MODELS-001")
 def test_time_to_first_byte_of_models(
     benchmark: Any, api: Any, bulk_key: str, target: Target
 ) -> None:
@@ -66,6 +67,7 @@ def test_time_to_first_byte_of_models(
 
 
 @requirement("OP-PERF-001")
+@pytest.mark.needs("OP-CHAT-007")
 def test_small_completion_latency(
     benchmark: Any, api: Any, bulk_key: str, model: str, target: Target
 ) -> None:
@@ -77,6 +79,7 @@ def test_small_completion_latency(
 
 
 @requirement("OP-PERF-001")
+@pytest.mark.needs("OP-STREAM-001")
 def test_time_to_first_token(
     benchmark: Any, api: Any, bulk_key: str, model: str, target: Target
 ) -> None:

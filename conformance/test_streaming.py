@@ -8,104 +8,162 @@ import pytest
 
 from conformance import expect
 from opconform.config import Target
+from opconform.contract import LONG_PROMPT, SHORT_PROMPT
 
 pytestmark = pytest.mark.area("streaming")
 requirement = pytest.mark.requirement
 
-HAIKU = "Write a haiku about APIs."
+HAIKU = SHORT_PROMPT
 
 
 def _stream(api: Any, key: str, model: str, **extra: Any) -> Any:
     return api.chat(expect.chat_request(model, HAIKU, max_tokens=24, **extra), key=key, stream=True)
 
 
+@pytest.fixture(scope="module")
+def streams(api: Any, bulk_key: str, model: str, target: Target) -> list[Any]:
+    """--samples streams of the same request: a property that fails in one stream of five is
+    not missed by judging one."""
+    return [_stream(api, bulk_key, model) for _ in range(target.samples)]
+
+
+def _each(streams: list[Any], attach: Any, judge: Any) -> None:
+    """Judge every sampled stream; fail with the rate and the first problem."""
+    problems = []
+    for exchange in streams:
+        attach(exchange)
+        try:
+            judge(exchange)
+        except AssertionError as exc:
+            problems.append((exchange, exc))
+    if problems:
+        first = problems[0][1]
+        message = f"{first} (in {len(problems)} of {len(streams)} streams)"
+        if isinstance(first, expect.Deviation):
+            raise expect.Deviation(message, *first.prerequisites)
+        raise AssertionError(message)
+
+
 @requirement("OP-STREAM-001")
-def test_stream_is_event_stream(api: Any, bulk_key: str, model: str) -> None:
-    exchange = _stream(api, bulk_key, model)
-    expect.status(exchange, 200)
-    assert exchange.content_type == "text/event-stream", (
-        f"stream: Content-Type is {exchange.header('content-type')!r}, not text/event-stream"
-    )
+def test_stream_is_event_stream(streams: list[Any], attach: Any) -> None:
+    def judge(exchange: Any) -> None:
+        expect.status(exchange, 200)
+        assert exchange.content_type == "text/event-stream", (
+            f"stream: Content-Type is {exchange.header('content-type')!r}, not text/event-stream"
+        )
+
+    _each(streams, attach, judge)
 
 
 @requirement("OP-STREAM-002")
-def test_every_event_is_one_json_object(api: Any, bulk_key: str, model: str) -> None:
-    exchange = _stream(api, bulk_key, model)
-    expect.status(exchange, 200)
-    assert exchange.events, f"no events: {expect.preview(exchange)}"
-    assert not exchange.incomplete_tail, (
-        f"the stream ended inside an event (no blank line): {exchange.incomplete_tail[:120]!r}"
-    )
-    assert exchange.sse is not None and not exchange.sse.invalid_utf8, "stream is not UTF-8"
-    for index, payload in enumerate(expect.stream_chunks(exchange)):
-        assert isinstance(payload, dict), f"event {index} is JSON but not an object"
+@pytest.mark.needs("OP-STREAM-001")
+def test_every_event_is_one_json_object(streams: list[Any], attach: Any) -> None:
+    def judge(exchange: Any) -> None:
+        expect.status(exchange, 200)
+        assert exchange.events, f"no events: {expect.preview(exchange)}"
+        assert not exchange.incomplete_tail, (
+            f"the stream ended inside an event (no blank line): {exchange.incomplete_tail[:120]!r}"
+        )
+        assert exchange.sse is not None and not exchange.sse.invalid_utf8, "stream is not UTF-8"
+        try:
+            payloads = exchange.json_events()
+        except ValueError as exc:
+            raise AssertionError(f"stream: {exc}") from None
+        for index, payload in enumerate(payloads):
+            assert isinstance(payload, dict), f"event {index} is JSON but not an object"
+
+    _each(streams, attach, judge)
 
 
 @requirement("OP-STREAM-003")
-def test_chunks_match_schema(api: Any, bulk_key: str, model: str) -> None:
-    for index, chunk in enumerate(expect.stream_chunks(_stream(api, bulk_key, model))):
-        expect.matches(chunk, "chat-completion-chunk", f"chunk {index}")
+@pytest.mark.needs("OP-STREAM-002")
+def test_chunks_match_schema(streams: list[Any], attach: Any) -> None:
+    def judge(exchange: Any) -> None:
+        for index, chunk in enumerate(expect.stream_chunks(exchange)):
+            expect.matches(chunk, "chat-completion-chunk", f"chunk {index}")
+
+    _each(streams, attach, judge)
 
 
 @requirement("OP-STREAM-004")
-def test_chunks_share_id_created_model(api: Any, bulk_key: str, model: str) -> None:
-    chunks = expect.stream_chunks(_stream(api, bulk_key, model))
-    for field in ("id", "created", "model"):
-        values = {str(c.get(field)) for c in chunks}
-        assert len(values) == 1, (
-            f"chunks carry {len(values)} different {field} values: {sorted(values)[:4]}"
-        )
+@pytest.mark.needs("OP-STREAM-002")
+def test_chunks_share_id_created_model(streams: list[Any], attach: Any) -> None:
+    def judge(exchange: Any) -> None:
+        chunks = expect.stream_chunks(exchange)
+        for field in ("id", "created", "model"):
+            values = {str(c.get(field)) for c in chunks}
+            assert len(values) == 1, (
+                f"chunks carry {len(values)} different {field} values: {sorted(values)[:4]}"
+            )
+
+    _each(streams, attach, judge)
 
 
 @requirement("OP-STREAM-005")
-def test_first_delta_has_role(api: Any, bulk_key: str, model: str) -> None:
-    chunks = expect.stream_chunks(_stream(api, bulk_key, model))
-    first = chunks[0].get("choices") or [{}]
-    role = (first[0].get("delta") or {}).get("role")
-    assert role == "assistant", f"first chunk's delta role is {role!r}, not 'assistant'"
+@pytest.mark.needs("OP-STREAM-002")
+def test_first_delta_has_role(streams: list[Any], attach: Any) -> None:
+    def judge(exchange: Any) -> None:
+        chunks = expect.stream_chunks(exchange)
+        first = chunks[0].get("choices") or [{}]
+        role = (first[0].get("delta") or {}).get("role")
+        assert role == "assistant", f"first chunk's delta role is {role!r}, not 'assistant'"
+
+    _each(streams, attach, judge)
 
 
 @requirement("OP-STREAM-006")
-def test_exactly_one_finish_reason(api: Any, bulk_key: str, model: str) -> None:
-    chunks = expect.stream_chunks(_stream(api, bulk_key, model))
-    reasons = [
-        choice.get("finish_reason")
-        for c in chunks
-        for choice in c.get("choices") or []
-        if choice.get("finish_reason") is not None
-    ]
-    assert len(reasons) == 1, f"{len(reasons)} chunks carry a finish_reason: {reasons}"
+@pytest.mark.needs("OP-STREAM-002")
+def test_exactly_one_finish_reason(streams: list[Any], attach: Any) -> None:
+    def judge(exchange: Any) -> None:
+        reasons = [
+            choice.get("finish_reason")
+            for c in expect.stream_chunks(exchange)
+            for choice in c.get("choices") or []
+            if choice.get("finish_reason") is not None
+        ]
+        assert len(reasons) == 1, f"{len(reasons)} chunks carry a finish_reason: {reasons}"
+
+    _each(streams, attach, judge)
 
 
 @requirement("OP-STREAM-007")
-def test_done_once_and_last(api: Any, bulk_key: str, model: str) -> None:
-    exchange = _stream(api, bulk_key, model)
-    expect.status(exchange, 200)
-    assert exchange.done_count == 1, (
-        f"data: [DONE] came {exchange.done_count} times; the stream must end with it once"
-        + (f" ({exchange.error})" if exchange.error else "")
-    )
-    assert exchange.events and exchange.events[-1].is_done and exchange.events_after_done == 0, (
-        f"{exchange.events_after_done} events after [DONE]"
-    )
+@pytest.mark.needs("OP-STREAM-001")
+def test_done_once_and_last(streams: list[Any], attach: Any) -> None:
+    def judge(exchange: Any) -> None:
+        expect.status(exchange, 200)
+        assert exchange.done_count == 1, (
+            f"data: [DONE] came {exchange.done_count} times; the stream must end with it once"
+            + (f" ({exchange.error})" if exchange.error else "")
+        )
+        last_is_done = exchange.events and exchange.events[-1].is_done
+        assert last_is_done and exchange.events_after_done == 0, (
+            f"{exchange.events_after_done} events after [DONE]"
+        )
+
+    _each(streams, attach, judge)
 
 
 @requirement("OP-STREAM-008")
-def test_connection_closes_after_done(api: Any, bulk_key: str, model: str) -> None:
-    exchange = _stream(api, bulk_key, model)
-    expect.status(exchange, 200)
-    if exchange.done_count == 0:
+@pytest.mark.needs("OP-STREAM-007")
+def test_connection_closes_after_done(streams: list[Any], attach: Any, api: Any) -> None:
+    ended = [e for e in streams if e.status == 200 and e.done_count]
+    if not ended:
         pytest.skip(
             "no [DONE] arrived, so there is no close after it to judge (OP-STREAM-007 "
             "fails for that)"
         )
-    assert exchange.closed_after_done, (
-        f"the connection stayed open {api.limits.close_grace:g}s after [DONE]; the Python SDK "
-        "up to 2.6 reads until the server closes"
-    )
+
+    def judge(exchange: Any) -> None:
+        assert exchange.closed_after_done, (
+            f"the connection stayed open {api.limits.close_grace:g}s after [DONE]; the Python "
+            "SDK up to 2.6 reads until the server closes"
+        )
+
+    _each(ended, attach, judge)
 
 
 @requirement("OP-STREAM-009")
+@pytest.mark.needs("OP-STREAM-002")
 def test_include_usage_adds_final_usage_chunk(api: Any, bulk_key: str, model: str) -> None:
     exchange = _stream(api, bulk_key, model, stream_options={"include_usage": True})
     chunks = expect.stream_chunks(exchange)
@@ -121,6 +179,7 @@ def test_include_usage_adds_final_usage_chunk(api: Any, bulk_key: str, model: st
 
 
 @requirement("OP-STREAM-010")
+@pytest.mark.needs("OP-STREAM-002", "OP-CHAT-001")
 def test_streamed_text_equals_completion(
     api: Any, bulk_key: str, model: str, target: Target, check: Any
 ) -> None:
@@ -142,6 +201,7 @@ def test_streamed_text_equals_completion(
 
 
 @requirement("OP-STREAM-011")
+@pytest.mark.needs("OP-STREAM-007")
 def test_every_selected_model_streams(api: Any, bulk_key: str, models: list[str]) -> None:
     failures = []
     for model_id in models:
@@ -154,24 +214,34 @@ def test_every_selected_model_streams(api: Any, bulk_key: str, models: list[str]
 
 
 @requirement("OP-CHAT-004")
-def test_stream_honours_max_tokens(api: Any, bulk_key: str, model: str) -> None:
-    exchange = api.chat(
-        expect.chat_request(
-            model,
-            "Count from 1 to 200, one number per line.",
-            max_tokens=5,
-            stream_options={"include_usage": True},
-        ),
-        key=bulk_key,
-        stream=True,
+@pytest.mark.needs("OP-STREAM-002")
+def test_stream_honours_max_tokens(
+    api: Any, bulk_key: str, model: str, target: Target, attach: Any
+) -> None:
+    body = expect.chat_request(
+        model, LONG_PROMPT, max_tokens=5, stream_options={"include_usage": True}
     )
-    chunks = expect.stream_chunks(exchange)
-    usage = next((c["usage"] for c in chunks if c.get("usage")), None)
-    content_events = sum(
-        1 for c in chunks for ch in c.get("choices") or [] if (ch.get("delta") or {}).get("content")
-    )
-    tokens = usage.get("completion_tokens") if isinstance(usage, dict) else content_events
-    assert isinstance(tokens, int) and tokens <= 5, (
-        f"max_tokens 5, but the stream produced {tokens} tokens"
-        + ("" if usage else " (counted as content events: no usage chunk)")
-    )
+    exchanges = [api.chat(body, key=bulk_key, stream=True) for _ in range(target.samples)]
+
+    def judge(exchange: Any) -> None:
+        chunks = expect.stream_chunks(exchange)
+        usage = next((c["usage"] for c in chunks if c.get("usage")), None)
+        content_events = sum(
+            1
+            for c in chunks
+            for ch in c.get("choices") or []
+            if (ch.get("delta") or {}).get("content")
+        )
+        tokens = usage.get("completion_tokens") if isinstance(usage, dict) else None
+        if tokens is None:
+            # A chunk is not a token: without usage only an absurd count is evidence.
+            assert content_events <= 5 * 8, (
+                f"max_tokens 5, but the stream sent {content_events} content chunks (no usage "
+                "chunk to count tokens by)"
+            )
+            return
+        assert isinstance(tokens, int) and tokens <= 5, (
+            f"max_tokens 5, but the stream's usage says {tokens} completion tokens"
+        )
+
+    _each(exchanges, attach, judge)

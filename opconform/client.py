@@ -35,11 +35,63 @@ class Limits:
     close_grace: float = 2.0  # how long a stream may stay open after [DONE]
     max_body_bytes: int = 4 * 1024 * 1024
     max_stream_bytes: int = 16 * 1024 * 1024
-    max_consecutive_failures: int = 3  # then the target counts as unreachable
+    max_consecutive_failures: int = 3  # on one endpoint: then that endpoint is not called again
+    # The target as a whole: this many transport failures in a row across endpoints, or this
+    # much time spent in failed exchanges, and the run stops sending (the rest is blocked).
+    target_failures_in_a_row: int = 5
+    target_failed_seconds: float = 45.0
+    # A stream with more events than this (per max_tokens asked, plus room for the role, finish
+    # and usage chunks) does not end the way the contract says: cut it and say so.
+    stream_events_per_token: int = 4
+    stream_events_floor: int = 64
+
+
+class RunStopped(Exception):
+    """The run's deadline passed or the target-level breaker opened: nothing more is sent, and
+    every check from here on is blocked with this reason."""
 
 
 class TargetUnreachable(Exception):
-    """The target failed at the transport level too often in a row; checks stop calling it."""
+    """One endpoint failed at the transport level too often in a row; checks stop calling it."""
+
+
+class TargetBreaker:
+    """Once the target has shown it is broken at the transport level (failures in a row across
+    endpoints, or too much time spent in failed exchanges), stop sending to it at all: a
+    hostile target must end a run in bounded time, with the checks it could not reach blocked."""
+
+    def __init__(self, limits: Limits, deadline: float | None = None) -> None:
+        self.limits = limits
+        self.deadline = deadline  # monotonic time the whole run must end by (--deadline)
+        self.in_a_row = 0
+        self.failed_seconds = 0.0
+        self.reason: str | None = None
+
+    def check(self) -> None:
+        if self.reason is None and self.deadline is not None and time.monotonic() >= self.deadline:
+            self.reason = "the run's --deadline passed"
+        if self.reason is not None:
+            raise RunStopped(self.reason)
+
+    def remaining(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+    def record(self, exchange: Exchange) -> None:
+        if exchange.error is None or exchange.error_kind == "deadline":
+            self.in_a_row = 0
+            return
+        self.in_a_row += 1
+        self.failed_seconds += exchange.elapsed
+        if self.in_a_row >= self.limits.target_failures_in_a_row:
+            self.reason = (
+                f"the target failed at the transport level {self.in_a_row} times in a row "
+                f"(last: {exchange.describe()})"
+            )
+        elif self.failed_seconds >= self.limits.target_failed_seconds:
+            self.reason = (
+                f"{self.failed_seconds:.0f}s spent in failed exchanges "
+                f"(last: {exchange.describe()})"
+            )
 
 
 class UnexpectedRateLimit(Exception):
@@ -76,6 +128,10 @@ class Exchange:
     body: bytes = b""
     truncated: bool = False
     error: str | None = None
+    # timeout, transport, body-cap, stream-cap (the stream broke the contract's bounds) or
+    # deadline (our run's deadline cut it: no evidence about the target)
+    error_kind: str | None = None
+    aborted: bool = False  # a check disconnected on purpose (held streams)
     elapsed: float = 0.0
     time_to_headers: float | None = None
     time_to_first_byte: float | None = None
@@ -128,6 +184,7 @@ class Exchange:
 class _KeyWindow:
     remaining: int | None = None
     reset_at: float | None = None  # monotonic time
+    limit: int | None = None
 
 
 class Pacer:
@@ -139,6 +196,9 @@ class Pacer:
         self._sleep = sleep
         self._windows: dict[str, _KeyWindow] = {}
         self.waited = 0.0
+        # Documented requests/min per key label: a key whose X-RateLimit-Limit is below it is
+        # not waited for (that is a deviation to report, and waiting would only hide it).
+        self.expected_limits: dict[str, int] = {}
 
     def observe(self, label: str, headers: Mapping[str, str]) -> None:
         remaining, reset = headers.get("x-ratelimit-remaining"), headers.get("x-ratelimit-reset")
@@ -146,6 +206,8 @@ class Pacer:
             return
         window = self._windows.setdefault(label, _KeyWindow())
         window.remaining = int(remaining)
+        limit = headers.get("x-ratelimit-limit")
+        window.limit = int(limit) if limit is not None and limit.isdigit() else None
         seconds = reset_in_seconds(reset) if reset else None
         window.reset_at = time.monotonic() + seconds if seconds is not None else None
 
@@ -154,6 +216,9 @@ class Pacer:
         if window is None or window.remaining is None or window.remaining >= needed:
             return
         if window.reset_at is None:
+            return
+        expected = self.expected_limits.get(label)
+        if expected is not None and window.limit is not None and window.limit < expected:
             return
         wait = min(self.max_wait, window.reset_at - time.monotonic() + 0.25)
         if wait > 0:
@@ -212,6 +277,7 @@ class ApiClient:
         self.budget = budget or Budget(10**12)
         self.pacer = pacer or Pacer()
         self.on_exchange = on_exchange
+        self.breaker = TargetBreaker(self.limits)
         self.sent: dict[str, int] = {}
         # Transport failures in a row per endpoint: a target whose chat endpoint hangs fails
         # fast after a few, while its other endpoints are still checked.
@@ -261,6 +327,7 @@ class ApiClient:
     ) -> Exchange:
         """Send one request as `key` (a label: main, alt, pro, restricted ...; None: no
         Authorization header unless `authorization` gives one verbatim)."""
+        self.breaker.check()
         endpoint = f"{method} {path.split('?')[0]}"
         failures = self.consecutive_failures.get(endpoint, 0)
         if failures >= self.limits.max_consecutive_failures:
@@ -285,7 +352,7 @@ class ApiClient:
         self.sent[label] = self.sent.get(label, 0) + 1
         self.pacer.observe(label, exchange.headers)
         self._account_tokens(exchange)
-        if exchange.error is None:
+        if exchange.error is None or exchange.error_kind == "deadline":
             self.consecutive_failures[endpoint] = 0
         else:
             self.consecutive_failures[endpoint] = failures + 1
@@ -359,6 +426,7 @@ class ApiClient:
         transfer = Transfer(self, method, path, key_label, headers, content, stream)
         transfer.start()
         exchange = transfer.collect()
+        self.breaker.record(exchange)
         if exchange.error and "timed out" in exchange.error:
             # A worker may still be blocked inside the pool; start afresh for the next request.
             self._http = self._new_http()
@@ -368,6 +436,7 @@ class ApiClient:
         """Open a streamed completion and return once its headers (and first event, if it is a
         stream) arrived, without reading further: the stream holds a concurrency slot until
         `finish()` reads it to the end or `abort()` disconnects."""
+        self.breaker.check()
         self.budget.reserve(_max_tokens(body))
         headers = self._headers(key=key, stream=True, json_body=True)
         transfer = Transfer(
@@ -414,6 +483,15 @@ class Transfer:
         self._inbox: queue.Queue[tuple[str, Any, float]] = queue.Queue()
         self._holder: dict[str, httpx.Response] = {}
         self._decoder = SSEDecoder() if stream else None
+        self._max_tokens = _max_tokens(_json_or_none(content)) if stream else 0
+        self._event_cap = (
+            max(
+                self.limits.stream_events_floor,
+                self.limits.stream_events_per_token * self._max_tokens + 16,
+            )
+            if stream
+            else None
+        )
         self._body = bytearray()
         self._done_at: float | None = None
         self._finished = False
@@ -447,6 +525,8 @@ class Transfer:
     def abort(self) -> Exchange:
         """Disconnect now, as a client that gives up on a stream."""
         self._close()
+        if not self._finished:
+            self.exchange.aborted = True
         self._finished = True
         return self.finish_exchange()
 
@@ -472,6 +552,10 @@ class Transfer:
     def _consume(self, *, min_events: int | None) -> None:
         exchange = self.exchange
         deadline = self._start + self.limits.request_timeout
+        run_left = self.client.breaker.remaining()
+        cut_by_run = run_left is not None and time.perf_counter() + run_left < deadline
+        if run_left is not None:
+            deadline = min(deadline, time.perf_counter() + max(0.0, run_left))
         cap = self.limits.max_stream_bytes if self.stream else self.limits.max_body_bytes
         try:
             while not self._finished:
@@ -492,10 +576,21 @@ class Transfer:
                         stage = (
                             "response headers" if exchange.status is None else "the end of the body"
                         )
-                        exchange.error = (
-                            f"timed out after {self.limits.request_timeout:g}s "
-                            f"waiting for {stage} (--request-timeout)"
-                        )
+                        if cut_by_run:
+                            exchange.error = f"cut by the run's --deadline waiting for {stage}"
+                            exchange.error_kind = "deadline"
+                        elif self._decoder is not None and exchange.events:
+                            exchange.error = (
+                                f"the stream did not end within {self.limits.request_timeout:g}s "
+                                f"({len(exchange.events)} events, no [DONE]; --request-timeout)"
+                            )
+                            exchange.error_kind = "stream-cap"
+                        else:
+                            exchange.error = (
+                                f"timed out after {self.limits.request_timeout:g}s "
+                                f"waiting for {stage} (--request-timeout)"
+                            )
+                            exchange.error_kind = "timeout"
                         break
                 try:
                     kind, value, at = self._inbox.get(timeout=wait)
@@ -516,6 +611,18 @@ class Transfer:
                     if len(value) > room:
                         exchange.truncated = True
                         exchange.error = f"body larger than the cap of {cap} bytes"
+                        exchange.error_kind = "stream-cap" if exchange.events else "body-cap"
+                        break
+                    if (
+                        self._event_cap is not None
+                        and self._done_at is None
+                        and len(exchange.events or []) > self._event_cap
+                    ):
+                        exchange.error = (
+                            f"the stream went on past {self._event_cap} events without "
+                            f"[DONE] for max_tokens {self._max_tokens}"
+                        )
+                        exchange.error_kind = "stream-cap"
                         break
                 elif kind == "end":
                     if self._done_at is not None:
@@ -523,6 +630,8 @@ class Transfer:
                     break
                 else:  # error
                     exchange.error = value
+                    timed_out = value.startswith("timed out")
+                    exchange.error_kind = "timeout" if timed_out else "transport"
                     break
             else:
                 return
@@ -589,6 +698,13 @@ class Transfer:
             inbox.put(("error", _describe_transport_error(exc), time.perf_counter()))
         except Exception as exc:  # the worker must always report, whatever broke
             inbox.put(("error", f"{exc.__class__.__name__}: {exc}", time.perf_counter()))
+
+
+def _json_or_none(content: bytes) -> Any:
+    try:
+        return json.loads(content) if content else None
+    except (ValueError, UnicodeDecodeError):
+        return None
 
 
 def _wake_reader(response: httpx.Response) -> None:

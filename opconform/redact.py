@@ -14,8 +14,13 @@ LEAK_PATTERN = _KEY_SHAPED
 
 
 class Redactor:
+    """Replaces secrets in text. A secret added with a label is replaced by a placeholder that
+    says what was sent ("Basic <main key>", "Bearer <main key without op_sk_>"), so redaction
+    never hides what a check did; anything else key-shaped becomes op_sk_[REDACTED]."""
+
     def __init__(self, secrets: Iterable[str | None] = ()) -> None:
         self._secrets: list[str] = []
+        self._labels: dict[str, str] = {}
         self.add(*secrets)
 
     def add(self, *secrets: str | None) -> None:
@@ -27,10 +32,21 @@ class Redactor:
             self._secrets.extend(v for v in variants if len(v) >= 4 and v not in self._secrets)
         self._secrets.sort(key=len, reverse=True)
 
+    def add_labelled(self, labels: Mapping[str, str | None]) -> None:
+        """{label: secret}: e.g. {"main": "op_sk_..."} is shown as <main key>."""
+        for label, secret in labels.items():
+            if not secret:
+                continue
+            self.add(secret)
+            self._labels.setdefault(secret, f"<{label} key>")
+            bare = secret.removeprefix(KEY_PREFIX)
+            if bare != secret and len(bare) >= 4:
+                self._labels.setdefault(bare, f"<{label} key without {KEY_PREFIX}>")
+
     def text(self, value: str) -> str:
         for secret in self._secrets:
             if secret in value:
-                value = value.replace(secret, REDACTED)
+                value = value.replace(secret, self._labels.get(secret, REDACTED))
         return _KEY_SHAPED.sub(KEY_PREFIX + REDACTED, value)
 
     def headers(self, headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> dict[str, str]:

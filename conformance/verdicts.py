@@ -1,0 +1,115 @@
+"""Pure functions from what happened to what it means: a check's status, the baseline, and the
+prerequisites that turn a consequence into "blocked by" its root cause.
+
+The plugin only translates pytest's report into the inputs of these functions; everything that
+decides a verdict lives here, so it can be tested without running pytest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from conformance.results import (
+    BLOCKED,
+    DISABLED,
+    ERROR,
+    FAIL,
+    INCONCLUSIVE,
+    PASS,
+    WARN,
+    CheckResult,
+)
+
+# Prefixes of pytest.skip reasons that carry an opconform status (see conformance.plugin).
+DISABLED_PREFIX = "[disabled] "
+BLOCKED_PREFIX = "[blocked "  # "[blocked OP-RL-001] reason" or "[blocked run] reason"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What pytest saw, reduced to what a status depends on."""
+
+    passed: bool
+    skipped: bool
+    failed_assertion: bool  # an AssertionError or pytest.fail (the check's own judgement)
+    message: str
+    warnings: tuple[str, ...] = ()
+
+
+def status_of(outcome: Outcome, level: str) -> tuple[str, str, str | None]:
+    """(status, message, blocked_by) of one check. A failed assertion breaks the check's
+    requirement (FAIL for a MUST, WARN for a SHOULD); any other exception means the harness
+    could not judge (ERROR)."""
+    if outcome.passed:
+        return (WARN if outcome.warnings else PASS), "", None
+    if outcome.skipped:
+        reason = outcome.message
+        if reason.startswith(DISABLED_PREFIX):
+            return DISABLED, reason.removeprefix(DISABLED_PREFIX), None
+        if reason.startswith(BLOCKED_PREFIX):
+            cause, _, rest = reason.removeprefix(BLOCKED_PREFIX).partition("] ")
+            return BLOCKED, rest, cause
+        return INCONCLUSIVE, reason, None
+    if outcome.failed_assertion:
+        return (FAIL if level == "MUST" else WARN), outcome.message, None
+    return ERROR, outcome.message, None
+
+
+def only_assertions(exc: BaseException) -> bool:
+    """An assertion, or a group of them (a property run that found several counter-examples):
+    the check's own judgement, never a harness error."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(only_assertions(inner) for inner in exc.exceptions)
+    return isinstance(exc, AssertionError) or type(exc).__name__ == "Failed"
+
+
+def broken_requirements(results: Iterable[CheckResult]) -> dict[str, CheckResult]:
+    """Requirement ID -> the first check that failed (or warned) on it, not baselined."""
+    broken: dict[str, CheckResult] = {}
+    for result in results:
+        if result.status in (FAIL, WARN) and result.baseline != "expected":
+            for rid in result.requirements:
+                broken.setdefault(rid, result)
+    return broken
+
+
+def apply_prerequisites(results: list[CheckResult]) -> None:
+    """A check that could not pass because something it stands on is broken is blocked by that
+    requirement, not counted as a failure (or error) of its own: one deviation, one failing
+    requirement. Checks are resolved in the order of their prerequisite depth, so a blocked
+    check never blocks another."""
+    by_requirement: dict[str, list[CheckResult]] = {}
+    for result in results:
+        for rid in result.requirements:
+            by_requirement.setdefault(rid, []).append(result)
+
+    def depth(result: CheckResult, seen: frozenset[str] = frozenset()) -> int:
+        deeper = [
+            depth(other, seen | {rid})
+            for rid in result.needs
+            if rid not in seen
+            for other in by_requirement.get(rid, [])
+            if other is not result
+        ]
+        return 1 + max(deeper, default=0) if result.needs else 0
+
+    for result in sorted(results, key=depth):
+        if not result.needs or result.status not in (FAIL, WARN, ERROR, INCONCLUSIVE):
+            continue
+        for rid in result.needs:
+            if rid in result.requirements:
+                continue
+            culprits = [
+                other
+                for other in by_requirement.get(rid, [])
+                if other is not result
+                and other.status in (FAIL, WARN)
+                and other.baseline != "expected"
+            ]
+            if culprits:
+                result.message = f"blocked by {rid} ({culprits[0].message[:160]}); here: " + (
+                    result.message or result.status.lower()
+                )
+                result.status, result.blocked_by = BLOCKED, rid
+                break
