@@ -4,8 +4,11 @@ slow the load down and hides queueing). Pure Python, tested statistically on its
 
 from __future__ import annotations
 
+import email.utils
 import random
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 ARRIVALS = ("closed", "constant", "poisson")
 
@@ -34,3 +37,26 @@ def schedule(
         for gap in gaps(kind, rate, rng):
             moment += gap
             yield moment
+
+
+def retry_after_seconds(headers: Mapping[str, Any], now: float | None = None) -> float | None:
+    """How long the server asked to wait: retry-after-ms, then Retry-After in seconds (decimals
+    allowed) or as an HTTP date, as the OpenAI SDKs read them. None when absent or unreadable."""
+    milliseconds = headers.get("retry-after-ms")
+    try:
+        if milliseconds:
+            return max(0.0, float(milliseconds) / 1000)
+    except ValueError:
+        pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, moment.timestamp() - (now or time.time()))

@@ -4,7 +4,6 @@ a raw Sample."""
 
 from __future__ import annotations
 
-import email.utils
 import itertools
 import json
 import os
@@ -17,7 +16,7 @@ import gevent
 import gevent.pool
 from locust import FastHttpUser
 
-from loadtests.arrivals import schedule
+from loadtests.arrivals import retry_after_seconds, schedule
 from loadtests.metrics import Sample
 from loadtests.settings import Settings
 from loadtests.state import RUN, record, sleep, stop_run
@@ -27,29 +26,6 @@ from opconform.sse import SSEDecoder
 
 GAPS_KEPT = 256  # inter-chunk gaps kept per request (the pooled distribution needs no more)
 _INDEX = itertools.count()  # users of this process, for spreading their start times
-
-
-def retry_after_seconds(headers: Any, now: float | None = None) -> float | None:
-    """How long the server asked to wait: retry-after-ms, then Retry-After in seconds (decimals
-    allowed) or as an HTTP date, as the OpenAI SDKs read them. None when absent or unreadable."""
-    milliseconds = headers.get("retry-after-ms")
-    try:
-        if milliseconds:
-            return max(0.0, float(milliseconds) / 1000)
-    except ValueError:
-        pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        moment = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, moment.timestamp() - (now or time.time()))
 
 
 def _disconnect(raw: Any) -> None:

@@ -143,6 +143,9 @@ def finish(environment: Environment) -> int:
         )
     valid, reasons = generator_validity(environment, primary, target)
     verdict, code = verdict_of(expectations, valid)
+    if samples and all(s.status is None for s in samples):
+        # Not one answer: nothing about the target can be judged (exit 3, as for `run`).
+        verdict, code = "unreachable", HARNESS
     document = {
         "kind": "load",
         "profile": profile.name,

@@ -15,6 +15,7 @@ from typing import Any
 
 from locust import task
 
+from loadtests.arrivals import retry_after_seconds
 from loadtests.llm import (
     LLMUser,
     Profile,
@@ -25,7 +26,6 @@ from loadtests.llm import (
     stop_run,
     use_profile,
 )
-from loadtests.user import retry_after_seconds
 from opconform.contract import PLANS
 
 
