@@ -180,3 +180,20 @@ def test_schema_hashes_cover_every_file() -> None:
     hashes = schema_hashes()
     assert len(hashes) == len(SCHEMA_NAMES) + 1
     assert all(len(h) == 64 for h in hashes.values())
+
+
+def test_openapi_names_every_schema_and_describes_each_event() -> None:
+    import yaml
+
+    document = yaml.safe_load(OPENAPI_PATH.read_text(encoding="utf-8"))
+    assert document["openapi"].startswith("3.2.")
+    named = document["components"]["schemas"]
+    files = {schema["$ref"] for schema in named.values() if "$ref" in schema}
+    assert files == {f"{name}.schema.json" for name in SCHEMA_NAMES}
+    content = document["paths"]["/chat/completions"]["post"]["responses"]["200"]["content"]
+    stream = content["text/event-stream"]
+    assert stream == {"itemSchema": {"$ref": "#/components/schemas/ChatCompletionStreamEvent"}}
+    data = named["ChatCompletionStreamEvent"]["properties"]["data"]["anyOf"]
+    assert {"const": "[DONE]"}.items() <= data[0].items()
+    assert data[1]["contentMediaType"] == "application/json"
+    assert {"$ref": "#/components/schemas/ChatCompletionChunk"} in data[1]["contentSchema"]["anyOf"]
