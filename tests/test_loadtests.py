@@ -574,6 +574,13 @@ BAD_INPUT = [
     ),
     (["nonsense"], "invalid choice"),
     (["steady", "--slo", "@/nonexistent/slo.txt"], "cannot read"),
+    (
+        ["steady", "--plan", "enterprise", "--base-url", "http://127.0.0.1:9/v1", "--api-key", "x"],
+        "--enterprise-requests-per-min",
+    ),
+    (["steady", "--arrival", "poisson"], "needs --rate"),
+    (["steady", "--output-tokens", "uniform:9:3"], "--output-tokens"),
+    (["steady", "--dataset", "/nonexistent/prompts.jsonl"], "cannot read"),
 ]
 
 
@@ -584,3 +591,52 @@ def test_bad_load_input_is_one_clear_line(tmp_path: Path, argv: list[str], messa
     output = done.stdout + done.stderr
     assert done.returncode == 2 and message in output and "Traceback" not in output, output
     assert time.monotonic() - started < 30
+
+
+def test_unreachable_target_trips_the_breaker(tmp_path: Path) -> None:
+    """Nothing listens: after --breaker transport failures in a row the run stops, and
+    load.json says the target could not be judged (exit 3) long before the duration."""
+    port = _free_port()  # closed again: connections are refused
+    started = time.monotonic()
+    code, document = _load(
+        tmp_path / "r",
+        "steady",
+        "--base-url",
+        f"http://127.0.0.1:{port}/v1",
+        "--api-key",
+        "op_sk_test_x",
+        "--duration",
+        "60s",
+        "--profile-option",
+        "rate=40",
+        "--breaker",
+        "10",
+        timeout=90,
+    )
+    assert code == 3 and document["verdict"] == "unreachable", document
+    assert "transport failures in a row" in document["breaker"]
+    assert time.monotonic() - started < 40
+
+
+@pytest.mark.slow
+def test_silent_target_never_hangs(tmp_path: Path) -> None:
+    """A target that accepts and never answers: the run ends at its duration plus the stop
+    timeout with a finished load.json, not a hang."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)  # never accepted: requests sit unanswered
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+        code, document = _load(
+            tmp_path / "r",
+            "steady",
+            "--base-url",
+            f"http://127.0.0.1:{port}/v1",
+            "--api-key",
+            "op_sk_test_x",
+            "--duration",
+            "3s",
+            timeout=120,
+        )
+    assert code == 3 and document.get("verdict") in ("inconclusive", "unreachable"), document
+    assert time.monotonic() - started < 60
