@@ -137,7 +137,7 @@ def capacity_curve(steps: list[dict[str, Any]]) -> str | None:
     if not steps:
         return None
     by_rate = "rate" in steps[0]
-    xs = [step.get("rate") if by_rate else step.get("users") for step in steps]
+    xs = [float((step.get("rate") if by_rate else step.get("users")) or 0) for step in steps]
     figure, axis = plt.subplots(figsize=(8, 3.0))
     axis.plot(xs, [step.get("achieved_rps") or 0 for step in steps], marker="o", label="achieved/s")
     if by_rate:
