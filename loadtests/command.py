@@ -22,11 +22,13 @@ from typing import Any
 from urllib.parse import urlparse
 
 from loadtests.arrivals import ARRIVALS
+from loadtests.transport_env import transport_to_environment
 from loadtests.workload import Distribution, read_dataset
 from opconform.config import OPTION_BY_NAME, resolve
 from opconform.contract import IDENTITY_BY_LABEL, KEY_VARIABLES, PLANS, parse_duration
 from opconform.exitcodes import HARNESS, USAGE, UsageError
 from opconform.slo import parse_slo
+from opconform.transport import TransportSettings
 
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
 GRACE_SECONDS = 45.0  # past --duration: Locust's stop timeout, one network timeout, the verdict
@@ -60,6 +62,12 @@ SHARED = (
     "plan",
     "enterprise_requests_per_min",
     "enterprise_concurrent",
+    "ca_bundle",
+    "client_cert",
+    "client_key",
+    "insecure",
+    "header",
+    "secret_header",
 )
 
 
@@ -75,14 +83,18 @@ def add_load(sub: argparse._SubParsersAction) -> None:
     p.add_argument("profile", choices=sorted(PROFILES))
     for name in SHARED:
         option = OPTION_BY_NAME[name]
-        kind = {"int": int, "float": float}.get(option.kind, str)
-        p.add_argument(
-            *option.flags,
-            dest=name,
-            type=kind,
-            choices=option.choices,
-            help=f"{option.help} [env {option.env}]",
-        )
+        help_text = f"{option.help} [env {option.env}]"
+        if option.kind == "bool":
+            p.add_argument(
+                *option.flags, dest=name, action="store_true", default=None, help=help_text
+            )
+        elif option.kind == "lines":
+            p.add_argument(*option.flags, dest=name, action="append", help=help_text)
+        else:
+            kind = {"int": int, "float": float}.get(option.kind, str)
+            p.add_argument(
+                *option.flags, dest=name, type=kind, choices=option.choices, help=help_text
+            )
     p.add_argument("--duration", help="e.g. 60s, 5m (default per profile)")
     p.add_argument("--users", type=int, help="closed-loop users (default: from plan and profile)")
     p.add_argument("--processes", type=int, default=1, help="generator processes (Locust)")
@@ -237,6 +249,7 @@ def run_load(args: argparse.Namespace) -> int:
 
     _check(args)
     values = resolve({name: getattr(args, name) for name in SHARED})
+    transport = TransportSettings.from_values(values)
     report_dir = (
         args.report_dir
         or Path("reports") / "runs" / f"load-{args.profile}-{time.strftime('%Y%m%dT%H%M%S')}"
@@ -244,7 +257,7 @@ def run_load(args: argparse.Namespace) -> int:
     if report_dir.exists() and any(report_dir.iterdir()):
         raise UsageError(f"--report-dir {report_dir} is not empty: choose a new folder")
 
-    env = dict(os.environ)
+    env = {**os.environ, **transport_to_environment(transport)}
     for label in ("main", "alt", "pro"):
         identity = IDENTITY_BY_LABEL[label]
         if values.get(identity.option):

@@ -8,7 +8,7 @@ environment variables of opconform.contract.KEY_VARIABLES.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +16,11 @@ from locust import events
 from locust.env import Environment
 
 from loadtests.arrivals import ARRIVALS
+from loadtests.transport_env import transport_from_environment
 from loadtests.workload import Distribution, Workload, read_dataset
 from opconform.contract import PLANS, WINDOW_SECONDS
 from opconform.slo import parse_slo
+from opconform.transport import TransportSettings
 
 
 @events.init_command_line_parser.add_listener
@@ -69,6 +71,7 @@ class Settings:
     run_time: float | None
     progress_seconds: float
     breaker: int
+    transport: TransportSettings = field(default_factory=TransportSettings)
 
     @classmethod
     def from_environment(cls, environment: Environment) -> Settings:
@@ -102,6 +105,7 @@ class Settings:
             run_time=float(options.run_time) if getattr(options, "run_time", None) else None,
             progress_seconds=options.op_progress_seconds,
             breaker=options.op_breaker,
+            transport=transport_from_environment(),
         )
 
     def limit(self, name: str) -> int:
@@ -136,6 +140,7 @@ class Settings:
             "max_requests": self.max_requests,
             "run_time_s": self.run_time,
             "profile_options": self.profile_options,
+            "transport": self.transport.describe(),
         }
 
 

@@ -56,12 +56,26 @@ class LLMUser(FastHttpUser):
     # send from one user concurrently (the pool opens connections lazily).
     concurrency = 512
 
+    def __init__(self, environment: Any) -> None:
+        # The run's transport (opconform/transport.py): verify certificates unless --insecure
+        # (Locust's own default is not to), trust --ca-bundle, present --client-cert.
+        transport = RUN.settings.transport if RUN.settings else None
+        if transport is not None:
+            self.insecure = transport.insecure
+            self.ssl_context_factory = transport.ssl_context
+        super().__init__(environment)
+
     def on_start(self) -> None:
         variable = KEY_VARIABLES[self.key_label]
         key = os.environ.get(variable)
         if not key:
             raise RuntimeError(f"{variable} is not set")
-        self.headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
+        extra = dict(RUN.settings.transport.headers) if RUN.settings else {}
+        self.headers = {
+            **extra,  # --header: e.g. an access proxy's; the key's own header wins
+            "authorization": f"Bearer {key}",
+            "content-type": "application/json",
+        }
         self.next_at: float | None = None
         assert RUN.settings is not None
         self.settings: Settings = RUN.settings

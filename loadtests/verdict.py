@@ -178,7 +178,9 @@ def finish(environment: Environment) -> int:
 def write(document: dict[str, Any], samples: list[Sample], settings: Settings) -> None:
     if settings.report_dir is None:
         return
-    redactor = Redactor([os.environ.get(v) for v in KEY_VARIABLES.values()])
+    redactor = Redactor(
+        [*(os.environ.get(v) for v in KEY_VARIABLES.values()), *settings.transport.secret_values()]
+    )
     settings.report_dir.mkdir(parents=True, exist_ok=True)
     (settings.report_dir / "load.json").write_text(
         redactor.text(json.dumps(document, indent=2, default=str))

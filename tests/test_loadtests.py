@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import shutil
 import socket
 import statistics
 import subprocess
@@ -640,3 +641,61 @@ def test_silent_target_never_hangs(tmp_path: Path) -> None:
         )
     assert code == 3 and document.get("verdict") in ("inconclusive", "unreachable"), document
     assert time.monotonic() - started < 60
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_tls_target_is_verified_and_trusted_with_a_ca_bundle(tmp_path: Path) -> None:
+    """Certificates are verified (Locust's own default is not to); --ca-bundle trusts a
+    private CA; a secret --header never reaches load.json."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    with EmbeddedGateway(["--tls-cert", str(cert), "--tls-key", str(key)]) as gateway:
+        common = ["--base-url", gateway.base_url, "--api-key", gateway.env["OP_API_KEY"]]
+        code, trusted = _load(
+            tmp_path / "trusted",
+            "steady",
+            *common,
+            "--duration",
+            "3s",
+            "--ca-bundle",
+            str(cert),
+            "--secret-header",
+            "X-Proxy-Token: sekrit-0123",
+        )
+        assert code == 0, trusted
+        assert "sekrit-0123" not in (tmp_path / "trusted" / "load.json").read_text()
+        code, untrusted = _load(
+            tmp_path / "untrusted",
+            "steady",
+            *common,
+            "--duration",
+            "20s",
+            "--profile-option",
+            "rate=20",
+            "--breaker",
+            "5",
+        )
+    assert code == 3 and untrusted["verdict"] == "unreachable", untrusted
