@@ -18,8 +18,10 @@ if (env.OP_SDK_INSECURE) {
   tls.rejectUnauthorized = false;
 }
 // connect: direct connections; requestTls: the tunnelled connection through a proxy.
+// proxyTunnel false: an http:// target goes to an http:// proxy as an absolute-URI request,
+// as curl and httpx send it; https:// targets are tunnelled with CONNECT either way.
 const dispatcher = env.OP_SDK_ENV_PROXIES
-  ? new EnvHttpProxyAgent({ connect: tls, requestTls: tls })
+  ? new EnvHttpProxyAgent({ connect: tls, requestTls: tls, proxyTunnel: false })
   : new Agent({ connect: tls });
 const headers = JSON.parse(env.OP_SDK_HEADERS || "{}");
 
