@@ -1,0 +1,215 @@
+"""Interop matrix: `opconform run` against four third-party servers, compared with the
+hand-verified expectation files (tests/interop/expected/<name>.yaml, root-cause format).
+
+Every testable requirement's status must equal the file's (for BLOCKED, the root it names must be
+one the file accepts); a difference either way fails with a table of differences. The four runs
+happen once per module, two at a time, and are cached for the tests of the module.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from conformance.catalogue import requirements
+from tests.conftest import clean_env
+from tests.interop.servers import SERVERS, InteropUnavailable, start
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN_LIMIT_S = 120.0
+PARALLEL = 2
+STATUSES = {"PASS", "FAIL", "WARN", "INCONCLUSIVE", "BLOCKED", "DISABLED", "ERROR"}
+
+
+@dataclass
+class InteropRun:
+    name: str
+    unavailable: str | None = None
+    exit_code: int | None = None
+    seconds: float = 0.0
+    results: dict[str, Any] = field(default_factory=dict)
+    stderr: str = ""
+
+
+def _run_one(name: str, report_root: Path) -> InteropRun:
+    out = report_root / name
+    try:
+        with start(name) as running:
+            began = time.monotonic()
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "opconform",
+                    "run",
+                    "-q",
+                    "--report-dir",
+                    str(out),
+                    *running.opconform_args(),
+                ],
+                cwd=ROOT,
+                env=clean_env(),
+                capture_output=True,
+                text=True,
+                timeout=RUN_LIMIT_S * 3,
+                check=False,
+            )
+            seconds = time.monotonic() - began
+    except InteropUnavailable as exc:
+        return InteropRun(name, unavailable=str(exc))
+    results_file = out / "results.json"
+    results = json.loads(results_file.read_text()) if results_file.exists() else {}
+    return InteropRun(name, None, done.returncode, seconds, results, done.stderr[-3000:])
+
+
+@pytest.fixture(scope="module")
+def interop_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, InteropRun]:
+    report_root = tmp_path_factory.mktemp("interop")
+    with ThreadPoolExecutor(PARALLEL) as pool:
+        runs = list(pool.map(lambda n: _run_one(n, report_root), sorted(SERVERS)))
+    return {run.name: run for run in runs}
+
+
+def _expected(name: str) -> dict[str, Any]:
+    return dict(yaml.safe_load(SERVERS[name].expected_file.read_text()))
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+def differences(expected: dict[str, Any], results: dict[str, Any]) -> list[tuple[str, ...]]:
+    """(requirement, expected, got, suite message) for every requirement that differs."""
+    got_rows = {row["id"]: row for row in results.get("requirements", [])}
+    checks = {c["id"]: c for c in results.get("checks", [])}
+    rows: list[tuple[str, ...]] = []
+    for rid, want in expected["requirements"].items():
+        statuses = _as_list(want["status"])
+        roots = _as_list(want.get("by"))
+        row = got_rows.get(rid)
+        if row is None:
+            rows.append((rid, "/".join(statuses), "(missing)", ""))
+            continue
+        got = row["status"]
+        got_by = list(row.get("blocked_by") or [])
+        ok = got in statuses
+        if ok and got == "BLOCKED" and roots:
+            ok = bool(got_by) and set(got_by) <= set(roots)
+        if ok:
+            continue
+        worst = [checks[c] for c in row.get("checks", []) if c in checks]
+        worst = [c for c in worst if c["status"] == got] or worst
+        message = worst[0]["message"] if worst else ""
+        rows.append(
+            (
+                rid,
+                "/".join(statuses) + (f" by {'|'.join(roots)}" if roots else ""),
+                got + (f" by {','.join(got_by)}" if got_by else ""),
+                message[:160].replace("\n", " "),
+            )
+        )
+    return rows
+
+
+def _table(rows: list[tuple[str, ...]]) -> str:
+    head = ("requirement", "expected", "got", "suite message")
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(3)]
+    lines = [
+        "  ".join(cell.ljust(widths[i]) if i < 3 else cell for i, cell in enumerate(row))
+        for row in [head, *rows]
+    ]
+    return "\n".join(lines)
+
+
+@pytest.mark.slow
+@pytest.mark.interop
+@pytest.mark.parametrize("name", sorted(SERVERS))
+def test_suite_matches_hand_verified_expectations(
+    name: str, interop_runs: dict[str, InteropRun]
+) -> None:
+    run = interop_runs[name]
+    if run.unavailable:
+        pytest.skip(run.unavailable)
+    assert run.results, f"{name}: no results.json (exit {run.exit_code}):\n{run.stderr}"
+    expected = _expected(name)
+    problems = []
+    if run.exit_code != 1:
+        problems.append(f"exit code {run.exit_code}, expected 1 (not conformant)")
+    if run.seconds >= RUN_LIMIT_S:
+        problems.append(f"the run took {run.seconds:.0f} s (limit {RUN_LIMIT_S:.0f} s)")
+    rows = differences(expected, run.results)
+    got_roots = {c["requirement"] for c in run.results.get("root_causes", [])}
+    want_roots = set(expected["root_causes"])
+    maybe = set(expected.get("intermittent_root_causes") or [])
+    if not want_roots <= got_roots <= want_roots | maybe:
+        problems.append(
+            f"root causes: missing {sorted(want_roots - got_roots)}, "
+            f"unexpected {sorted(got_roots - want_roots - maybe)}"
+        )
+    if rows:
+        problems.append(
+            f"{len(rows)} requirement(s) differ from {SERVERS[name].expected_file.name}:\n"
+            + _table(rows)
+        )
+    assert not problems, f"{name} ({run.seconds:.0f} s): " + "\n".join(problems)
+
+
+@pytest.mark.parametrize("name", sorted(SERVERS))
+def test_expectation_file_is_complete(name: str) -> None:
+    """Fast: every testable requirement exactly once, with a known status and its reasons."""
+    expected = _expected(name)
+    assert expected["server"] == name and expected["version"] == SERVERS[name].version
+    testable = {r.id for r in requirements().values() if r.testable}
+    listed = expected["requirements"]
+    assert set(listed) == testable, (
+        f"missing {sorted(testable - set(listed))}, not testable {sorted(set(listed) - testable)}"
+    )
+    for rid, want in listed.items():
+        statuses = _as_list(want["status"])
+        assert statuses and set(statuses) <= STATUSES, rid
+        if statuses == ["BLOCKED"]:
+            assert want.get("by"), f"{rid}: BLOCKED without the root it is blocked by"
+        if set(statuses) & {"FAIL", "WARN"} and len(statuses) == 1:
+            assert want.get("evidence"), f"{rid}: a deviation without evidence"
+        if len(statuses) > 1:
+            assert want.get("note") or want.get("why"), f"{rid}: several statuses without a note"
+    roots = {rid for rid, w in listed.items() if _as_list(w["status"]) in (["FAIL"], ["WARN"])}
+    assert set(expected["root_causes"]) == roots
+
+
+def test_differences_table_reports_both_directions() -> None:
+    expected = {
+        "requirements": {
+            "OP-A": {"status": "FAIL"},
+            "OP-B": {"status": "BLOCKED", "by": "OP-A"},
+            "OP-C": {"status": ["FAIL", "PASS"], "note": "intermittent"},
+            "OP-D": {"status": "PASS"},
+        }
+    }
+    results = {
+        "requirements": [
+            {"id": "OP-A", "status": "FAIL", "blocked_by": [], "checks": []},
+            {"id": "OP-B", "status": "BLOCKED", "blocked_by": ["OP-X"], "checks": ["b"]},
+            {"id": "OP-C", "status": "PASS", "blocked_by": [], "checks": []},
+            {"id": "OP-D", "status": "FAIL", "blocked_by": [], "checks": ["d"]},
+        ],
+        "checks": [
+            {"id": "b", "status": "BLOCKED", "message": "blocked by OP-X"},
+            {"id": "d", "status": "FAIL", "message": "boom"},
+        ],
+    }
+    rows = differences(expected, results)
+    assert [r[0] for r in rows] == ["OP-B", "OP-D"]
+    assert rows[0][2] == "BLOCKED by OP-X" and rows[1][3] == "boom"
+    assert _table(rows).splitlines()[0].startswith("requirement")
