@@ -21,10 +21,20 @@ MAX_WALL_SECONDS = 120.0
 
 
 @pytest.fixture(scope="module")
-def hostile_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Future[HostileRun]]:
+def hostile_runs(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Future[HostileRun]]:
+    # Only the behaviours selected in this session (-k), all submitted at once.
+    selected = [
+        item.callspec.params["behaviour"]
+        for item in request.session.items
+        if isinstance(item, pytest.Function)
+        and item.module is request.module
+        and hasattr(item, "callspec")
+    ]
     folder = tmp_path_factory.mktemp("hostile")
     pool = ThreadPoolExecutor(max_workers=2)
-    runs = {name: pool.submit(run_against, name, folder / name) for name in BEHAVIOURS}
+    runs = {name: pool.submit(run_against, name, folder / name) for name in selected}
     pool.shutdown(wait=False)
     return runs
 
