@@ -26,7 +26,7 @@ def hostile_runs(
 ) -> dict[str, Future[HostileRun]]:
     # Only the behaviours selected in this session (-k), all submitted at once.
     selected = [
-        item.callspec.params["behaviour"]
+        str(item.callspec.params["behaviour"])
         for item in request.session.items
         if isinstance(item, pytest.Function)
         and item.module is request.module
