@@ -56,7 +56,7 @@ class Sample:
     tokens_approximate: bool = False
     max_tokens: int | None = None  # what the request asked for (the workload's output target)
     retry_after: str | None = None
-    retry_wait: float = 0.0  # seconds this client then waited as Retry-After said
+    retry_wait: float = 0.0  # seconds waited before sending, as the last Retry-After said
     ratelimit_limit: int | None = None
     ratelimit_remaining: int | None = None
     ratelimit_reset: int | None = None

@@ -77,6 +77,7 @@ class LLMUser(FastHttpUser):
             "content-type": "application/json",
         }
         self.next_at: float | None = None
+        self.pending_wait = 0.0  # a Retry-After wait, recorded on the request that follows it
         assert RUN.settings is not None
         self.settings: Settings = RUN.settings
         if self.settings.honour_retry_after is not None:
@@ -152,16 +153,15 @@ class LLMUser(FastHttpUser):
             pool.spawn(self._arrival, send, moment, waited)
 
     def _arrival(self, send: Callable[[float], Any], scheduled: float, waited: float) -> None:
+        self.pending_wait = waited  # read when the request's sample is made, before any switch
         sample = send(scheduled)
-        if isinstance(sample, Sample):
-            sample.retry_wait = waited
-            if sample.status == 429 and self.honours_retry_after:
-                wait = retry_after_seconds({"retry-after": sample.retry_after})
-                if wait is not None:
-                    until = time.time() + min(wait, self.settings.window + 1)
-                    RUN.blocked_until[self.key_label] = max(
-                        until, RUN.blocked_until.get(self.key_label, 0.0)
-                    )
+        if isinstance(sample, Sample) and sample.status == 429 and self.honours_retry_after:
+            wait = retry_after_seconds({"retry-after": sample.retry_after})
+            if wait is not None:
+                until = time.time() + min(wait, self.settings.window + 1)
+                RUN.blocked_until[self.key_label] = max(
+                    until, RUN.blocked_until.get(self.key_label, 0.0)
+                )
 
     def on_stop(self) -> None:
         for pool in getattr(self, "pools", []):
@@ -175,7 +175,7 @@ class LLMUser(FastHttpUser):
         if wait is not None:
             wait = min(wait, self.settings.window + 1)
             sleep(wait)
-            sample.retry_wait = wait
+            self.pending_wait = wait
             self.next_at = None
 
     # -- requests ----------------------------------------------------------------------
@@ -204,6 +204,7 @@ class LLMUser(FastHttpUser):
         return request
 
     def _new_sample(self, kind: str, scheduled: float | None, request: Request) -> Sample:
+        waited, self.pending_wait = getattr(self, "pending_wait", 0.0), 0.0
         return Sample(
             group=self.group,
             kind=kind,
@@ -211,6 +212,7 @@ class LLMUser(FastHttpUser):
             sent=time.time(),
             open_streams=RUN.open_streams.get(self.key_label, 0),
             max_tokens=request.max_tokens,
+            retry_wait=waited,
         )
 
     def _read_headers(self, sample: Sample, headers: Any) -> bool:

@@ -319,6 +319,23 @@ REFERENCE_CASES = [
         "no errors or broken streams",
     ),
     ("soak", "soak", ["--duration", "6s", "--profile-option", "buckets=3"], [], 0, None),
+    (  # open loop above the plan's requests/min, waiting as Retry-After says: goodput apart
+        "steady-over-quota",
+        "steady",
+        [
+            "--duration",
+            "6s",
+            *SHORT_WINDOW,
+            "--arrival",
+            "constant",
+            "--rate",
+            "30",
+            "--honour-retry-after",
+        ],
+        [],
+        0,
+        None,
+    ),
     (
         "ramp",
         "ramp",
@@ -448,6 +465,10 @@ def test_profile_reports_what_users_need(profile_runs: dict[str, tuple[int, dict
     _, quota = profile_runs["quota"]
     assert quota["extra"]["cut_off"]
     assert 100_000 <= quota["extra"]["tokens_before_cutoff"] <= 125_000
+    _, over = profile_runs["steady-over-quota"]
+    quota = over["metrics"]
+    assert quota["rate_limited"] > 0 and quota["retry_wait_s"] > 0, quota
+    assert 0 < quota["goodput_rps"] < quota["offered_rps"], quota
     _, cap = profile_runs["cap"]  # what the profile did, planned from its probe
     assert cap["extra"]["probe"]["streams"] == 2 and cap["extra"]["rounds"]
     assert "opconform: [" in steady["_stdout"]  # the live status line, without a TTY

@@ -168,7 +168,7 @@ def expectations(samples: list[Sample], settings: Settings) -> list[dict[str, An
             )
         )
     polite = group(samples, "polite")
-    after_wait = [b for a, b in itertools.pairwise(polite) if a.status == 429 and a.retry_wait]
+    after_wait = [b for a, b in itertools.pairwise(polite) if a.status == 429 and b.retry_wait]
     recovered = [s for s in after_wait if s.status == 200]
     results.append(
         expectation(
