@@ -250,7 +250,14 @@ def _broken(document: dict[str, Any]) -> list[str]:
 
 # (id, profile, options, gateway faults, expected exit, an expectation that must break)
 REFERENCE_CASES = [
-    ("steady", "steady", ["--duration", "5s"], [], 0, None),
+    (  # synthetic prompts, output targets drawn per request
+        "steady",
+        "steady",
+        ["--duration", "5s", "--output-tokens", "uniform:16:48", "--prompt-tokens", "100"],
+        [],
+        0,
+        None,
+    ),
     ("burst", "rpm-burst", ["--duration", "7s", *SHORT_WINDOW], [], 0, None),
     (
         "burst-off-by-one",
@@ -460,6 +467,14 @@ def test_profile_reports_what_users_need(profile_runs: dict[str, tuple[int, dict
     for name in ("ttft", "ttfb", "itl", "e2e"):
         assert set(metrics[name]) >= {"p50", "p90", "p95", "p99", "p99.9"}
     assert metrics["output_tokens"] > 0 and not metrics["tokens_approximate"]
+    streams = [
+        json.loads(line)
+        for line in (Path(steady["_dir"]) / "samples.jsonl").read_text().splitlines()
+    ]
+    targets = {s["max_tokens"] for s in streams}
+    assert len(targets) > 1 and min(targets) >= 16 and max(targets) <= 48, targets
+    # max_tokens set per request, output counted from usage: the answer reached its target
+    assert all(s["output_tokens"] == s["max_tokens"] for s in streams if s["outcome"] == "ok")
     _, ramp = profile_runs["ramp"]
     assert ramp["extra"]["steps"] and ramp["extra"]["capacity"]
     _, quota = profile_runs["quota"]
