@@ -133,7 +133,9 @@ class LLMUser(FastHttpUser):
             self.after_429(sample)
         return sample
 
-    def open_loop(self, rate: float, send: Callable[[float], Any] | None = None) -> None:
+    def open_loop(
+        self, rate: float, send: Callable[[float], Any] | None = None, kind: str | None = None
+    ) -> None:
         """Send at `rate` per second on the run's arrival process (constant or Poisson),
         whatever the answers take: each arrival gets its own greenlet. Returns when the run
         stops; the user's pool bounds how many are in flight."""
@@ -142,7 +144,8 @@ class LLMUser(FastHttpUser):
         self.pools = [*getattr(self, "pools", []), pool]
         seed = None if self.settings.seed is None else self.settings.seed * 1000 + self.index
 
-        kind = self.settings.arrival if self.settings.arrival != "closed" else "constant"
+        if kind is None:
+            kind = self.settings.arrival if self.settings.arrival != "closed" else "constant"
         for moment in schedule(kind, rate, time.time(), random.Random(seed), self.phase):
             waited = 0.0
             blocked = RUN.blocked_until.get(self.key_label, 0.0)

@@ -64,6 +64,8 @@ class SweepUser(LLMUser):
                 self.open_loop,
                 rate,
                 lambda scheduled, phase=phase: self.stream(scheduled=scheduled, phase=phase),
+                # an open loop always; Poisson unless --arrival constant says otherwise
+                "constant" if self.settings.arrival == "constant" else "poisson",
             )
             sender.join(timeout=step_seconds)
             sender.kill()
