@@ -154,6 +154,10 @@ def run(args: argparse.Namespace) -> int:
     document = json.loads(results.read_text(encoding="utf-8"))
     _sweep(report_dir, document, secrets)
     _render(report_dir)
+    if document.get("partial"):
+        # The one line that says why the run could not judge everything (unreachable target,
+        # a certificate that does not verify, the deadline, a target broken at the transport).
+        print(f"opconform run: {document['partial']}", file=sys.stderr)
     counts = ", ".join(f"{n} {s}" for s, n in document["counts"].items() if n)
     print(
         f"opconform: {document['verdict']} ({counts}); exit {document['exit_code']}; "

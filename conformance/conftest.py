@@ -18,7 +18,7 @@ def bulk_key(api: Any) -> str:
 
 
 @pytest.fixture(scope="session")
-def listed_models(api: Any, bulk_key: str) -> list[str]:
+def listed_models(api: Any, bulk_key: str, target: Target) -> list[str]:
     """The ids GET /models lists. A list that cannot be read blocks what stands on it (its own
     requirement, OP-MODELS-001, fails in its own check)."""
     exchange = api.request("GET", "/models", key=bulk_key)
@@ -28,11 +28,8 @@ def listed_models(api: Any, bulk_key: str) -> list[str]:
     except (ValueError, KeyError, TypeError):
         ids = []
     if not ids:
-        blocked(
-            "OP-MODELS-001",
-            f"GET /models gave no model ids ({exchange.describe()}); give --models to check "
-            "the rest without it",
-        )
+        hint = "" if target.models else "; give --models to check the rest without it"
+        blocked("OP-MODELS-001", f"GET /models gave no model ids ({exchange.describe()}){hint}")
     return list(dict.fromkeys(ids))
 
 

@@ -356,11 +356,20 @@ def _opconform_evidence(request: pytest.FixtureRequest) -> Any:
         blocked("run", run.unreachable)
     if run.stopped:
         blocked("run", f"the run stopped sending: {run.stopped}")
+    yield
+    item.stash[_RESULT] = run.recorder.take()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_call(item: pytest.Item) -> None:
+    """A check whose prerequisite is already broken is not run. Decided here, once its fixtures
+    are set up, so a check that configuration turns off reads DISABLED, not BLOCKED."""
+    run = item.config.stash.get(_RUN, None)
+    if run is None or not _is_check(item):
+        return
     cause = _broken_prerequisite(run, item)
     if cause is not None:
         blocked(cause[0], cause[1])
-    yield
-    item.stash[_RESULT] = run.recorder.take()
 
 
 def blocked(cause: str, reason: str) -> NoReturn:
@@ -675,7 +684,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         root_causes,
         verdict,
     )
-    from conformance.verdicts import apply_prerequisites
+    from conformance.verdicts import apply_prerequisites, resolve_roots
     from schemas.loader import schema_hashes
 
     for item in run.disabled_items:
@@ -706,6 +715,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                 result.baseline = "expected"
             run.results.append(result)
     apply_prerequisites(run.results)
+    resolve_roots(run.results)
     partial = run.unreachable or (
         f"the run stopped sending: {run.stopped}" if run.stopped else None
     )

@@ -37,7 +37,6 @@ def test_completion_matches_schema(api: Any, bulk_key: str, model: str) -> None:
 
 
 @requirement("OP-CHAT-002")
-@pytest.mark.needs("OP-CHAT-001")
 def test_completion_echoes_model(api: Any, bulk_key: str, models: list[str]) -> None:
     for model_id in models:
         exchange = api.chat(expect.chat_request(model_id), key=bulk_key)
@@ -50,7 +49,6 @@ def test_completion_echoes_model(api: Any, bulk_key: str, models: list[str]) -> 
 
 
 @requirement("OP-CHAT-003")
-@pytest.mark.needs("OP-CHAT-001")
 def test_usage_adds_up(api: Any, bulk_key: str, model: str) -> None:
     exchange = api.chat(expect.chat_request(model), key=bulk_key)
     expect.status(exchange, 200)
@@ -58,9 +56,8 @@ def test_usage_adds_up(api: Any, bulk_key: str, model: str) -> None:
     prompt, completion, total = (
         usage.get(k) for k in ("prompt_tokens", "completion_tokens", "total_tokens")
     )
-    assert isinstance(prompt, int) and isinstance(completion, int) and isinstance(total, int), (
-        f"usage is {usage}"
-    )
+    if not (isinstance(prompt, int) and isinstance(completion, int) and isinstance(total, int)):
+        raise expect.Deviation(f"usage is {usage}: not three integers", "OP-CHAT-001")
     assert total == prompt + completion, (
         f"usage.total_tokens {total} != prompt_tokens {prompt} + completion_tokens {completion}"
     )
@@ -74,19 +71,36 @@ def cut_completions(api: Any, bulk_key: str, model: str, target: Target) -> list
 
 
 @requirement("OP-CHAT-004")
-@pytest.mark.needs("OP-CHAT-001")
 def test_max_tokens_is_honoured(cut_completions: list[Any], attach: Any) -> None:
-    over = []
+    over, unjudged = [], 0
     for exchange in cut_completions:
         attach(exchange)
         expect.status(exchange, 200)
-        completion_tokens = (exchange.json().get("usage") or {}).get("completion_tokens")
-        if not (isinstance(completion_tokens, int) and completion_tokens <= 5):
-            over.append(completion_tokens)
+        body = expect.json_body(exchange)
+        completion_tokens = (body.get("usage") or {}).get("completion_tokens")
+        if isinstance(completion_tokens, int):
+            if completion_tokens > 5:
+                over.append(f"usage.completion_tokens is {completion_tokens}")
+            continue
+        # No usage to count by: a word is at least one token, so more than 5 words is proof.
+        words = len(_content(body).split())
+        if words > 5:
+            over.append(f"the answer has {words} words (no usage), so at least {words} tokens")
+        else:
+            unjudged += 1
     assert not over, (
-        f"max_tokens 5, but usage.completion_tokens is {over[0]} "
-        f"(in {len(over)} of {len(cut_completions)} completions)"
+        f"max_tokens 5, but {over[0]} (in {len(over)} of {len(cut_completions)} completions)"
     )
+    if unjudged == len(cut_completions):
+        pytest.skip("no usage and short answers: nothing shows how many tokens were generated")
+
+
+def _content(body: Any) -> str:
+    try:
+        content = body["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError):
+        return ""
+    return content if isinstance(content, str) else ""
 
 
 @requirement("OP-CHAT-005")

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from conformance import expect
+from conformance.plugin import blocked
 
 pytestmark = pytest.mark.area("models")
 requirement = pytest.mark.requirement
@@ -15,10 +16,17 @@ requirement = pytest.mark.requirement
 
 @pytest.fixture
 def model_list(api: Any, bulk_key: str) -> dict[str, Any]:
+    """The list as far as it can be read: a missing endpoint or a body without a data array
+    blocks these checks (OP-MODELS-001 fails for it); a list that breaks the schema in other
+    ways (a missing `created`, say) is still judged on its count, providers and ids."""
     exchange = api.request("GET", "/models", key=bulk_key)
-    expect.status(exchange, 200)
-    body = expect.json_body(exchange)
-    assert isinstance(body, dict), f"model list is not an object: {expect.preview(exchange)}"
+    try:
+        body = exchange.json() if exchange.status == 200 else None
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+        blocked("OP-MODELS-001", f"no model list to judge: {expect.preview(exchange)}")
+    assert isinstance(body, dict)
     return body
 
 
@@ -31,14 +39,12 @@ def test_list_matches_schema(api: Any, bulk_key: str) -> None:
 
 
 @requirement("OP-MODELS-008")
-@pytest.mark.needs("OP-MODELS-001")
 def test_list_has_over_50_models(model_list: dict[str, Any]) -> None:
     data = [m for m in model_list.get("data") or [] if isinstance(m, dict)]
     assert len(data) > 50, f"{len(data)} models listed; the reference promises over 50"
 
 
 @requirement("OP-MODELS-007")
-@pytest.mark.needs("OP-MODELS-001")
 def test_list_spans_providers(model_list: dict[str, Any], check: Any) -> None:
     data = [m for m in model_list.get("data") or [] if isinstance(m, dict)]
     providers = sorted({str(m.get("owned_by")) for m in data})
@@ -53,7 +59,6 @@ def test_list_spans_providers(model_list: dict[str, Any], check: Any) -> None:
 
 
 @requirement("OP-MODELS-003")
-@pytest.mark.needs("OP-MODELS-001")
 def test_model_ids_are_unique(model_list: dict[str, Any]) -> None:
     ids = [m.get("id") for m in model_list.get("data") or [] if isinstance(m, dict)]
     duplicates = sorted({str(i) for i in ids if ids.count(i) > 1})
@@ -61,7 +66,7 @@ def test_model_ids_are_unique(model_list: dict[str, Any]) -> None:
 
 
 @requirement("OP-MODELS-004")
-@pytest.mark.needs("OP-MODELS-001", "OP-CHAT-007")
+@pytest.mark.needs("OP-CHAT-007")
 def test_listed_models_answer_chat(
     api: Any, bulk_key: str, models: list[str], listed_models: list[str]
 ) -> None:

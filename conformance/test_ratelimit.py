@@ -104,7 +104,9 @@ def test_headers_on_401(api: Any) -> None:
 @pytest.mark.needs("OP-RL-001")
 def test_limit_matches_plan(api: Any, target: Target) -> None:
     rpm = _rpm(target)
-    limit = expect.rate_headers(api.request("GET", "/models", key="main"))["x-ratelimit-limit"]
+    # A 429 carries the headers too: a key limited below its plan must show it here, once.
+    answer = api.request("GET", "/models", key="main", allow_429=True)
+    limit = expect.rate_headers(answer)["x-ratelimit-limit"]
     assert limit == rpm, (
         f"X-RateLimit-Limit is {limit} for a {target.plan} key; the plan allows {rpm} requests/min"
     )
@@ -181,11 +183,17 @@ def _cap(target: Target) -> int:
 
 def _close_all(held: list[Any]) -> list[Any]:
     """Disconnect every held stream; the exchanges say whether each had already ended."""
+    for transfer in held:
+        transfer.drain()
     return [h.abort() for h in held]
 
 
 def _still_open(closed: list[Any]) -> bool:
-    return all(e.done_count == 0 and e.error is None for e in closed if e.status == 200)
+    """Every accepted stream was still open when we disconnected from it (what had arrived
+    meanwhile was taken in first): only then do the streams prove anything about the cap."""
+    return all(
+        e.aborted and e.done_count == 0 and e.error is None for e in closed if e.status == 200
+    )
 
 
 def _until_served(api: Any, model: str, stream: bool = False) -> tuple[Any, float, float]:
@@ -215,15 +223,22 @@ def test_concurrency_cap(api: Any, model: str, target: Target) -> None:
     held = _hold(api, model, cap)
     try:
         refused = [h.exchange for h in held if h.exchange.status != 200]
-        assert not refused, (
-            f"only {cap - len(refused)} of the plan's {cap} concurrent streams "
-            f"were accepted: {expect.preview(refused[0])}"
-        )
+        if refused:
+            # Refused by requests/min (a limit below the plan's) is OP-RL-004/007's deviation.
+            raise expect.Deviation(
+                f"only {cap - len(refused)} of the plan's {cap} concurrent streams "
+                f"were accepted: {expect.preview(refused[0])}",
+                "OP-RL-004",
+                "OP-RL-007",
+            )
         extra = api.chat(expect.chat_request(model, max_tokens=4), key="main", allow_429=True)
     finally:
         closed = _close_all(held)
     if not _still_open(closed):
-        pytest.skip("the held streams ended before the extra request was answered")
+        pytest.skip(
+            "the held streams ended on their own before the extra request was answered (the "
+            "target's answers are short): no evidence about the cap either way"
+        )
     assert extra.status == 429, (
         f"with {cap} streams open (the {target.plan} plan's cap) the "
         f"next request got {expect.preview(extra)}, not 429"
@@ -240,7 +255,7 @@ def test_slot_frees_on_disconnect_and_end(api: Any, model: str, target: Target, 
     held = _hold(api, model, cap)
     try:
         assert all(h.exchange.status == 200 for h in held), "could not open the plan's streams"
-        gone = held.pop(0).abort()  # the client disconnects from one stream
+        gone = _close_all([held.pop(0)])[0]  # the client disconnects from one stream
         after_disconnect, waited, bound = _until_served(api, model)
         # With cap - 1 streams held, a short stream takes the last slot and ends; the slot
         # must come back (the server may take a moment to notice: poll as above).
@@ -248,8 +263,11 @@ def test_slot_frees_on_disconnect_and_end(api: Any, model: str, target: Target, 
         after_end, waited_end, bound_end = _until_served(api, model)
     finally:
         closed = _close_all(held)
-    if not _still_open(closed) or gone.done_count:
-        pytest.skip("the held streams ended on their own during the check")
+    if not _still_open([*closed, gone]):
+        pytest.skip(
+            "the held streams ended on their own during the check (the target's answers are "
+            "short): no evidence about freed slots either way"
+        )
     check.note(f"slot back {waited:.2f}s after the disconnect, {waited_end:.2f}s after the end")
     assert after_disconnect.status == 200, (
         f"after a client disconnected from one of {cap} streams, requests still got "

@@ -179,7 +179,7 @@ def test_include_usage_adds_final_usage_chunk(api: Any, bulk_key: str, model: st
 
 
 @requirement("OP-STREAM-010")
-@pytest.mark.needs("OP-STREAM-002", "OP-CHAT-001")
+@pytest.mark.needs("OP-STREAM-002")
 def test_streamed_text_equals_completion(
     api: Any, bulk_key: str, model: str, target: Target, check: Any
 ) -> None:

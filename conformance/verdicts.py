@@ -74,6 +74,28 @@ def broken_requirements(results: Iterable[CheckResult]) -> dict[str, CheckResult
     return broken
 
 
+def resolve_roots(results: list[CheckResult]) -> None:
+    """A check blocked by a requirement whose own checks all ended up blocked is blocked by
+    that requirement's root: the reader is sent to the deviation itself."""
+    by_requirement: dict[str, list[CheckResult]] = {}
+    for result in results:
+        for rid in result.requirements:
+            by_requirement.setdefault(rid, []).append(result)
+    for result in results:
+        seen: set[str] = set()
+        while result.status == BLOCKED and result.blocked_by not in (None, "run", *seen):
+            cause = result.blocked_by
+            assert cause is not None
+            seen.add(cause)
+            mine = by_requirement.get(cause, [])
+            if not mine or any(r.status in (FAIL, WARN) for r in mine):
+                break
+            roots = {r.blocked_by for r in mine if r.status == BLOCKED and r.blocked_by}
+            if len(roots) != 1:
+                break
+            result.blocked_by = roots.pop()
+
+
 def apply_prerequisites(results: list[CheckResult]) -> None:
     """A check that could not pass because something it stands on is broken is blocked by that
     requirement, not counted as a failure (or error) of its own: one deviation, one failing

@@ -174,7 +174,7 @@ FAULTS: dict[str, Fault] = {
         ),
         Fault(
             Faults.MODELS_TOO_FEW,
-            ("OP-MODELS-002",),
+            ("OP-MODELS-008",),
             "only 20 models are listed (still from all 9 providers)",
         ),
         Fault(

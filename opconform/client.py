@@ -39,7 +39,7 @@ class Limits:
     # The target as a whole: this many transport failures in a row across endpoints, or this
     # much time spent in failed exchanges, and the run stops sending (the rest is blocked).
     target_failures_in_a_row: int = 5
-    target_failed_seconds: float = 45.0
+    target_failed_seconds: float = 30.0
     # A stream with more events than this (per max_tokens asked, plus room for the role, finish
     # and usage chunks) does not end the way the contract says: cut it and say so.
     stream_events_per_token: int = 4
@@ -549,7 +549,18 @@ class Transfer:
                 self.client.on_exchange(exchange)
         return exchange
 
-    def _consume(self, *, min_events: int | None) -> None:
+    def drain(self) -> Exchange:
+        """Take in what has already arrived, without waiting: has a held stream ended on its
+        own (a fast server finishes before the check looks)?"""
+        self._consume(min_events=None, drain=True)
+        return self.exchange
+
+    @property
+    def ended(self) -> bool:
+        """The server ended this stream ([DONE] or the end of the body) as far as we know."""
+        return self.exchange.done_count > 0 or (self._finished and not self.exchange.aborted)
+
+    def _consume(self, *, min_events: int | None, drain: bool = False) -> None:
         exchange = self.exchange
         deadline = self._start + self.limits.request_timeout
         run_left = self.client.breaker.remaining()
@@ -593,8 +604,13 @@ class Transfer:
                             exchange.error_kind = "timeout"
                         break
                 try:
-                    kind, value, at = self._inbox.get(timeout=wait)
+                    if drain:
+                        kind, value, at = self._inbox.get_nowait()
+                    else:
+                        kind, value, at = self._inbox.get(timeout=wait)
                 except queue.Empty:
+                    if drain:
+                        return
                     continue
                 if kind == "headers":
                     exchange.status = value.status_code
@@ -729,6 +745,8 @@ def _max_tokens(body: Any) -> int:
 
 def _describe_transport_error(exc: httpx.HTTPError) -> str:
     text = str(exc) or exc.__class__.__name__
+    if len(text) > 160:  # a server that sends garbage gets it quoted back: keep the gist
+        text = text[:160] + "..."
     if isinstance(exc, httpx.ConnectError):
         return f"cannot connect: {text}"
     if isinstance(exc, httpx.RemoteProtocolError):

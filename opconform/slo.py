@@ -18,8 +18,9 @@ from collections.abc import Iterable
 from opconform.contract import parse_duration
 from opconform.exitcodes import UsageError
 
-# Latency metrics a sample carries (seconds), and the pooled inter-chunk gaps.
-LATENCY_METRICS = ("ttfb", "ttft", "e2e", "itl", "gaps", "send_lag")
+# Latency metrics a sample carries (seconds), and the pooled inter-chunk gaps; "completion"
+# is the conformance suite's whole non-streamed completion (OP-PERF-001).
+LATENCY_METRICS = ("ttfb", "ttft", "e2e", "itl", "gaps", "send_lag", "completion")
 RATIO_SLOS = ("error_rate",)
 FLOOR_SLOS = ("achieved_rps", "output_tokens_per_s", "goodput_rps")
 _STAT = re.compile(r"^(p\d+(?:\.\d+)?|mean)$")

@@ -9,7 +9,18 @@ from reports.render import ReportError, kind_of, load_document
 
 # Conformance statuses from good to bad, for "did it get worse".
 # Skipped or disabled is a change of coverage, listed as CHANGED, not a regression.
-_RANK = {"PASS": 0, "SKIP": 0, "DISABLED": 0, "UNTESTABLE": 0, "WARN": 2, "FAIL": 3, "ERROR": 3}
+_RANK = {
+    "PASS": 0,
+    "SKIP": 0,  # runs written before INCONCLUSIVE replaced it
+    "INCONCLUSIVE": 0,
+    "DISABLED": 0,
+    "UNTESTABLE": 0,
+    "RETIRED": 0,
+    "BLOCKED": 1,
+    "WARN": 2,
+    "FAIL": 3,
+    "ERROR": 3,
+}
 # Load metrics compared, and which direction is worse.
 LOWER_IS_BETTER = [
     ("ttft", "p50"),

@@ -114,18 +114,25 @@ def conformance_context(document: dict[str, Any], run_dir: Path) -> dict[str, An
             check = dict(checks[check_id])
             check["evidence"] = (
                 _evidence(run_dir, check.get("evidence"))
-                if check["status"] in ("FAIL", "ERROR", "WARN")
+                if check["status"] in ("FAIL", "ERROR", "WARN", "BLOCKED")
                 else []
             )
             row["check_rows"].append(check)
         areas.setdefault(row["area"], []).append(row)
-        if row["status"] in ("FAIL", "ERROR", "WARN") or row["stale_baseline"]:
+        if row["status"] in ("FAIL", "ERROR", "WARN", "BLOCKED") or row["stale_baseline"]:
             problems.append(row)
     ordered = {a: areas[a] for a in AREAS if a in areas}
     ordered.update({a: rows for a, rows in areas.items() if a not in ordered})
     verdict = document["verdict"]
+    causes = []
+    for cause in document.get("root_causes") or []:
+        replay = [line for cid in cause["checks"] for line in checks[cid].get("replay", [])]
+        causes.append({**cause, "replay": replay[:2]})
     return {
         **document,
+        "partial": document.get("partial"),
+        "root_causes": causes,
+        "blocked_total": sum(len(c["blocked"]) for c in causes),
         "css": (TEMPLATES / "style.css").read_text(),
         "verdict_text": verdict.upper(),
         "verdict_class": verdict.replace(" ", "-"),

@@ -1,0 +1,202 @@
+"""The verdict engine as pure functions: statuses, prerequisites, roll-up order, root causes,
+whole-run invariants and replay lines."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conformance.evidence import curl_command
+from conformance.invariants import Context, Invariants
+from conformance.results import (
+    BLOCKED,
+    DISABLED,
+    ERROR,
+    FAIL,
+    INCONCLUSIVE,
+    PASS,
+    WARN,
+    CheckResult,
+    roll_up,
+    root_causes,
+    verdict,
+)
+from conformance.verdicts import Outcome, apply_prerequisites, only_assertions, status_of
+from opconform.client import Exchange
+from opconform.redact import Redactor
+from opconform.sse import SSEEvent
+
+
+def _result(rid: str, status: str, needs: tuple[str, ...] = (), name: str = "") -> CheckResult:
+    return CheckResult(
+        id=name or f"check-{rid}",
+        name=name or f"check-{rid}",
+        area="x",
+        requirements=[rid],
+        level="MUST",
+        status=status,
+        message=f"{rid} says {status}",
+        needs=list(needs),
+    )
+
+
+def test_status_of_maps_every_outcome() -> None:
+    passed = Outcome(passed=True, skipped=False, failed_assertion=False, message="")
+    assert status_of(passed, "MUST")[0] == PASS
+    warned = Outcome(True, False, False, "", warnings=("careful",))
+    assert status_of(warned, "MUST")[0] == WARN
+    assert status_of(Outcome(False, False, True, "bad"), "MUST")[0] == FAIL
+    assert status_of(Outcome(False, False, True, "bad"), "SHOULD")[0] == WARN
+    assert status_of(Outcome(False, False, False, "KeyError: x"), "MUST")[0] == ERROR
+    assert status_of(Outcome(False, True, False, "no evidence"), "MUST")[0] == INCONCLUSIVE
+    assert status_of(Outcome(False, True, False, "[disabled] needs a key"), "MUST")[:2] == (
+        DISABLED,
+        "needs a key",
+    )
+    assert status_of(Outcome(False, True, False, "[blocked OP-RL-001] why"), "MUST") == (
+        BLOCKED,
+        "why",
+        "OP-RL-001",
+    )
+
+
+def test_a_group_of_counter_examples_is_a_failure_not_an_error() -> None:
+    group = ExceptionGroup("hypothesis", [AssertionError("a"), AssertionError("b")])
+    assert only_assertions(group)
+    assert not only_assertions(ExceptionGroup("mixed", [AssertionError("a"), KeyError("b")]))
+
+
+def test_a_consequence_is_blocked_by_its_root_cause() -> None:
+    root = _result("OP-RL-001", FAIL)
+    consequence = _result("OP-RL-004", FAIL, needs=("OP-RL-001",))
+    errored = _result("OP-SDK-002", ERROR, needs=("OP-RL-004", "OP-RL-001"))
+    unrelated = _result("OP-CHAT-001", FAIL, needs=("OP-STREAM-001",))
+    results = [errored, consequence, root, unrelated]
+    apply_prerequisites(results)
+    assert root.status == FAIL
+    assert (consequence.status, consequence.blocked_by) == (BLOCKED, "OP-RL-001")
+    assert errored.status == BLOCKED
+    assert unrelated.status == FAIL  # its prerequisite is not broken
+    causes = root_causes(results)
+    assert [c["requirement"] for c in causes] == ["OP-RL-001", "OP-CHAT-001"]
+    assert sorted(causes[0]["blocked"]) == ["check-OP-RL-004", "check-OP-SDK-002"]
+
+
+def test_a_passing_consequence_stays_passed() -> None:
+    root = _result("OP-RL-001", FAIL)
+    fine = _result("OP-RL-004", PASS, needs=("OP-RL-001",))
+    apply_prerequisites([root, fine])
+    assert fine.status == PASS
+
+
+def test_fail_outranks_error_and_blocked_outranks_pass() -> None:
+    rows = {
+        row["id"]: row
+        for row in roll_up(
+            [
+                _result("OP-CHAT-001", ERROR, name="a"),
+                _result("OP-CHAT-001", FAIL, name="b"),
+                _result("OP-CHAT-002", PASS, name="c"),
+                _result("OP-CHAT-002", BLOCKED, name="d"),
+                _result("OP-CHAT-003", INCONCLUSIVE, name="e"),
+            ]
+        )
+    }
+    assert rows["OP-CHAT-001"]["status"] == FAIL
+    assert rows["OP-CHAT-002"]["status"] == BLOCKED
+    assert rows["OP-CHAT-003"]["status"] == INCONCLUSIVE  # never reads as passed
+    assert rows["OP-MODELS-002"]["status"] == "RETIRED"
+
+
+def test_verdict_never_fails_for_lack_of_evidence() -> None:
+    assert verdict([_result("OP-CHAT-001", PASS)]) == ("conformant", 0)
+    assert verdict([_result("OP-CHAT-001", FAIL)])[1] == 1
+    assert verdict([_result("OP-CHAT-001", PASS), _result("OP-CHAT-002", ERROR)])[1] == 3
+    assert verdict([_result("OP-CHAT-001", PASS)], partial="deadline")[1] == 3
+    assert verdict([_result("OP-CHAT-001", BLOCKED)])[1] == 3
+    assert verdict([_result("OP-CHAT-001", FAIL)], partial="deadline")[1] == 1
+
+
+# ---------------------------------------------------------------------------- invariants
+def _stream(
+    role: str | None = "assistant", done: bool = True, request: dict[str, object] | None = None
+) -> Exchange:
+    chunks = [
+        {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m",
+         "choices": [{"index": 0, "delta": {"role": role, "content": ""} if role else
+                      {"content": ""}, "finish_reason": None}]},
+        {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m",
+         "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}]},
+    ]  # fmt: skip
+    events = [SSEEvent(data=json.dumps(c), data_lines=1, at=0.0) for c in chunks]
+    if done:
+        events.append(SSEEvent(data="[DONE]", data_lines=1, at=0.0))
+    body = request or {"model": "m", "messages": [], "stream": True, "max_tokens": 8}
+    return Exchange(
+        method="POST",
+        url="http://x/v1/chat/completions",
+        path="/chat/completions",
+        key_label="pro",
+        request_headers={},
+        request_body=json.dumps(body).encode(),
+        started_at=0.0,
+        status=200,
+        headers={
+            "content-type": "text/event-stream",
+            "x-ratelimit-limit": "600",
+            "x-ratelimit-remaining": "5",
+            "x-ratelimit-reset": "9",
+        },
+        events=events,
+        done_count=int(done),
+        closed_after_done=True if done else None,
+    )
+
+
+def test_invariants_catch_an_intermittent_defect_with_its_rate() -> None:
+    invariants = Invariants()
+    for index in range(10):
+        invariants.observe(_stream(role=None if index % 5 == 4 else "assistant"), Context())
+    tally = invariants.tallies["OP-STREAM-005"]
+    assert (tally.seen, tally.broken, tally.rate) == (10, 2, "2 of 10 streams")
+    assert invariants.broken() == {"OP-STREAM-005"}
+
+
+def test_invariants_leave_a_situation_to_the_checks_that_provoke_it() -> None:
+    invariants = Invariants()
+    invariants.observe(_stream(done=False), Context(frozenset({"OP-ERR-008"})))
+    assert "OP-STREAM-007" not in invariants.broken()
+    invariants.observe(_stream(done=False), Context(frozenset({"OP-CHAT-001"})))
+    assert "OP-STREAM-007" in invariants.broken()
+
+
+def test_a_429_far_below_the_plan_is_a_limit_below_the_plan() -> None:
+    invariants = Invariants({"main": 60})
+    ok = _stream()
+    ok.key_label = "main"
+    for _ in range(3):
+        invariants.observe(ok, Context())
+    refused = _stream()
+    refused.key_label, refused.status, refused.body = "main", 429, b'{"error":{}}'
+    invariants.observe(refused, Context())
+    assert "OP-RL-007" in invariants.broken()
+    quota = _stream()
+    quota.key_label, quota.status = "main", 429
+    quota.body = b'{"error":{"message":"daily token quota spent"}}'
+    other = Invariants({"main": 60})
+    other.observe(quota, Context())
+    assert "OP-RL-007" not in other.broken()  # tokens/day, not requests/min
+
+
+@pytest.mark.parametrize("scheme", ["Bearer", "Basic"])
+def test_replay_line_names_the_variable_never_the_key(scheme: str) -> None:
+    key = "op_sk_test_free_main_secret"
+    exchange = _stream()
+    exchange.request_headers = {"authorization": f"{scheme} {key}", "accept": "text/event-stream"}
+    redactor = Redactor()
+    redactor.add_labelled({"main": key})
+    line = curl_command(exchange, {"main": key}, redactor)
+    assert key not in line and "secret" not in line
+    assert f'"authorization: {scheme} $OP_API_KEY"' in line and line.startswith("curl ")
+    assert redactor.text(f"{scheme} {key}") == f"{scheme} <main key>"
