@@ -408,7 +408,8 @@ class PrematureLimits:
             sent.append(at)
             return
         limit = self.expected.get(label)
-        owned = context.requirements & {"OP-RL-010", "OP-RL-011", "OP-RL-013"}
+        # Concurrency, tokens/day and per-key isolation are those checks' own situations.
+        owned = context.requirements & {"OP-RL-010", "OP-RL-011", "OP-RL-012", "OP-RL-013"}
         if limit is None or owned or _about_tokens(exchange):
             return
         recent = sum(1 for t in sent if at - t <= WINDOW_SECONDS)

@@ -532,7 +532,10 @@ class Gateway:
 
     async def api_error(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
-        return self.error_response(exc)
+        error: ApiError = exc
+        if self.hooks:
+            error = self.hooks.error_for_client(error, request.headers.get("user-agent", ""))
+        return self.error_response(error)
 
     async def server_error(self, request: Request, exc: Exception) -> Response:
         return self.error_response(ApiError(500, "An unexpected error occurred on our servers."))

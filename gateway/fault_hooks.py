@@ -175,6 +175,10 @@ class FaultHooks:
             return self.on(Faults.VALIDATION_TEMPERATURE_UNCHECKED)
         if field == "max_tokens" and keyword == "minimum":
             return self.on(Faults.VALIDATION_MAX_TOKENS_UNCHECKED)
+        if field == "messages" and len(path) == 3 and path[2] == "role" and keyword == "enum":
+            return self.on(Faults.VALIDATION_UNKNOWN_ROLE_ACCEPTED) or self.on(
+                Faults.VALIDATION_MESSAGES_UNCHECKED
+            )
         if field == "messages" and not (len(path) == 1 and keyword == "type"):
             return self.on(Faults.VALIDATION_MESSAGES_UNCHECKED)
         return False
@@ -194,7 +198,20 @@ class FaultHooks:
 
     def refuses_valid(self, payload: dict[str, Any]) -> bool:
         temperature = payload.get("temperature", 0)
+        if self.on(Faults.MULTI_TURN_REJECTED) and any(
+            isinstance(m, dict) and m.get("role") == "assistant"
+            for m in payload.get("messages") or []
+        ):
+            return True
         return self.on(Faults.CHAT_TEMPERATURE_2_REJECTED) and temperature > 1
+
+    def error_for_client(self, error: Any, user_agent: str) -> Any:
+        """sdk-errors-as-400: what the official SDKs (known by user agent) are told on a 401,
+        403 or 429."""
+        sdk = user_agent.startswith(("OpenAI/Python", "OpenAI/JS"))
+        if sdk and error.status in (401, 403, 429) and self.on(Faults.SDK_ERRORS_AS_400):
+            return type(error)(400, error.message, error.headers)
+        return error
 
     def model(self, model: MockModel) -> MockModel:
         """The model as this request meets it (slow-first-token: 600 ms more to the first token)."""

@@ -49,6 +49,9 @@ class Faults:
     VALIDATION_MAX_TOKENS_UNCHECKED: Final = "validation-max-tokens-unchecked"
     VALIDATION_UNKNOWN_MODEL_500: Final = "validation-unknown-model-500"
     CONTENT_PARTS_500: Final = "content-parts-500"
+    VALIDATION_UNKNOWN_ROLE_ACCEPTED: Final = "validation-unknown-role-accepted"
+    MULTI_TURN_REJECTED: Final = "multi-turn-rejected"
+    SDK_ERRORS_AS_400: Final = "sdk-errors-as-400"
     STREAM_INVALID_BODY_ACCEPTED: Final = "stream-invalid-body-accepted"
     # streaming
     STREAM_CONTENT_TYPE_JSON: Final = "stream-content-type-json"
@@ -119,6 +122,8 @@ class Fault:
     description: str
     # Extra suite options the fault needs to be observable (e.g. an opt-in area's model).
     needs: tuple[str, ...] = ()
+    # Gateway options it needs (e.g. streams slow enough to outlast the check's patience).
+    serve_args: tuple[str, ...] = ()
 
 
 _MIDSTREAM = ("--midstream-error-model", "op-test-midstream-error")
@@ -165,7 +170,7 @@ FAULTS: dict[str, Fault] = {
         ),
         Fault(
             Faults.FORBIDDEN_AS_404,
-            ("OP-AUTH-005", "OP-SDK-002", "OP-SDK-004"),
+            ("OP-AUTH-005",),
             "a forbidden model is answered 404, as if it did not exist",
         ),
         # models
@@ -254,6 +259,22 @@ FAULTS: dict[str, Fault] = {
             "max_tokens of 0 or less is accepted",
         ),
         Fault(Faults.VALIDATION_UNKNOWN_MODEL_500, ("OP-VAL-007",), "an unknown model gets 500"),
+        Fault(
+            Faults.VALIDATION_UNKNOWN_ROLE_ACCEPTED,
+            ("OP-VAL-010",),
+            "a message with an unknown role is served as if it were a user message",
+        ),
+        Fault(
+            Faults.MULTI_TURN_REJECTED,
+            ("OP-VAL-008",),
+            "a conversation with an assistant turn is refused with 400",
+        ),
+        Fault(
+            Faults.SDK_ERRORS_AS_400,
+            ("OP-SDK-002", "OP-SDK-004"),
+            "401, 403 and 429 reach the official SDKs (by user agent) as 400: the wire is right "
+            "for plain HTTP clients, wrong for the SDKs",
+        ),
         Fault(
             Faults.CONTENT_PARTS_500,
             ("OP-VAL-008",),
@@ -402,7 +423,7 @@ FAULTS: dict[str, Fault] = {
         ),
         Fault(
             Faults.RATELIMIT_AS_503,
-            ("OP-RL-007", "OP-SDK-002", "OP-SDK-004"),
+            ("OP-RL-007",),
             "over requests/min the answer is 503, so the SDKs raise InternalServerError",
         ),
         Fault(
@@ -426,6 +447,9 @@ FAULTS: dict[str, Fault] = {
             Faults.CONCURRENCY_SLOT_LEAK_ON_DISCONNECT,
             ("OP-RL-011",),
             "a stream whose client disconnects keeps its slot",
+            # The check waits for the slot as long as the server's pace suggests (10 s at
+            # least); the held streams must still be open by then to prove the leak.
+            serve_args=("--tpot-ms", "5"),
         ),
         Fault(
             Faults.RATELIMIT_SHARED_ACROSS_KEYS,

@@ -499,6 +499,7 @@ class Transfer:
         self.held = False  # opened by hold_stream: nobody else accounts for it
         self._start = 0.0
         self._worker: threading.Thread | None = None
+        self._stopping = False
 
     def start(self) -> None:
         self._start = time.perf_counter()
@@ -670,6 +671,7 @@ class Transfer:
                 self._done_at = time.perf_counter()
 
     def _close(self) -> None:
+        self._stopping = True
         response = self._holder.get("response")
         if response is not None:
             worker = self._worker
@@ -685,6 +687,16 @@ class Transfer:
                     self.client._http = self.client._new_http()
             response.close()
 
+    def _put(self, item: tuple[str, Any, float]) -> bool:
+        """Hand one item to the caller; False once the caller has closed the transfer."""
+        while not self._stopping:
+            try:
+                self._inbox.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def _work(self) -> None:
         exchange, inbox, http = self.exchange, self._inbox, self.client._http
         try:
@@ -698,9 +710,9 @@ class Transfer:
             self._holder["response"] = response
             inbox.put(("headers", response, time.perf_counter()))
             for chunk in response.iter_bytes():
-                if chunk:
-                    inbox.put(("chunk", chunk, time.perf_counter()))
-            inbox.put(("end", None, time.perf_counter()))
+                if chunk and not self._put(("chunk", chunk, time.perf_counter())):
+                    return
+            self._put(("end", None, time.perf_counter()))
         except httpx.TimeoutException as exc:
             inbox.put(
                 (

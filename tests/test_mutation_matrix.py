@@ -18,7 +18,7 @@ MATRIX_REPORT = Path(__file__).resolve().parent.parent / "reports" / "runs" / "m
 
 
 def _run_fault(fault: Fault, folder: Path) -> SuiteRun:
-    gateway_args = ["--fault", fault.name]
+    gateway_args = ["--fault", fault.name, *fault.serve_args]
     suite_args = ["--requirement", ",".join(fault.breaks), *fault.needs]
     if {"OP-RL-009", "OP-RL-013"} & set(fault.breaks):
         suite_args += ["-m", "slow or quota or not slow", "--max-tokens-total", "400000"]
