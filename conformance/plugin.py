@@ -173,6 +173,7 @@ class ConformanceRun:
         )
         self.client.breaker = TargetBreaker(limits, time.monotonic() + self.target.deadline)
         self.client.pacer.expected_limits = expected_limits(self.target)
+        self.client.on_external = self.invariants.limits.count
         from opconform.preflight import reach
 
         self.unreachable = reach(self.target.base_url, self.target.transport, limits)

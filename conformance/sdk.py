@@ -31,7 +31,7 @@ def python_client(api: Any, target: Target, key: str) -> Any:
     label = f"sdk-python:{key}"
 
     def count(_request: Any) -> None:
-        api.sent[label] = api.sent.get(label, 0) + 1
+        api.count_sent(label, key)
 
     sdk_httpx = _sdk_httpx()
     transport = target.transport
@@ -177,6 +177,9 @@ def run_node(
     # is not covered by it, so the process is killed at this deadline whatever it is doing
     # (subprocess.run kills the child when the timeout expires).
     deadline = target.request_timeout * 3
+    run_left = api.breaker.remaining()  # never past the run's --deadline
+    if run_left is not None:
+        deadline = max(1.0, min(deadline, run_left))
     try:
         done = subprocess.run(
             [str(node), str(NODE_SCRIPT)],
@@ -188,7 +191,7 @@ def run_node(
         )
     except subprocess.TimeoutExpired:
         raise AssertionError(f"the Node SDK did not finish in {deadline:g}s; killed") from None
-    api.sent[f"sdk-node:{key}"] = api.sent.get(f"sdk-node:{key}", 0)
+    api.count_sent(f"sdk-node:{key}", key, 0)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if not lines:
         raise RuntimeError(
@@ -196,5 +199,5 @@ def run_node(
             f"{Redactor([*api.keys.values(), *target.secrets()]).text(done.stderr[-500:])}"
         )
     result: dict[str, Any] = json.loads(lines[-1])
-    api.sent[f"sdk-node:{key}"] += int(result.get("requests", 0))
+    api.count_sent(f"sdk-node:{key}", key, int(result.get("requests", 0)))
     return result

@@ -278,6 +278,7 @@ class ApiClient:
         self.pacer = pacer or Pacer()
         self.on_exchange = on_exchange
         self.breaker = TargetBreaker(self.limits)
+        self.on_external: Callable[[str, int], None] | None = None
         self.sent: dict[str, int] = {}
         # Transport failures in a row per endpoint: a target whose chat endpoint hangs fails
         # fast after a few, while its other endpoints are still checked.
@@ -303,6 +304,13 @@ class ApiClient:
 
     def close(self) -> None:
         self._http.close()
+
+    def count_sent(self, label: str, key: str, n: int = 1) -> None:
+        """Requests sent for this run by another client (the SDK checks), as `label`, with the
+        identity `key`: counted like our own, and told to whoever watches a key's traffic."""
+        self.sent[label] = self.sent.get(label, 0) + n
+        if self.on_external is not None and n:
+            self.on_external(key, n)
 
     def has_key(self, label: str) -> bool:
         return label in self.keys
