@@ -33,7 +33,7 @@ def hostile_runs(
         and hasattr(item, "callspec")
     ]
     folder = tmp_path_factory.mktemp("hostile")
-    pool = ThreadPoolExecutor(max_workers=2)
+    pool = ThreadPoolExecutor(max_workers=5)  # runs mostly wait on deadlines, not the CPU
     runs = {name: pool.submit(run_against, name, folder / name) for name in selected}
     pool.shutdown(wait=False)
     return runs
