@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from opconform import slo as slo_grammar
-from opconform.contract import PLAN_NAMES, PLANS, parse_duration
+from opconform.contract import IDENTITY_BY_LABEL, PLAN_NAMES, PLANS, parse_duration
 from opconform.exitcodes import UsageError
 from opconform.transport import TransportSettings, split_headers
 
@@ -48,21 +48,20 @@ OPTIONS: tuple[Option, ...] = (
         "OP_BASE_URL",
         "target, e.g. https://staging.example/v1 (default: start the embedded gateway)",
     ),
-    Option("api_key", "OP_API_KEY", "main key (required for a remote target)", secret=True),
+    # The identities and their variables are the contract module's (IDENTITIES).
+    *(
+        Option(identity.option, identity.env, help, secret=True)
+        for identity, help in (
+            (IDENTITY_BY_LABEL["main"], "main key (required for a remote target)"),
+            (IDENTITY_BY_LABEL["alt"], "second key of the same plan (per-key isolation)"),
+            (IDENTITY_BY_LABEL["pro"], "a Pro key: used for bulk checks"),
+            (
+                IDENTITY_BY_LABEL["restricted"],
+                "a key without permission for --restricted-model (403 checks)",
+            ),
+        )
+    ),
     Option("plan", "OP_PLAN", "plan of the main key", choices=PLAN_NAMES, default="free"),
-    Option(
-        "alt_api_key",
-        "OP_ALT_API_KEY",
-        "second key of the same plan (per-key isolation)",
-        secret=True,
-    ),
-    Option("pro_api_key", "OP_PRO_API_KEY", "a Pro key: used for bulk checks", secret=True),
-    Option(
-        "restricted_api_key",
-        "OP_RESTRICTED_API_KEY",
-        "a key without permission for --restricted-model (403 checks)",
-        secret=True,
-    ),
     Option("restricted_model", "OP_RESTRICTED_MODEL", "a model the restricted key may not use"),
     Option(
         "enterprise_requests_per_min",
@@ -369,10 +368,8 @@ class Target:
         return cls(
             base_url=base_url.rstrip("/"),
             keys={
-                "main": values.get("api_key"),
-                "alt": values.get("alt_api_key"),
-                "pro": values.get("pro_api_key"),
-                "restricted": values.get("restricted_api_key"),
+                label: values.get(IDENTITY_BY_LABEL[label].option)
+                for label in ("main", "alt", "pro", "restricted")
             },
             plan=plan,
             requests_per_min=rpm,

@@ -134,3 +134,38 @@ def test_area_markers_select_like_pytest(tmp_path: Path) -> None:
     assert run.code == 0, run.stdout[-2000:]
     ran = {c["area"] for c in run.results["checks"] if c["status"] != "DISABLED"}
     assert ran == {"compat"}
+
+
+LOW_LIMIT_CONFIG = """
+[plans.tiny]
+requests_per_min = 3
+tokens_per_day = 100000
+concurrent = 5
+
+[[keys]]
+key = "op_sk_test_tiny_main"
+plan = "tiny"
+role = "main"
+
+[[keys]]
+key = "op_sk_test_tiny_pro"
+plan = "pro"
+role = "pro"
+"""
+
+
+@pytest.mark.slow
+def test_limit_below_the_plan_is_one_failure(tmp_path: Path) -> None:
+    """A key that really allows 3 requests/min, declared Free (60): one FAIL on the limit's
+    requirement, and the checks that needed a free window are blocked by it, not ERROR."""
+    config = tmp_path / "tiny.toml"
+    config.write_text(LOW_LIMIT_CONFIG)
+    with EmbeddedGateway(["--config", str(config)]) as gateway:
+        run = run_suite(gateway.env, tmp_path / "run", "--plan", "free")
+    results = run.results
+    assert run.code == 1, run.stdout[-2000:]
+    causes = [c["requirement"] for c in results["root_causes"]]
+    assert causes == ["OP-RL-004"], results["root_causes"]
+    assert "X-RateLimit-Limit is 3" in results["root_causes"][0]["message"]
+    assert results["root_causes"][0]["blocked"], "the checks that met the low limit are blocked"
+    assert results["counts"]["ERROR"] == 0
