@@ -24,7 +24,7 @@ from urllib.parse import urlparse
 from loadtests.arrivals import ARRIVALS
 from loadtests.transport_env import transport_to_environment
 from loadtests.workload import Distribution, read_dataset
-from opconform.config import OPTION_BY_NAME, resolve
+from opconform.config import OPTION_BY_NAME, TRANSPORT_OPTIONS, resolve
 from opconform.contract import IDENTITY_BY_LABEL, KEY_VARIABLES, PLANS, parse_duration
 from opconform.exitcodes import HARNESS, USAGE, UsageError
 from opconform.slo import parse_slo
@@ -62,12 +62,7 @@ SHARED = (
     "plan",
     "enterprise_requests_per_min",
     "enterprise_concurrent",
-    "ca_bundle",
-    "client_cert",
-    "client_key",
-    "insecure",
-    "header",
-    "secret_header",
+    *TRANSPORT_OPTIONS,
 )
 
 
