@@ -8,12 +8,12 @@ import pytest
 
 from conformance import expect
 from opconform.config import Target
-from opconform.contract import LONG_PROMPT
+from opconform.contract import COUNTING_PROMPT
 
 pytestmark = pytest.mark.area("chat")
 requirement = pytest.mark.requirement
 
-COUNTING = LONG_PROMPT
+COUNTING = COUNTING_PROMPT
 
 
 @requirement("OP-CHAT-006")

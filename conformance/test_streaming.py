@@ -8,7 +8,7 @@ import pytest
 
 from conformance import expect
 from opconform.config import Target
-from opconform.contract import LONG_PROMPT, SHORT_PROMPT
+from opconform.contract import COUNTING_PROMPT, SHORT_PROMPT
 
 pytestmark = pytest.mark.area("streaming")
 requirement = pytest.mark.requirement
@@ -219,7 +219,7 @@ def test_stream_honours_max_tokens(
     api: Any, bulk_key: str, model: str, target: Target, attach: Any
 ) -> None:
     body = expect.chat_request(
-        model, LONG_PROMPT, max_tokens=5, stream_options={"include_usage": True}
+        model, COUNTING_PROMPT, max_tokens=5, stream_options={"include_usage": True}
     )
     exchanges = [api.chat(body, key=bulk_key, stream=True) for _ in range(target.samples)]
 

@@ -60,7 +60,10 @@ KEY_VARIABLES = {identity.label: identity.env for identity in IDENTITIES}
 # Prompts that any model answers: a short one, and one whose answer is long (the mock counts;
 # a real model writes at length), always with max_tokens to bound the answer.
 SHORT_PROMPT = "Write a haiku about APIs."
-LONG_PROMPT = "Count from 1 to 20000, one number per line."
+# Longer than any small max_tokens, yet short enough that a target which ignores max_tokens
+# still answers within the read timeout (a cut answer is judged, not a timeout).
+COUNTING_PROMPT = "Count from 1 to 200, one number per line."
+LONG_PROMPT = "Count from 1 to 20000, one number per line."  # holds a stream open
 
 
 # ---------------------------------------------------------------------------- durations
