@@ -122,6 +122,8 @@ class Rule:
 def _error_body(exchange: Exchange) -> str | bool | None:
     if exchange.status is None or exchange.status < 400 or exchange.status == 401:
         return False  # 401 bodies are OP-AUTH-007's
+    if exchange.aborted or exchange.error:
+        return False  # we stopped reading: the body we have is not the server's whole answer
     if exchange.status >= 500 and exchange.status not in (502, 503):
         return False  # a crash is OP-VAL-008's problem, whatever its body looks like
     if exchange.content_type != "application/json":

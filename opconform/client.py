@@ -519,8 +519,11 @@ class Transfer:
         return not self._finished
 
     def wait_first_event(self) -> None:
-        """Consume until the headers and, for a 200 stream, the first event have arrived."""
+        """Consume until the headers and, for a 200 stream, the first event have arrived; an
+        answer that is not a stream (a 429, say) is read to its end, so its body is evidence."""
         self._consume(min_events=1)
+        if self.exchange.status != 200 and not self._finished:
+            self._consume(min_events=None)
 
     def wait_next_event(self) -> None:
         """Consume until one more event has arrived (or the stream ended)."""
