@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from opconform.client import Exchange
-from opconform.contract import KEY_VARIABLES
+from opconform.contract import KEY_PREFIX, KEY_VARIABLES
 from opconform.redact import Redactor
 
 BODY_PREVIEW = 4096
@@ -31,9 +31,9 @@ def curl_command(exchange: Exchange, keys: Mapping[str, str], redactor: Redactor
         for label, secret in sorted(keys.items(), key=lambda kv: -len(kv[1])):
             variable = "$" + KEY_VARIABLES.get(label, f"OP_{label.upper()}_API_KEY")
             value = value.replace(secret, variable)
-            bare = secret.removeprefix("op_sk_")
+            bare = secret.removeprefix(KEY_PREFIX)
             if bare != secret and len(bare) >= 4:
-                value = value.replace(bare, "${" + variable[1:] + "#op_sk_}")
+                value = value.replace(bare, "${" + variable[1:] + "#" + KEY_PREFIX + "}")
         headers.append(f"{name}: {value}")
     parts = ["curl", "-sS", "-i"]
     if exchange.events is not None or "text/event-stream" in str(
@@ -42,7 +42,7 @@ def curl_command(exchange: Exchange, keys: Mapping[str, str], redactor: Redactor
         parts.append("-N")
     if exchange.method != "GET" or exchange.request_body:
         parts += ["-X", exchange.method]
-    line = " ".join(parts) + " " + _quote_url(redactor.text(exchange.url))
+    line = " ".join(parts) + " " + shlex.quote(redactor.text(exchange.url))
     for header in headers:
         line += " -H " + _quote(redactor.text(header))
     if exchange.request_body:
@@ -56,10 +56,6 @@ def _quote(text: str) -> str:
     if "$" in text and '"' not in text and "`" not in text and "\\" not in text:
         return '"' + text + '"'
     return shlex.quote(text)
-
-
-def _quote_url(url: str) -> str:
-    return shlex.quote(url)
 
 
 def record(exchange: Exchange, redactor: Redactor) -> dict[str, Any]:

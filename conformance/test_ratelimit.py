@@ -16,12 +16,12 @@ from conformance import expect
 from conformance.plugin import disabled
 from opconform.client import reset_in_seconds
 from opconform.config import Target
-from opconform.contract import LONG_PROMPT, PLANS
+from opconform.contract import LONG_PROMPT, PLANS, WINDOW_SECONDS
 
 pytestmark = pytest.mark.area("ratelimit")
 requirement = pytest.mark.requirement
 
-WINDOW = 60  # "Requests / min"
+WINDOW = int(WINDOW_SECONDS)  # "Requests / min"
 CLOCK_SKEW = 2  # seconds of tolerance between our clock and the target's
 LONG_STREAM = LONG_PROMPT
 MAX_DRIVEN_LIMIT = 2000  # a requests/min limit above this is not driven to exhaustion

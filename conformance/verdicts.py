@@ -7,7 +7,6 @@ decides a verdict lives here, so it can be tested without running pytest.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from conformance.results import (
@@ -62,16 +61,6 @@ def only_assertions(exc: BaseException) -> bool:
     if isinstance(exc, BaseExceptionGroup):
         return all(only_assertions(inner) for inner in exc.exceptions)
     return isinstance(exc, AssertionError) or type(exc).__name__ == "Failed"
-
-
-def broken_requirements(results: Iterable[CheckResult]) -> dict[str, CheckResult]:
-    """Requirement ID -> the first check that failed (or warned) on it, not baselined."""
-    broken: dict[str, CheckResult] = {}
-    for result in results:
-        if result.status in (FAIL, WARN) and result.baseline != "expected":
-            for rid in result.requirements:
-                broken.setdefault(rid, result)
-    return broken
 
 
 def resolve_roots(results: list[CheckResult]) -> None:

@@ -77,7 +77,3 @@ def parse_duration(text: str, *, what: str = "duration", default_unit: str = "s"
     if not match:
         raise UsageError(f"{what}: expected a duration like 800ms, 30s, 5m or 1h, not {text!r}")
     return float(match.group(1)) * _UNIT_SECONDS[match.group(2) or default_unit]
-
-
-def is_duration(text: str) -> bool:
-    return _DURATION.match(str(text)) is not None

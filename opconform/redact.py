@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-KEY_PREFIX = "op_sk_"
+from opconform.contract import KEY_PREFIX
+
 REDACTED = "[REDACTED]"
 # Anything shaped like a key, known to us or not. The documented prefix stays visible, which is
 # useful evidence ("a key with the op_sk_ prefix was sent") and nothing more.
