@@ -9,6 +9,7 @@ import pytest
 
 from conformance import expect
 from opconform.config import Target
+from opconform.contract import KEY_PREFIX
 
 pytestmark = pytest.mark.area("auth")
 requirement = pytest.mark.requirement
@@ -54,7 +55,7 @@ def test_key_with_other_scheme_is_refused(api: Any, model: str, scheme: str) -> 
 @pytest.mark.needs("OP-AUTH-001")
 @pytest.mark.parametrize(("method", "path"), ENDPOINTS)
 def test_key_without_prefix_is_refused(api: Any, model: str, method: str, path: str) -> None:
-    unprefixed = api.secret("main").removeprefix("op_sk_")
+    unprefixed = api.secret("main").removeprefix(KEY_PREFIX)
     exchange = _send(api, method, path, model, key=None, authorization=f"Bearer {unprefixed}")
     expect.status(exchange, 401)
 

@@ -36,6 +36,7 @@ from gateway.faults import Faults
 from gateway.limits import RateLimiter, Verdict
 from gateway.settings import ApiKey, GatewayConfig, Plan
 from gateway.timing import TimingLog
+from opconform.contract import KEY_PREFIX
 from schemas.loader import fast_check, validator
 
 JSON = "application/json"
@@ -179,12 +180,12 @@ class Gateway:
             )
         if not token:
             raise self._unauthorized(request, "Empty API key provided.")
-        if not token.startswith("op_sk_"):
+        if not token.startswith(KEY_PREFIX):
             if not self.fault(Faults.AUTH_PREFIX_NOT_CHECKED):
                 raise self._unauthorized(
                     request, "Invalid API key provided: keys start with op_sk_."
                 )
-            token = "op_sk_" + token
+            token = KEY_PREFIX + token
         key = self.config.keys.get(token)
         if key is not None and key.role == "main" and self.fault(Faults.AUTH_MAIN_KEY_REFUSED):
             key = None

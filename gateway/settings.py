@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.catalogue import Latency, MockModel, default_models
-from opconform.contract import PLANS
+from opconform.contract import KEY_PREFIX, PLANS
 
 
 class ConfigError(ValueError):
@@ -137,7 +137,7 @@ def load_config(path: Path | None) -> GatewayConfig:
         keys = {}
         for index, entry in enumerate(data["keys"]):
             secret, plan_name = entry.get("key"), entry.get("plan")
-            if not isinstance(secret, str) or not secret.startswith("op_sk_"):
+            if not isinstance(secret, str) or not secret.startswith(KEY_PREFIX):
                 raise ConfigError(f"keys[{index}].key must be a string starting with op_sk_")
             if plan_name not in plans:
                 raise ConfigError(
