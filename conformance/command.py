@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from opconform.config import AREAS, OPTIONS, Target, resolve
+from opconform.config import AREAS, OPTIONS, Target, add_arguments, resolve
 from opconform.exitcodes import HARNESS, USAGE, UsageError
 from opconform.redact import Redactor
 from opconform.transport import TransportSettings
@@ -25,19 +25,7 @@ def add_run(sub: argparse._SubParsersAction) -> None:
         description="Run the conformance suite. With no --base-url it starts the embedded "
         "reference gateway on a free loopback port and checks that.",
     )
-    for option in OPTIONS:
-        kwargs: dict[str, Any] = {
-            "dest": option.name,
-            "default": None,
-            "help": option.help + (f" [env {option.env}]" if option.env else ""),
-        }
-        if option.kind == "bool":
-            kwargs.update(action="store_const", const=True)
-        if option.kind == "lines":
-            kwargs.update(action="append", metavar="'NAME: VALUE'")
-        if option.choices:
-            kwargs["choices"] = option.choices
-        p.add_argument(*option.flags, **kwargs)
+    add_arguments(p.add_argument, OPTIONS)
     p.add_argument(
         "--report-dir", type=Path, help=f"run folder (default {DEFAULT_REPORTS}/<timestamp>)"
     )

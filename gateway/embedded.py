@@ -14,6 +14,8 @@ import tempfile
 import threading
 from types import TracebackType
 
+from gateway.options import SERVE_VARIABLES
+
 LAST_VARIABLE = "OP_DETERMINISTIC"  # printed last by `serve --print-env`
 
 
@@ -42,15 +44,20 @@ class EmbeddedGateway:
             "0",
             "--print-env",
             "--quiet",
+            # Configured by its arguments alone (--gateway-args), never by the settings a user
+            # keeps for `opconform serve`: the embedded target is the contract's own.
+            "--config",
+            os.devnull,
             *self.args,
         ]
+        env = {k: v for k, v in os.environ.items() if k not in SERVE_VARIABLES}
         self._process = subprocess.Popen(
             command,
             stdout=subprocess.PIPE,
             stderr=self._log,
             stdin=subprocess.DEVNULL,
             text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**env, "PYTHONUNBUFFERED": "1"},
         )
         timer = threading.Timer(timeout, self._process.kill)
         timer.start()

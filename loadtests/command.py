@@ -21,11 +21,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from loadtests.arrivals import ARRIVALS
+from loadtests.options import (
+    LOAD_OPTION_NAMES,
+    LOAD_OPTIONS,
+    SHARED,
+    SHARED_OPTIONS,
+    resolve_load,
+    settings_document,
+)
 from loadtests.transport_env import transport_to_environment
 from loadtests.workload import Distribution, read_dataset
-from opconform.config import OPTION_BY_NAME, TRANSPORT_OPTIONS, resolve
-from opconform.contract import IDENTITY_BY_LABEL, KEY_VARIABLES, PLANS, parse_duration
+from opconform.config import add_arguments, stated_limits
+from opconform.contract import IDENTITY_BY_LABEL, KEY_VARIABLES, parse_duration
 from opconform.exitcodes import HARNESS, USAGE, UsageError
 from opconform.slo import parse_slo
 from opconform.transport import TransportSettings
@@ -52,18 +59,6 @@ PROFILES = {
     "soak": ProfileSpec("soak.py", "300s", ("rpm",)),
     "quota": ProfileSpec("quota.py", "180s"),
 }
-# Options of the shared table (opconform.config.OPTIONS): same flags, variables and
-# opconform.toml keys as `opconform run`.
-SHARED = (
-    "base_url",
-    "api_key",
-    "alt_api_key",
-    "pro_api_key",
-    "plan",
-    "enterprise_requests_per_min",
-    "enterprise_concurrent",
-    *TRANSPORT_OPTIONS,
-)
 
 
 def add_load(sub: argparse._SubParsersAction) -> None:
@@ -73,79 +68,12 @@ def add_load(sub: argparse._SubParsersAction) -> None:
         description="Run a load profile headless. With no --base-url the embedded reference "
         "gateway is the target. Exit 0: expectations and thresholds met; 1: broken; "
         "2: bad usage; 3: could not judge (an expectation lacked its evidence, the "
-        "generator was the limit, or the run could not finish).",
+        "generator was the limit, or the run could not finish). Settings come from the "
+        "command line, OP_* variables and opconform.toml ([load] for the load options).",
     )
     p.add_argument("profile", choices=sorted(PROFILES))
-    for name in SHARED:
-        option = OPTION_BY_NAME[name]
-        help_text = f"{option.help} [env {option.env}]"
-        if option.kind == "bool":
-            p.add_argument(
-                *option.flags, dest=name, action="store_true", default=None, help=help_text
-            )
-        elif option.kind == "lines":
-            p.add_argument(*option.flags, dest=name, action="append", help=help_text)
-        else:
-            kind = {"int": int, "float": float}.get(option.kind, str)
-            p.add_argument(
-                *option.flags, dest=name, type=kind, choices=option.choices, help=help_text
-            )
-    p.add_argument("--duration", help="e.g. 60s, 5m (default per profile)")
-    p.add_argument("--users", type=int, help="closed-loop users (default: from plan and profile)")
-    p.add_argument("--processes", type=int, default=1, help="generator processes (Locust)")
-    p.add_argument(
-        "--arrival",
-        choices=ARRIVALS,
-        default="closed",
-        help="closed: users wait for their answers; constant or poisson: open-loop at --rate",
-    )
-    p.add_argument("--rate", type=float, help="open-loop requests/s (steady, soak, sweep)")
-    p.add_argument(
-        "--slo",
-        default="",
-        help="e.g. ttft_p95=800ms,error_rate=0.01, or @FILE with one threshold per line",
-    )
-    p.add_argument("--model", default="gpt-4o-mini")
-    p.add_argument("--max-tokens", type=int, default=64, help="output tokens per request")
-    p.add_argument(
-        "--output-tokens",
-        help="output token target per request: 256, uniform:64:512, normal:256:64 "
-        "(sets max_tokens per request; default --max-tokens)",
-    )
-    p.add_argument("--prompt-tokens", default="64", help="prompt token target, same forms")
-    p.add_argument("--dataset", type=Path, help='JSONL of {"prompt"|"messages", "max_tokens"?}')
-    p.add_argument("--seed", type=int, help="seed of synthetic prompts and arrivals")
-    p.add_argument(
-        "--honour-retry-after",
-        "--honor-retry-after",
-        action="store_true",
-        help="the client waits as Retry-After says after a 429; goodput reported apart",
-    )
-    p.add_argument(
-        "--max-requests", type=int, default=20_000, help="request ceiling per generator process"
-    )
-    p.add_argument("--max-tokens-total", type=int, default=2_000_000)
-    p.add_argument(
-        "--window-seconds",
-        type=float,
-        default=60.0,
-        help="the target's requests/min window (the contract says 60)",
-    )
-    p.add_argument(
-        "--progress-seconds", type=float, default=5.0, help="status line interval (0: none)"
-    )
-    p.add_argument(
-        "--breaker",
-        type=int,
-        default=20,
-        help="stop sending after this many transport failures in a row (0: never)",
-    )
-    p.add_argument("--profile-option", action="append", default=[], metavar="NAME=VALUE")
-    p.add_argument(
-        "--gateway-args",
-        default="",
-        help="options for the embedded gateway, e.g. '--fault ratelimit-off-by-one'",
-    )
+    add_arguments(p.add_argument, (*SHARED_OPTIONS, *LOAD_OPTIONS))
+    p.add_argument("--config", type=Path, help="settings file (default ./opconform.toml)")
     p.add_argument("--report-dir", type=Path)
     p.add_argument(
         "--allow-remote-target",
@@ -153,6 +81,18 @@ def add_load(sub: argparse._SubParsersAction) -> None:
         help="permit a target that is not on this machine (only one you operate)",
     )
     p.set_defaults(handler=run_load)
+
+
+@dataclass(frozen=True)
+class LoadRun:
+    """One load run as resolved: the profile, the shared options (target, keys, transport),
+    the load options (LOAD_OPTIONS) and what follows from them."""
+
+    profile: str
+    shared: dict[str, Any]
+    options: dict[str, Any]
+    duration_s: float
+    cli_plan: str | None  # the embedded gateway's main key is Free unless --plan says otherwise
 
 
 def seconds(text: str) -> float:
@@ -169,15 +109,16 @@ def is_loopback(url: str) -> bool:
         return False
 
 
-def _users(args: argparse.Namespace, env: dict[str, str], concurrent: int | None) -> int:
-    if args.users:
-        return int(args.users)
-    if args.profile in ("steady", "soak"):
-        if args.arrival != "closed":
-            return args.processes  # one open-loop sender per process
+def _users(run: LoadRun, env: dict[str, str], concurrent: int | None) -> int:
+    options = run.options
+    if options["users"]:
+        return int(options["users"])
+    if run.profile in ("steady", "soak"):
+        if options["arrival"] != "closed":
+            return int(options["processes"])  # one open-loop sender per process
         return max(1, min((concurrent or 5) - 1, 4))
-    if args.profile in ("rpm-burst", "key-isolation"):
-        return 1 + bool(env.get("OP_ALT_API_KEY")) + bool(env.get("OP_PRO_API_KEY"))
+    if run.profile in ("rpm-burst", "key-isolation"):
+        return 1 + bool(env.get(KEY_VARIABLES["alt"])) + bool(env.get(KEY_VARIABLES["pro"]))
     return 1
 
 
@@ -191,49 +132,48 @@ def _slo_text(text: str) -> str:
     return ",".join(line.split("#")[0].strip() for line in lines if line.split("#")[0].strip())
 
 
-def _check(args: argparse.Namespace) -> None:
-    """Bad usage is one clear line before anything starts."""
-    args.slo = _slo_text(args.slo)
-    parse_slo(args.slo)
-    args.duration_s = seconds(args.duration or PROFILES[args.profile].duration)
-    if args.duration_s < 1 or args.max_requests < 1 or args.processes < 1:
+def _resolve(args: argparse.Namespace) -> LoadRun:
+    """Resolve and check every option: bad usage is one clear line before anything starts."""
+    cli = {name: getattr(args, name) for name in (*SHARED, *LOAD_OPTION_NAMES)}
+    shared, options = resolve_load(cli, config_file=args.config)
+    options["slo"] = _slo_text(options["slo"])
+    parse_slo(options["slo"])
+    duration_s = options["duration"] or seconds(PROFILES[args.profile].duration)
+    if duration_s < 1 or options["max_requests"] < 1 or options["processes"] < 1:
         raise UsageError("--duration, --max-requests and --processes must be positive")
-    Distribution.parse(args.output_tokens or str(args.max_tokens), what="--output-tokens")
-    Distribution.parse(args.prompt_tokens, what="--prompt-tokens")
-    if args.dataset:
-        read_dataset(args.dataset)
-    if args.arrival != "closed":
+    output = options["output_tokens"] or str(options["max_tokens"])
+    Distribution.parse(output, what="--output-tokens")
+    Distribution.parse(options["prompt_tokens"], what="--prompt-tokens")
+    if options["dataset"]:
+        read_dataset(Path(options["dataset"]))
+    arrival, rate = options["arrival"], options["rate"]
+    if arrival != "closed":
         if args.profile not in ("steady", "soak", "sweep"):
-            raise UsageError(f"--arrival {args.arrival}: steady, soak and sweep only")
-        if not args.rate and args.profile != "sweep":
-            raise UsageError(f"--arrival {args.arrival} needs --rate (requests/s)")
-    if args.rate is not None and args.rate <= 0:
+            raise UsageError(f"--arrival {arrival}: steady, soak and sweep only")
+        if not rate and args.profile != "sweep":
+            raise UsageError(f"--arrival {arrival} needs --rate (requests/s)")
+    if rate is not None and rate <= 0:
         raise UsageError("--rate must be positive")
-    if args.profile == "concurrency-cap" and args.processes > 1:
+    if args.profile == "concurrency-cap" and options["processes"] > 1:
         raise UsageError("concurrency-cap counts open streams in one process: --processes 1")
+    return LoadRun(args.profile, shared, options, duration_s, cli_plan=args.plan)
 
 
-def _limits(args: argparse.Namespace, values: dict[str, Any], plan: str) -> dict[str, int | None]:
-    """The main key's requests/min and concurrency: the plan's documented figures, or for
-    Enterprise ("Custom") the ones the user stated. Nothing is guessed."""
-    limits = PLANS[plan]
-    rpm, concurrent = limits.requests_per_min, limits.concurrent
-    if plan == "enterprise":
-        rpm = values.get("enterprise_requests_per_min")
-        concurrent = values.get("enterprise_concurrent")
-    found = {"rpm": rpm, "concurrent": concurrent}
-    spec = PROFILES[args.profile]
-    needed = [n for n in spec.needs if found[n] is None]
-    if needed == ["rpm"] and args.profile in ("steady", "soak") and args.rate:
-        needed = []  # an explicit rate is all steady needs
-    if args.profile in ("steady", "soak") and any(
-        o.startswith("rate=") for o in args.profile_option
-    ):
-        needed = [n for n in needed if n != "rpm"]
+def _limits(run: LoadRun, plan: str) -> dict[str, int | None]:
+    """The main key's requests/min and concurrency (config.stated_limits); a profile that needs
+    a figure nobody stated is bad usage."""
+    limits = stated_limits({**run.shared, "plan": plan})
+    found = {"rpm": limits.requests_per_min, "concurrent": limits.concurrent}
+    needed = [n for n in PROFILES[run.profile].needs if found[n] is None]
+    explicit_rate = run.options["rate"] or any(
+        item.startswith("rate=") for item in run.options["profile_option"] or ()
+    )
+    if run.profile in ("steady", "soak") and explicit_rate:
+        needed = [n for n in needed if n != "rpm"]  # an explicit rate is all steady needs
     if needed:
         flags = {"rpm": "--enterprise-requests-per-min", "concurrent": "--enterprise-concurrent"}
         raise UsageError(
-            f"the {plan} plan's limits are custom: {args.profile} needs "
+            f"the {plan} plan's limits are custom: {run.profile} needs "
             + " and ".join(flags[n] for n in needed)
         )
     return found
@@ -242,12 +182,11 @@ def _limits(args: argparse.Namespace, values: dict[str, Any], plan: str) -> dict
 def run_load(args: argparse.Namespace) -> int:
     from gateway.embedded import EmbeddedGateway
 
-    _check(args)
-    values = resolve({name: getattr(args, name) for name in SHARED})
-    transport = TransportSettings.from_values(values)
+    run = _resolve(args)
+    transport = TransportSettings.from_values(run.shared)
     report_dir = (
         args.report_dir
-        or Path("reports") / "runs" / f"load-{args.profile}-{time.strftime('%Y%m%dT%H%M%S')}"
+        or Path("reports") / "runs" / f"load-{run.profile}-{time.strftime('%Y%m%dT%H%M%S')}"
     )
     if report_dir.exists() and any(report_dir.iterdir()):
         raise UsageError(f"--report-dir {report_dir} is not empty: choose a new folder")
@@ -255,19 +194,18 @@ def run_load(args: argparse.Namespace) -> int:
     env = {**os.environ, **transport_to_environment(transport)}
     for label in ("main", "alt", "pro"):
         identity = IDENTITY_BY_LABEL[label]
-        if values.get(identity.option):
-            env[identity.env] = values[identity.option]
+        if run.shared.get(identity.option):
+            env[identity.env] = run.shared[identity.option]
     gateway = None
-    base_url = values.get("base_url")
-    plan = values.get("plan") or "free"
-    spec = PROFILES[args.profile]
+    base_url = run.shared.get("base_url")
+    plan = run.shared.get("plan") or "free"
     if not base_url:
-        gateway = EmbeddedGateway(args.gateway_args)
+        gateway = EmbeddedGateway(run.shared.get("gateway_args"))
         gateway_env = gateway.start()
         base_url = gateway.base_url
         env.update({k: v for k, v in gateway_env.items() if k.endswith("_API_KEY")})
-        plan = args.plan or "free"
-        if spec.capacity:  # capacity, not plan limits: the key whose limits are out of reach
+        plan = run.cli_plan or "free"
+        if PROFILES[run.profile].capacity:  # capacity, not plan limits: limits out of reach
             env[KEY_VARIABLES["main"]], plan = gateway_env["OP_ENTERPRISE_API_KEY"], "enterprise"
     try:
         if not (base_url.startswith("http://") or base_url.startswith("https://")):
@@ -279,13 +217,20 @@ def run_load(args: argparse.Namespace) -> int:
             )
         if not env.get(KEY_VARIABLES["main"]):
             raise UsageError("--api-key (or OP_API_KEY) is required for a remote target")
-        limits = _limits(args, values, plan)
+        limits = _limits(run, plan)
         report_dir.mkdir(parents=True, exist_ok=True)
-        users = _users(args, env, limits["concurrent"])
-        command = _locust_command(args, base_url, report_dir, users, plan, limits)
-        code = _run_bounded(command, env, args, report_dir, base_url, plan)
+        document = settings_document(
+            run.options,
+            plan=plan,
+            rpm=limits["rpm"],
+            concurrent=limits["concurrent"],
+            report_dir=report_dir,
+        )
+        users = _users(run, env, limits["concurrent"])
+        command = _locust_command(run, document, base_url, report_dir, users)
+        code = _run_bounded(command, env, run, report_dir, base_url, plan)
         if code != USAGE:
-            _fallback(report_dir, args, base_url, plan, f"Locust exited {code} without a verdict")
+            _fallback(report_dir, run, base_url, plan, f"Locust exited {code} without a verdict")
     finally:
         if gateway is not None:
             gateway.stop()
@@ -293,26 +238,22 @@ def run_load(args: argparse.Namespace) -> int:
 
 
 def _locust_command(
-    args: argparse.Namespace,
-    base_url: str,
-    report_dir: Path,
-    users: int,
-    plan: str,
-    limits: dict[str, int | None],
+    run: LoadRun, document: dict[str, Any], base_url: str, report_dir: Path, users: int
 ) -> list[str]:
+    options = run.options
     command = [
         sys.executable,
         "-m",
         "locust",
         "-f",
-        str(PROFILE_DIR / PROFILES[args.profile].file),
+        str(PROFILE_DIR / PROFILES[run.profile].file),
         "--headless",
         "-u",
         str(users),
         "-r",
         str(max(users, 1)),
         "--run-time",
-        f"{args.duration_s:g}s",
+        f"{run.duration_s:g}s",
         "--stop-timeout",
         "5",
         "--host",
@@ -327,52 +268,52 @@ def _locust_command(
         "--loglevel",
         "WARNING",
         "--op-plan",
-        plan,
+        document["plan"],
         "--op-model",
-        args.model,
+        options["model"],
         "--op-output-tokens",
-        args.output_tokens or str(args.max_tokens),
+        options["output_tokens"] or str(options["max_tokens"]),
         "--op-prompt-tokens",
-        args.prompt_tokens,
+        options["prompt_tokens"],
         "--op-arrival",
-        args.arrival,
+        options["arrival"],
         "--op-slo",
-        args.slo,
+        options["slo"],
         "--op-max-requests",
-        str(args.max_requests),
+        str(options["max_requests"]),
         "--op-max-tokens-total",
-        str(args.max_tokens_total),
+        str(options["max_tokens_total"]),
         "--op-window-seconds",
-        str(args.window_seconds),
+        str(options["window_seconds"]),
         "--op-report-dir",
         str(report_dir),
         "--op-progress-seconds",
-        str(args.progress_seconds),
+        str(options["progress_seconds"]),
         "--op-breaker",
-        str(args.breaker),
+        str(options["breaker"]),
     ]
     for name, flag in (("rpm", "--op-rpm"), ("concurrent", "--op-concurrent")):
-        if limits[name] is not None:
-            command += [flag, str(limits[name])]
-    if args.rate:
-        command += ["--op-rate", str(args.rate)]
-    if args.dataset:
-        command += ["--op-dataset", str(args.dataset.resolve())]
-    if args.seed is not None:
-        command += ["--op-seed", str(args.seed)]
-    if args.honour_retry_after:
+        if document[name] is not None:
+            command += [flag, str(document[name])]
+    if options["rate"]:
+        command += ["--op-rate", str(options["rate"])]
+    if document["dataset"]:
+        command += ["--op-dataset", document["dataset"]]
+    if options["seed"] is not None:
+        command += ["--op-seed", str(options["seed"])]
+    if options["honour_retry_after"]:
         command += ["--op-honour-retry-after", "yes"]
-    for item in args.profile_option:
+    for item in options["profile_option"] or ():
         command += ["--op-profile-option", item]
-    if args.processes > 1:
-        command += ["--processes", str(args.processes)]
+    if options["processes"] > 1:
+        command += ["--processes", str(options["processes"])]
     return command
 
 
 def _run_bounded(
     command: list[str],
     env: dict[str, str],
-    args: argparse.Namespace,
+    run: LoadRun,
     report_dir: Path,
     base_url: str,
     plan: str,
@@ -381,18 +322,18 @@ def _run_bounded(
     a session of their own) and write the verdict it could not."""
     process = subprocess.Popen(command, env=env, start_new_session=True)
     try:
-        return process.wait(timeout=args.duration_s + GRACE_SECONDS)
+        return process.wait(timeout=run.duration_s + GRACE_SECONDS)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
         print(
-            f"opconform load: Locust did not stop within {args.duration_s:g}s + "
+            f"opconform load: Locust did not stop within {run.duration_s:g}s + "
             f"{GRACE_SECONDS:g}s grace; killed",
             file=sys.stderr,
         )
         _fallback(
             report_dir,
-            args,
+            run,
             base_url,
             plan,
             f"Locust did not stop within the duration plus {GRACE_SECONDS:g} s; killed",
@@ -403,15 +344,15 @@ def _run_bounded(
         raise
 
 
-def _fallback(report_dir: Path, args: argparse.Namespace, host: str, plan: str, why: str) -> None:
+def _fallback(report_dir: Path, run: LoadRun, host: str, plan: str, why: str) -> None:
     """A load.json for a run that could not write its own: no verdict on the target."""
     if (report_dir / "load.json").is_file():
         return
     document = {
         "kind": "load",
-        "profile": args.profile,
-        "target": {"host": host, "plan": plan, "model": args.model},
-        "settings": {"duration_s": args.duration_s},
+        "profile": run.profile,
+        "target": {"host": host, "plan": plan, "model": run.options["model"]},
+        "settings": {"duration_s": run.duration_s},
         "verdict": "inconclusive",
         "exit_code": HARNESS,
         "valid": False,

@@ -1,6 +1,11 @@
-"""Run configuration: one table of options, read from the command line, the environment and an
-optional `opconform.toml`, in that order of precedence. The same table builds the options of
-`opconform run` and of the pytest plugin, so both accept exactly the same things.
+"""Configuration: tables of options, read from the command line, the environment and an
+optional `opconform.toml`, in that order of precedence, by one function (`resolve`).
+
+`OPTIONS` is the run's table: it builds the options of `opconform run` and of the pytest plugin,
+and `opconform load` shares its target and transport options. `opconform load`
+(loadtests/options.py) and `opconform serve` (gateway/options.py) declare their own tables of
+the same `Option`; each command's table has its own section of `opconform.toml` (SECTIONS), and
+`add_arguments` turns any table into command-line options.
 
 Keys (every option marked secret) are never printed; the file is only read for a key when the
 environment does not carry it.
@@ -11,13 +16,13 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from opconform import slo as slo_grammar
-from opconform.contract import IDENTITY_BY_LABEL, PLAN_NAMES, PLANS, parse_duration
+from opconform.contract import IDENTITY_BY_LABEL, PLAN_NAMES, PLANS, PlanLimits, parse_duration
 from opconform.exitcodes import UsageError
 from opconform.transport import TransportSettings, split_headers
 
@@ -32,6 +37,7 @@ class Option:
     secret: bool = False
     choices: tuple[str, ...] | None = None
     aliases: tuple[str, ...] = ()  # other spellings of the flag
+    metavar: str | None = None
 
     @property
     def flag(self) -> str:
@@ -192,12 +198,14 @@ OPTIONS: tuple[Option, ...] = (
         "'Name: value' sent with every request, e.g. for an access proxy (repeatable; env: one "
         "per line); credential-like names (authorization, cookie, *token*, *key*, ...) are secret",
         kind="lines",
+        metavar="'NAME: VALUE'",
     ),
     Option(
         "secret_header",
         "OP_SECRET_HEADERS",
         "like --header, and its value is redacted like a key whatever the name",
         kind="lines",
+        metavar="'NAME: VALUE'",
     ),
 )
 # Options that describe the way to the target, not the target: an embedded gateway keeps them.
@@ -254,39 +262,84 @@ def _convert(option: Option, value: Any, source: str) -> Any:
         return float(seconds)
     if option.kind == "lines":  # repeatable flag; one per line in env and file strings
         return split_headers(value)
-    if option.kind == "list":
-        items = value if isinstance(value, list) else str(value).split(",")
-        return [str(item).strip() for item in items if str(item).strip()]
+    if option.kind == "list":  # comma-separated, and repeatable: --fault a,b --fault c
+        items = value if isinstance(value, list) else [value]
+        parts = [part.strip() for item in items for part in str(item).split(",")]
+        return [part for part in parts if part]
     text = str(value)
     if option.choices and text not in option.choices:
         raise UsageError(f"{source}: {text!r} is not one of {', '.join(option.choices)}")
     return text
 
 
-def read_file(path: Path) -> dict[str, Any]:
+# The tables of opconform.toml: the run's options (or top-level keys), then each command's own.
+RUN_SECTION = "opconform"
+SECTIONS = (RUN_SECTION, "load", "serve")
+SETTINGS_FILE = Path("opconform.toml")
+
+
+def add_arguments(
+    add: Callable[..., Any], options: Iterable[Option], *, dest_prefix: str = ""
+) -> None:
+    """Command-line options for a table, through `add` (argparse's add_argument or pytest's
+    addoption). Every default is None: `resolve` applies the table's own after the environment
+    and the file, and converts, so a value's checks and messages are the same from any source."""
+    for option in options:
+        kwargs: dict[str, Any] = {
+            "dest": dest_prefix + option.name,
+            "default": None,
+            "help": option.help + (f" [env {option.env}]" if option.env else ""),
+        }
+        if option.kind == "bool":
+            kwargs.update(action="store_const", const=True)
+        if option.kind in ("lines", "list"):  # repeatable: --header A --header B
+            kwargs["action"] = "append"
+        if option.metavar:
+            kwargs["metavar"] = option.metavar
+        if option.choices:
+            kwargs["choices"] = option.choices
+        add(*option.flags, **kwargs)
+
+
+def read_file(
+    path: Path, options: Iterable[Option] = OPTIONS, section: str = RUN_SECTION
+) -> dict[str, Any]:
+    """One section of a settings file. The run's options may also stand at the top level (the
+    file of a project that only runs the suite)."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path} is not valid TOML: {exc}") from None
-    table = data.get("opconform", data)
-    unknown = sorted(set(table) - set(OPTION_BY_NAME))
+    table = data.get(section)
+    if table is None and section == RUN_SECTION:
+        table = {key: value for key, value in data.items() if key not in SECTIONS}
+    if not isinstance(table, dict):
+        return {}
+    where = path if section == RUN_SECTION else f"{path} [{section}]"
+    unknown = sorted(set(table) - {option.name for option in options})
     if unknown:
-        raise UsageError(f"{path}: unknown setting(s) {', '.join(unknown)}")
+        raise UsageError(f"{where}: unknown setting(s) {', '.join(unknown)}")
     return dict(table)
 
 
 def resolve(
-    cli: Mapping[str, Any], env: Mapping[str, str] | None = None, config_file: Path | None = None
+    cli: Mapping[str, Any],
+    env: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
+    *,
+    options: Iterable[Option] = OPTIONS,
+    section: str = RUN_SECTION,
 ) -> dict[str, Any]:
     """Each option's value: command line, then environment, then file, then default."""
+    options = tuple(options)
     env = os.environ if env is None else env
-    if config_file is None and Path("opconform.toml").is_file():
-        config_file = Path("opconform.toml")
-    file_values = read_file(config_file) if config_file else {}
+    if config_file is None and SETTINGS_FILE.is_file():
+        config_file = SETTINGS_FILE
+    file_values = read_file(config_file, options, section) if config_file else {}
     values: dict[str, Any] = {}
-    for option in OPTIONS:
+    for option in options:
         if cli.get(option.name) not in (None, []):
             values[option.name] = _convert(option, cli[option.name], option.flag)
         elif option.env and env.get(option.env) not in (None, ""):
@@ -303,6 +356,20 @@ def resolve(
 def parse_slo(items: list[str] | None) -> dict[str, float]:
     """ "ttft_p95=800ms" -> {"ttft_p95": 0.8} (seconds); the grammar is opconform.slo's."""
     return slo_grammar.parse_slo(items, what="--latency-slo")
+
+
+def stated_limits(values: Mapping[str, Any]) -> PlanLimits:
+    """The main key's limits: its plan's documented figures, or for Enterprise ("Custom") the
+    ones the user stated (None where nobody did: nothing is guessed)."""
+    plan = values.get("plan") or "free"
+    limits = PLANS[plan]
+    if plan == "enterprise":
+        return PlanLimits(
+            requests_per_min=values.get("enterprise_requests_per_min"),
+            tokens_per_day=limits.tokens_per_day,
+            concurrent=values.get("enterprise_concurrent"),
+        )
+    return limits
 
 
 def _positive(values: Mapping[str, Any], name: str) -> Any:
@@ -360,11 +427,7 @@ class Target:
         if embedded:  # opconform's own loopback gateway: never through a user's proxy
             transport = transport.without_env_proxies()
         plan = values.get("plan") or "free"
-        limits = PLANS[plan]
-        rpm, tokens, concurrent = limits.requests_per_min, limits.tokens_per_day, limits.concurrent
-        if plan == "enterprise":
-            rpm = values.get("enterprise_requests_per_min")
-            concurrent = values.get("enterprise_concurrent")
+        limits = stated_limits(values)
         return cls(
             base_url=base_url.rstrip("/"),
             keys={
@@ -372,9 +435,9 @@ class Target:
                 for label in ("main", "alt", "pro", "restricted")
             },
             plan=plan,
-            requests_per_min=rpm,
-            tokens_per_day=tokens,
-            concurrent=concurrent,
+            requests_per_min=limits.requests_per_min,
+            tokens_per_day=limits.tokens_per_day,
+            concurrent=limits.concurrent,
             restricted_model=values.get("restricted_model"),
             models=values.get("models") or None,
             model_count=_positive(values, "model_count"),

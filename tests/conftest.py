@@ -43,16 +43,16 @@ def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def opconform_cli(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300, cwd: Path = ROOT
 ) -> subprocess.CompletedProcess[str]:
-    """The `opconform` command as a user runs it."""
+    """The `opconform` command as a user runs it (from `cwd`: where opconform.toml is read)."""
     return subprocess.run(
         [sys.executable, "-m", "opconform", *args],
         env=clean_env(env),
         capture_output=True,
         text=True,
         timeout=timeout,
-        cwd=ROOT,
+        cwd=cwd,
         check=False,
     )
 

@@ -20,7 +20,9 @@ BAD_INPUT = [
     (["run", "--latency-slo", "ttft=fast"], "--latency-slo"),
     (["run", "--model-count", "many"], "expected a number"),
     (["serve", "--config", "/nonexistent.toml"], "cannot read"),
-    (["serve", "--port", "http"], "invalid int"),
+    (["serve", "--plans", "/nonexistent.toml"], "cannot read"),
+    (["serve", "--port", "http"], "--port: expected a number"),
+    (["serve", "--fault", "stream-no-done,nope"], "unknown fault(s): nope"),
     (["frobnicate"], "invalid choice"),
 ]
 

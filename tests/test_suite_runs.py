@@ -160,7 +160,7 @@ def test_limit_below_the_plan_is_one_failure(tmp_path: Path) -> None:
     requirement, and the checks that needed a free window are blocked by it, not ERROR."""
     config = tmp_path / "tiny.toml"
     config.write_text(LOW_LIMIT_CONFIG)
-    with EmbeddedGateway(["--config", str(config)]) as gateway:
+    with EmbeddedGateway(["--plans", str(config)]) as gateway:
         run = run_suite(gateway.env, tmp_path / "run", "--plan", "free")
     results = run.results
     assert run.code == 1, run.stdout[-2000:]

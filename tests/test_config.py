@@ -1,0 +1,104 @@
+"""One configuration path: `run`, `load` and `serve` read their options through the same
+`resolve` (command line, then environment, then their section of opconform.toml, then the one
+declared default)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from gateway.embedded import EmbeddedGateway
+from gateway.options import SERVE_OPTIONS, SERVE_SECTION
+from loadtests.options import LOAD_OPTIONS, document_from_environment, resolve_load
+from opconform.config import OPTIONS, resolve
+from opconform.exitcodes import UsageError
+from tests.conftest import opconform_cli
+
+SETTINGS = """
+plan = "pro"
+model_count = 3
+
+[load]
+model = "from-file"
+max_tokens = 32
+profile_option = ["hold_seconds=2"]
+
+[serve]
+port = 9001
+fault = ["stream-no-done", "429-no-retry-after"]
+"""
+
+
+def test_each_command_reads_its_own_section(tmp_path: Path) -> None:
+    file = tmp_path / "opconform.toml"
+    file.write_text(SETTINGS)
+    run = resolve({}, env={}, config_file=file)
+    assert (run["plan"], run["model_count"]) == ("pro", 3)
+    shared, load = resolve_load({}, env={}, config_file=file)
+    assert shared["plan"] == "pro" and load["model"] == "from-file"
+    assert load["profile_option"] == ["hold_seconds=2"]
+    assert load["processes"] == 1  # not in the file: the table's default
+    serve = resolve({}, env={}, config_file=file, options=SERVE_OPTIONS, section=SERVE_SECTION)
+    assert serve["port"] == 9001 and serve["fault"] == ["stream-no-done", "429-no-retry-after"]
+
+
+def test_precedence_is_the_same_for_every_command(tmp_path: Path) -> None:
+    file = tmp_path / "opconform.toml"
+    file.write_text(SETTINGS)
+    _, load = resolve_load({}, env={"OP_LOAD_MODEL": "from-env"}, config_file=file)
+    assert load["model"] == "from-env"
+    _, load = resolve_load({"model": "from-cli"}, env={"OP_LOAD_MODEL": "x"}, config_file=file)
+    assert load["model"] == "from-cli"
+    serve = resolve(
+        {"fault": ["a,b", "c"]},
+        env={"OP_SERVE_FAULT": "d"},
+        config_file=file,
+        options=SERVE_OPTIONS,
+        section=SERVE_SECTION,
+    )
+    assert serve["fault"] == ["a", "b", "c"]  # repeatable and comma-separated at once
+
+
+def test_an_unknown_setting_names_its_section(tmp_path: Path) -> None:
+    file = tmp_path / "opconform.toml"
+    file.write_text('[load]\nmodle = "typo"\n')
+    with pytest.raises(UsageError, match=r"\[load\]: unknown setting\(s\) modle"):
+        resolve_load({}, env={}, config_file=file)
+    resolve({}, env={}, config_file=file)  # the run's own table is not bothered by [load]
+
+
+def test_every_variable_is_declared_once() -> None:
+    variables = [o.env for o in (*OPTIONS, *LOAD_OPTIONS, *SERVE_OPTIONS) if o.env]
+    assert len(variables) == len(set(variables))
+
+
+def test_a_hand_run_locust_resolves_the_same_defaults() -> None:
+    """Without `opconform load`, a Locust process builds its document from the same tables."""
+    document = document_from_environment({})
+    for option in LOAD_OPTIONS:
+        assert document[option.name] == option.default, option.name
+    assert (document["plan"], document["rpm"], document["concurrent"]) == ("free", 60, 5)
+    pro = document_from_environment({"OP_PLAN": "pro", "OP_LOAD_MAX_TOKENS": "16"})
+    assert (pro["rpm"], pro["max_tokens"]) == (600, 16)
+
+
+def test_serve_reads_its_section_of_the_settings_file(tmp_path: Path) -> None:
+    (tmp_path / "opconform.toml").write_text('[serve]\nport = "http"\n')
+    done = opconform_cli("serve", cwd=tmp_path, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "opconform.toml: port: expected a number" in done.stderr
+
+
+def test_the_embedded_gateway_ignores_a_users_serve_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`opconform serve` settings are for the gateway a user runs; the embedded target is
+    configured by --gateway-args alone."""
+    monkeypatch.setenv("OP_SERVE_FAULT", "no-such-fault")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "opconform.toml").write_text('[serve]\nfault = ["no-such-fault"]\n')
+    with EmbeddedGateway(["--answer-tokens", "4"]) as gateway:
+        assert gateway.base_url.startswith("http://127.0.0.1:")
+    assert os.environ["OP_SERVE_FAULT"] == "no-such-fault"
