@@ -30,9 +30,18 @@ ROOT = Path(__file__).resolve().parent.parent
 def measure(
     gateway: EmbeddedGateway, users: int, seconds: float, tokens: int, folder: Path
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OP_")}
-    env["OP_API_KEY"] = gateway.env["OP_ENTERPRISE_API_KEY"]
     report = folder / f"users-{users}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OP_")}
+    # Locust started by hand: its settings are OP_* / OP_LOAD_* variables (loadtests/options.py)
+    env.update(
+        OP_API_KEY=gateway.env["OP_ENTERPRISE_API_KEY"],
+        OP_PLAN="enterprise",
+        OP_LOAD_OUTPUT_TOKENS=str(tokens),
+        OP_LOAD_PROGRESS_SECONDS="0",
+        OP_LOAD_REPORT_DIR=str(report),
+        # far more than a user can send: each user runs closed-loop, one stream after another
+        OP_LOAD_PROFILE_OPTION=f"rate={users * 10}",
+    )
     subprocess.run(
         [
             sys.executable,
@@ -52,17 +61,6 @@ def measure(
             "--only-summary",
             "--loglevel",
             "ERROR",
-            "--op-plan",
-            "enterprise",
-            "--op-output-tokens",
-            str(tokens),
-            "--op-progress-seconds",
-            "0",
-            "--op-report-dir",
-            str(report),
-            # far more than a user can send: each user runs closed-loop, one stream after another
-            "--op-profile-option",
-            f"rate={users * 10}",
         ],
         env=env,
         cwd=ROOT,

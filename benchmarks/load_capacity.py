@@ -22,7 +22,8 @@ from gateway.embedded import EmbeddedGateway
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def locust(env: dict[str, str], args: list[str]) -> None:
+def locust(env: dict[str, str], args: list[str], settings: dict[str, str] | None = None) -> None:
+    """Locust started by hand; `settings` are OP_* / OP_LOAD_* variables (loadtests/options.py)."""
     subprocess.run(
         [
             sys.executable,
@@ -34,7 +35,7 @@ def locust(env: dict[str, str], args: list[str]) -> None:
             "ERROR",
             *args,
         ],
-        env=env,
+        env={**env, **(settings or {})},
         cwd=ROOT,
         check=False,
         stdout=subprocess.DEVNULL,
@@ -106,15 +107,13 @@ def main() -> int:
                 f"{args.seconds}s",
                 "--host",
                 gateway.base_url,
-                "--op-plan",
-                "enterprise",
-                "--op-max-tokens",
-                "256",
-                "--op-report-dir",
-                f"{folder}/stream",
-                "--op-profile-option",
-                "rate=100000",
             ],
+            settings={
+                "OP_PLAN": "enterprise",
+                "OP_LOAD_MAX_TOKENS": "256",
+                "OP_LOAD_REPORT_DIR": f"{folder}/stream",
+                "OP_LOAD_PROFILE_OPTION": "rate=100000",
+            },
         )
         document = json.loads(Path(f"{folder}/stream/load.json").read_text())
     metrics = document["metrics"]

@@ -24,6 +24,7 @@ from urllib.parse import urlparse
 from loadtests.options import (
     LOAD_OPTION_NAMES,
     LOAD_OPTIONS,
+    SETTINGS_FILE_NAME,
     SHARED,
     SHARED_OPTIONS,
     resolve_load,
@@ -31,7 +32,12 @@ from loadtests.options import (
 )
 from loadtests.transport_env import transport_to_environment
 from loadtests.workload import Distribution, read_dataset
-from opconform.config import add_arguments, stated_limits
+from opconform.config import (
+    ENTERPRISE_LIMIT_OPTIONS,
+    OPTION_BY_NAME,
+    add_arguments,
+    stated_limits,
+)
 from opconform.contract import IDENTITY_BY_LABEL, KEY_VARIABLES, parse_duration
 from opconform.exitcodes import HARNESS, USAGE, UsageError
 from opconform.slo import parse_slo
@@ -74,7 +80,6 @@ def add_load(sub: argparse._SubParsersAction) -> None:
     p.add_argument("profile", choices=sorted(PROFILES))
     add_arguments(p.add_argument, (*SHARED_OPTIONS, *LOAD_OPTIONS))
     p.add_argument("--config", type=Path, help="settings file (default ./opconform.toml)")
-    p.add_argument("--report-dir", type=Path)
     p.add_argument(
         "--allow-remote-target",
         action="store_true",
@@ -171,10 +176,9 @@ def _limits(run: LoadRun, plan: str) -> dict[str, int | None]:
     if run.profile in ("steady", "soak") and explicit_rate:
         needed = [n for n in needed if n != "rpm"]  # an explicit rate is all steady needs
     if needed:
-        flags = {"rpm": "--enterprise-requests-per-min", "concurrent": "--enterprise-concurrent"}
+        flags = [OPTION_BY_NAME[ENTERPRISE_LIMIT_OPTIONS[n]].flag for n in needed]
         raise UsageError(
-            f"the {plan} plan's limits are custom: {run.profile} needs "
-            + " and ".join(flags[n] for n in needed)
+            f"the {plan} plan's limits are custom: {run.profile} needs " + " and ".join(flags)
         )
     return found
 
@@ -184,8 +188,8 @@ def run_load(args: argparse.Namespace) -> int:
 
     run = _resolve(args)
     transport = TransportSettings.from_values(run.shared)
-    report_dir = (
-        args.report_dir
+    report_dir = Path(
+        run.options["report_dir"]
         or Path("reports") / "runs" / f"load-{run.profile}-{time.strftime('%Y%m%dT%H%M%S')}"
     )
     if report_dir.exists() and any(report_dir.iterdir()):
@@ -220,14 +224,15 @@ def run_load(args: argparse.Namespace) -> int:
         limits = _limits(run, plan)
         report_dir.mkdir(parents=True, exist_ok=True)
         document = settings_document(
-            run.options,
+            {**run.options, "report_dir": report_dir},
             plan=plan,
             rpm=limits["rpm"],
             concurrent=limits["concurrent"],
-            report_dir=report_dir,
         )
+        settings_file = report_dir / SETTINGS_FILE_NAME
+        settings_file.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
         users = _users(run, env, limits["concurrent"])
-        command = _locust_command(run, document, base_url, report_dir, users)
+        command = _locust_command(run, settings_file, base_url, report_dir, users)
         code = _run_bounded(command, env, run, report_dir, base_url, plan)
         if code != USAGE:
             _fallback(report_dir, run, base_url, plan, f"Locust exited {code} without a verdict")
@@ -238,9 +243,8 @@ def run_load(args: argparse.Namespace) -> int:
 
 
 def _locust_command(
-    run: LoadRun, document: dict[str, Any], base_url: str, report_dir: Path, users: int
+    run: LoadRun, settings_file: Path, base_url: str, report_dir: Path, users: int
 ) -> list[str]:
-    options = run.options
     command = [
         sys.executable,
         "-m",
@@ -267,46 +271,11 @@ def _locust_command(
         "--only-summary",
         "--loglevel",
         "WARNING",
-        "--op-plan",
-        document["plan"],
-        "--op-model",
-        options["model"],
-        "--op-output-tokens",
-        options["output_tokens"] or str(options["max_tokens"]),
-        "--op-prompt-tokens",
-        options["prompt_tokens"],
-        "--op-arrival",
-        options["arrival"],
-        "--op-slo",
-        options["slo"],
-        "--op-max-requests",
-        str(options["max_requests"]),
-        "--op-max-tokens-total",
-        str(options["max_tokens_total"]),
-        "--op-window-seconds",
-        str(options["window_seconds"]),
-        "--op-report-dir",
-        str(report_dir),
-        "--op-progress-seconds",
-        str(options["progress_seconds"]),
-        "--op-breaker",
-        str(options["breaker"]),
+        "--op-settings",
+        str(settings_file),
     ]
-    for name, flag in (("rpm", "--op-rpm"), ("concurrent", "--op-concurrent")):
-        if document[name] is not None:
-            command += [flag, str(document[name])]
-    if options["rate"]:
-        command += ["--op-rate", str(options["rate"])]
-    if document["dataset"]:
-        command += ["--op-dataset", document["dataset"]]
-    if options["seed"] is not None:
-        command += ["--op-seed", str(options["seed"])]
-    if options["honour_retry_after"]:
-        command += ["--op-honour-retry-after", "yes"]
-    for item in options["profile_option"] or ():
-        command += ["--op-profile-option", item]
-    if options["processes"] > 1:
-        command += ["--processes", str(options["processes"])]
+    if run.options["processes"] > 1:
+        command += ["--processes", str(run.options["processes"])]
     return command
 
 

@@ -29,6 +29,7 @@ from opconform.config import (
 from opconform.contract import WINDOW_SECONDS
 
 LOAD_SECTION = "load"
+SETTINGS_FILE_NAME = "settings.json"  # in the report folder: what the Locust processes read
 # The run's options that a load run shares: where the target is, as whom, and how to reach it.
 SHARED = (
     "base_url",
@@ -100,6 +101,11 @@ LOAD_OPTIONS: tuple[Option, ...] = (
         default=20,
     ),
     _load(
+        "report_dir",
+        "write load.json, samples and the report here (default reports/runs/load-<profile>-<time>)",
+        metavar="DIR",
+    ),
+    _load(
         "profile_option",
         "a profile's own setting (repeatable; env: one per line)",
         kind="lines",
@@ -123,23 +129,14 @@ def resolve_load(
 
 
 def settings_document(
-    own: Mapping[str, Any],
-    *,
-    plan: str,
-    rpm: int | None,
-    concurrent: int | None,
-    report_dir: Path | None,
+    own: Mapping[str, Any], *, plan: str, rpm: int | None, concurrent: int | None
 ) -> dict[str, Any]:
     """What a Locust process needs to run a profile: JSON-ready, with no secret in it."""
-    document = {name: own.get(name) for name in LOAD_OPTION_NAMES}
-    if document["dataset"]:
-        document["dataset"] = str(Path(document["dataset"]).resolve())
-    document.update(
-        plan=plan,
-        rpm=rpm,
-        concurrent=concurrent,
-        report_dir=str(report_dir) if report_dir else None,
-    )
+    document: dict[str, Any] = {name: own.get(name) for name in LOAD_OPTION_NAMES}
+    for name in ("dataset", "report_dir"):  # Locust may run elsewhere
+        if document[name]:
+            document[name] = str(Path(str(document[name])).resolve())
+    document.update(plan=plan, rpm=rpm, concurrent=concurrent)
     return document
 
 
@@ -152,5 +149,4 @@ def document_from_environment(env: Mapping[str, str] | None = None) -> dict[str,
         plan=shared.get("plan") or "free",
         rpm=limits.requests_per_min,
         concurrent=limits.concurrent,
-        report_dir=None,
     )

@@ -1,13 +1,16 @@
-"""The Locust command-line options of the profiles (`--op-*`) and the Settings a run reads.
+"""The Locust option of the profiles (`--op-settings`) and the Settings a run reads.
 
-`opconform load` fills these options; a user running `locust -f loadtests/profiles/X.py` may
-give them by hand. Keys never travel as options (`ps` would show them): they come from the
-environment variables of opconform.contract.KEY_VARIABLES.
+`opconform load` resolves its options (loadtests/options.py) and hands every Locust process one
+JSON document through `--op-settings FILE`. A user running `locust -f loadtests/profiles/X.py`
+by hand may write that document, or leave it out: the same tables are then resolved from the
+OP_* / OP_LOAD_* variables and opconform.toml. Keys never travel in the document (`ps` and the
+report folder would show them): they come from the environment variables of
+opconform.contract.KEY_VARIABLES.
 """
 
 from __future__ import annotations
 
-import os
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,38 +18,30 @@ from typing import Any
 from locust import events
 from locust.env import Environment
 
-from loadtests.arrivals import ARRIVALS
+from loadtests.options import document_from_environment
 from loadtests.transport_env import transport_from_environment
 from loadtests.workload import Distribution, Workload, read_dataset
-from opconform.contract import PLANS, WINDOW_SECONDS
+from opconform.config import ENTERPRISE_LIMIT_OPTIONS, OPTION_BY_NAME
 from opconform.slo import parse_slo
 from opconform.transport import TransportSettings
 
 
 @events.init_command_line_parser.add_listener
 def _options(parser: Any) -> None:
-    group = parser.add_argument_group("opconform")
-    add = group.add_argument
-    add("--op-plan", default=os.environ.get("OP_PLAN", "free"), choices=list(PLANS))
-    add("--op-model", default=os.environ.get("OP_MODEL", "gpt-4o-mini"))
-    add("--op-max-tokens", type=int, default=64, help="output token target (fixed)")
-    add("--op-output-tokens", default="", help="output token target: 256, uniform:64:512 ...")
-    add("--op-prompt-tokens", default="64", help="prompt token target: 64, normal:512:128 ...")
-    add("--op-dataset", default="", help="JSONL of prompts instead of synthetic ones")
-    add("--op-seed", type=int, default=None, help="seed of workloads and arrivals")
-    add("--op-arrival", default="closed", choices=ARRIVALS, help="closed, constant, poisson")
-    add("--op-rate", type=float, default=0.0, help="open-loop requests/s (all users together)")
-    add("--op-honour-retry-after", default="", choices=["", "yes", "no"])
-    add("--op-slo", default="", help="thresholds, e.g. ttft_p95=800ms,error_rate=0.01")
-    add("--op-max-requests", type=int, default=20_000, help="request ceiling per process")
-    add("--op-max-tokens-total", type=int, default=2_000_000, help="token ceiling per process")
-    add("--op-window-seconds", type=float, default=WINDOW_SECONDS, help="requests/min window")
-    add("--op-rpm", type=int, default=0, help="requests/min of the main key (default: plan's)")
-    add("--op-concurrent", type=int, default=0, help="concurrent requests (default: plan's)")
-    add("--op-report-dir", default="", help="write load.json and samples here")
-    add("--op-progress-seconds", type=float, default=5.0, help="status line interval (0: off)")
-    add("--op-breaker", type=int, default=20, help="stop after this many transport failures")
-    add("--op-profile-option", action="append", default=[], help="NAME=VALUE for the profile")
+    parser.add_argument_group("opconform").add_argument(
+        "--op-settings",
+        default="",
+        metavar="FILE",
+        help="JSON settings document, as `opconform load` writes it (default: the OP_* and "
+        "OP_LOAD_* variables and opconform.toml)",
+    )
+
+
+def read_document(path: str) -> dict[str, Any]:
+    if not path:
+        return document_from_environment()
+    document: dict[str, Any] = json.loads(Path(path).read_text(encoding="utf-8"))
+    return document
 
 
 @dataclass
@@ -77,34 +72,43 @@ class Settings:
     def from_environment(cls, environment: Environment) -> Settings:
         options = environment.parsed_options
         assert options is not None, "the profiles run under Locust's command line"
-        limits = PLANS[options.op_plan]
-        output = Distribution.parse(options.op_output_tokens or str(options.op_max_tokens))
-        dataset = read_dataset(Path(options.op_dataset)) if options.op_dataset else None
-        return cls(
-            plan=options.op_plan,
-            model=options.op_model,
-            max_tokens=max(1, round(output.mean)),
-            slo=parse_slo(options.op_slo),
-            max_requests=options.op_max_requests,
-            max_tokens_total=options.op_max_tokens_total,
-            window=options.op_window_seconds,
-            rpm=options.op_rpm or limits.requests_per_min,
-            concurrent=options.op_concurrent or limits.concurrent,
-            report_dir=Path(options.op_report_dir) if options.op_report_dir else None,
-            profile_options=dict(
-                item.split("=", 1) for item in options.op_profile_option if "=" in item
-            ),
+        return cls.from_document(
+            read_document(options.op_settings),
             users=max(1, int(getattr(options, "num_users", 1) or 1)),
-            workload=Workload(
-                Distribution.parse(options.op_prompt_tokens), output, dataset, options.op_seed
-            ),
-            arrival=options.op_arrival,
-            rate=options.op_rate or None,
-            honour_retry_after={"yes": True, "no": False}.get(options.op_honour_retry_after),
-            seed=options.op_seed,
             run_time=float(options.run_time) if getattr(options, "run_time", None) else None,
-            progress_seconds=options.op_progress_seconds,
-            breaker=options.op_breaker,
+        )
+
+    @classmethod
+    def from_document(
+        cls, document: dict[str, Any], *, users: int = 1, run_time: float | None = None
+    ) -> Settings:
+        """Settings from the document of loadtests/options.py (settings_document)."""
+        output = Distribution.parse(document["output_tokens"] or str(document["max_tokens"]))
+        dataset = read_dataset(Path(document["dataset"])) if document["dataset"] else None
+        seed = document["seed"]
+        return cls(
+            plan=document["plan"],
+            model=document["model"],
+            max_tokens=max(1, round(output.mean)),
+            slo=parse_slo(document["slo"]),
+            max_requests=document["max_requests"],
+            max_tokens_total=document["max_tokens_total"],
+            window=document["window_seconds"],
+            rpm=document["rpm"],
+            concurrent=document["concurrent"],
+            report_dir=Path(document["report_dir"]) if document["report_dir"] else None,
+            profile_options=dict(
+                item.split("=", 1) for item in document["profile_option"] or () if "=" in item
+            ),
+            users=users,
+            workload=Workload(Distribution.parse(document["prompt_tokens"]), output, dataset, seed),
+            arrival=document["arrival"],
+            rate=document["rate"] or None,
+            honour_retry_after=document["honour_retry_after"],
+            seed=seed,
+            run_time=run_time,
+            progress_seconds=document["progress_seconds"],
+            breaker=document["breaker"],
             transport=transport_from_environment(),
         )
 
@@ -113,10 +117,9 @@ class Settings:
         message (Enterprise limits are "Custom": the load tester does not guess them)."""
         value = getattr(self, name)
         if value is None:
-            flag = {"rpm": "requests-per-min", "concurrent": "concurrent"}[name]
+            stated = OPTION_BY_NAME[ENTERPRISE_LIMIT_OPTIONS[name]]
             raise MissingLimit(
-                f"the {self.plan} plan's {name} is custom: give --enterprise-{flag} "
-                f"(locust: --op-{name})"
+                f"the {self.plan} plan's {name} is custom: give {stated.flag} ({stated.env})"
             )
         return int(value)
 

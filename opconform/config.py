@@ -358,6 +358,13 @@ def parse_slo(items: list[str] | None) -> dict[str, float]:
     return slo_grammar.parse_slo(items, what="--latency-slo")
 
 
+# The options where a user states an Enterprise ("Custom") key's limits, by limit.
+ENTERPRISE_LIMIT_OPTIONS = {
+    "rpm": "enterprise_requests_per_min",
+    "concurrent": "enterprise_concurrent",
+}
+
+
 def stated_limits(values: Mapping[str, Any]) -> PlanLimits:
     """The main key's limits: its plan's documented figures, or for Enterprise ("Custom") the
     ones the user stated (None where nobody did: nothing is guessed)."""
@@ -365,9 +372,9 @@ def stated_limits(values: Mapping[str, Any]) -> PlanLimits:
     limits = PLANS[plan]
     if plan == "enterprise":
         return PlanLimits(
-            requests_per_min=values.get("enterprise_requests_per_min"),
+            requests_per_min=values.get(ENTERPRISE_LIMIT_OPTIONS["rpm"]),
             tokens_per_day=limits.tokens_per_day,
-            concurrent=values.get("enterprise_concurrent"),
+            concurrent=values.get(ENTERPRISE_LIMIT_OPTIONS["concurrent"]),
         )
     return limits
 

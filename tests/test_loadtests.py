@@ -522,14 +522,19 @@ def _free_port() -> int:
 def test_master_with_two_workers_merges_every_request(tmp_path: Path) -> None:
     port = _free_port()
     with EmbeddedGateway() as gateway:
-        env = clean_env({"OP_API_KEY": gateway.env["OP_ENTERPRISE_API_KEY"]})
+        # Locust started by hand: its settings come from the OP_* and OP_LOAD_* variables.
+        env = clean_env(
+            {
+                "OP_API_KEY": gateway.env["OP_ENTERPRISE_API_KEY"],
+                "OP_PLAN": "enterprise",
+                "OP_LOAD_PROFILE_OPTION": "rate=20",
+            }
+        )
         common = [
             "-f",
             str(PROFILE_DIR / "steady.py"),
             "--host",
             gateway.base_url,
-            "--op-plan",
-            "enterprise",
             "--loglevel",
             "WARNING",
         ]
@@ -555,12 +560,8 @@ def test_master_with_two_workers_merges_every_request(tmp_path: Path) -> None:
                 "5s",
                 "--json-file",
                 str(tmp_path / "locust"),
-                "--op-report-dir",
-                str(tmp_path),
-                "--op-profile-option",
-                "rate=20",
             ],
-            env=env,
+            env={**env, "OP_LOAD_REPORT_DIR": str(tmp_path)},
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
