@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.embedded import EmbeddedGateway
-from loadtests.metrics import percentile
+from opconform.metrics import percentile
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -8,7 +8,6 @@ sent and when). Importing this module registers their Locust listeners.
 
 from __future__ import annotations
 
-from loadtests.metrics import Sample
 from loadtests.settings import Settings
 from loadtests.state import RUN, record, stop_run
 from loadtests.user import LLMUser
@@ -24,6 +23,7 @@ from loadtests.verdict import (
     use_profile,
 )
 from opconform.contract import LONG_PROMPT, SHORT_PROMPT
+from opconform.metrics import Sample
 
 __all__ = [
     "FAIL",

@@ -16,8 +16,8 @@ from locust import events
 from locust.env import Environment
 from locust.runners import WorkerRunner
 
-from loadtests.metrics import Sample, percentile
 from loadtests.settings import Settings
+from opconform.metrics import Sample, percentile
 
 
 @dataclass

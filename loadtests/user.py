@@ -17,11 +17,11 @@ import gevent.pool
 from locust import FastHttpUser
 
 from loadtests.arrivals import retry_after_seconds, schedule
-from loadtests.metrics import Sample
 from loadtests.settings import Settings
 from loadtests.state import RUN, record, sleep, stop_run
 from loadtests.workload import Request
 from opconform.contract import KEY_VARIABLES
+from opconform.metrics import Sample
 from opconform.sse import SSEDecoder
 
 GAPS_KEPT = 256  # inter-chunk gaps kept per request (the pooled distribution needs no more)

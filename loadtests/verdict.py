@@ -16,11 +16,11 @@ from locust import events
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
-from loadtests.metrics import Sample, judge_slo, percentile, summarise
 from loadtests.settings import MissingLimit, Settings
 from loadtests.state import RUN, cpu_fraction, stop_run
 from opconform.contract import KEY_VARIABLES
 from opconform.exitcodes import HARNESS, NOT_CONFORMANT, USAGE
+from opconform.metrics import Sample, judge_slo, percentile, summarise
 from opconform.redact import Redactor
 
 PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"

@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after matplotlib.use: the backend must be chosen first
 
-from loadtests.metrics import PERCENTILES, Sample, percentile
+from opconform.metrics import PERCENTILES, Sample, percentile
 
 
 def _svg(figure: Any) -> str:

@@ -146,7 +146,7 @@ def conformance_context(document: dict[str, Any], run_dir: Path) -> dict[str, An
 
 # ---------------------------------------------------------------------------- load
 def _samples(run_dir: Path) -> list[Any]:
-    from loadtests.metrics import Sample
+    from opconform.metrics import Sample
 
     path = run_dir / "samples.jsonl"
     if not path.is_file():

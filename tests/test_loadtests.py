@@ -24,9 +24,9 @@ import pytest
 
 from gateway.embedded import EmbeddedGateway
 from loadtests.arrivals import schedule
-from loadtests.metrics import Sample, SloError, judge_slo, parse_slo, percentile, summarise
 from loadtests.workload import Distribution, Workload, read_dataset
 from opconform.exitcodes import UsageError
+from opconform.metrics import Sample, SloError, judge_slo, parse_slo, percentile, summarise
 from tests.conftest import ROOT, clean_env, opconform_cli
 from tests.minimal_server import MinimalServer
 
@@ -124,7 +124,7 @@ def test_workloads_draw_their_targets(tmp_path: Path) -> None:
 # in a child process, on made-up samples.
 _JUDGE = """
 import json, sys
-from loadtests.metrics import Sample
+from opconform.metrics import Sample
 from loadtests.settings import Settings
 from loadtests.workload import Distribution, Workload
 import loadtests.profiles.{module} as profile

@@ -45,8 +45,8 @@ from loadtests.llm import (
     stop_run,
     use_profile,
 )
-from loadtests.metrics import percentile
 from loadtests.state import sleep
+from opconform.metrics import percentile
 
 EDGE = 0.01  # seconds shaved off each stream's end: the server frees a slot as it sends [DONE]
 LONG_TOKENS = 20_000  # the probe's output target: longer than any hold

@@ -15,7 +15,7 @@ from typing import Any
 from locust import LoadTestShape, task
 
 from loadtests.llm import RUN, LLMUser, Profile, Sample, Settings, expectation, use_profile
-from loadtests.metrics import summarise
+from opconform.metrics import summarise
 
 STEPS: list[dict[str, Any]] = []
 

@@ -27,7 +27,7 @@ from loadtests.llm import (
     stop_run,
     use_profile,
 )
-from loadtests.metrics import summarise
+from opconform.metrics import summarise
 
 
 def rates(settings: Settings) -> list[float]:
