@@ -102,3 +102,10 @@ def test_the_embedded_gateway_ignores_a_users_serve_settings(
     with EmbeddedGateway(["--answer-tokens", "4"]) as gateway:
         assert gateway.base_url.startswith("http://127.0.0.1:")
     assert os.environ["OP_SERVE_FAULT"] == "no-such-fault"
+
+
+def test_load_reads_its_section_of_the_settings_file(tmp_path: Path) -> None:
+    (tmp_path / "opconform.toml").write_text('[load]\nduration = "forever"\n')
+    done = opconform_cli("load", "steady", cwd=tmp_path, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "opconform.toml: duration" in done.stderr and "Traceback" not in done.stderr
