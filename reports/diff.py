@@ -117,25 +117,22 @@ def _load(old: dict[str, Any], new: dict[str, Any], tolerance: float) -> dict[st
     deltas.append(row)
     if a is not None and b is not None and b > a + 0.001:
         regressed.append(row)
-    expectations_old = {e["name"]: e["passed"] for e in old.get("expectations", [])}
-    broken = [
-        e["name"]
-        for e in new.get("expectations", [])
-        if not e["passed"] and expectations_old.get(e["name"], True)
-    ]
-    mended = [
-        e["name"]
-        for e in new.get("expectations", [])
-        if e["passed"] and expectations_old.get(e["name"]) is False
-    ]
-    regressed += [
-        {"metric": f"expectation: {name}", "old": "pass", "new": "fail", "change": None}
-        for name in broken
-    ]
-    fixed += [
-        {"metric": f"expectation: {name}", "old": "fail", "new": "pass", "change": None}
-        for name in mended
-    ]
+    # An expectation without its evidence is inconclusive, not failed: only a move into or out
+    # of "fail" is a regression or a fix; pass <-> inconclusive is a change of evidence.
+    was = {e["name"]: _expectation_status(e) for e in old.get("expectations", [])}
+    changed = []
+    for expectation in new.get("expectations", []):
+        name, now = expectation["name"], _expectation_status(expectation)
+        before = was.get(name)
+        if before is None or before == now:
+            continue
+        row = {"metric": f"expectation: {name}", "old": before, "new": now, "change": None}
+        if now == "fail":
+            regressed.append(row)
+        elif before == "fail":
+            fixed.append(row)
+        else:
+            changed.append(row)
     return {
         "kind": "load",
         "profile": new.get("profile"),
@@ -144,7 +141,15 @@ def _load(old: dict[str, Any], new: dict[str, Any], tolerance: float) -> dict[st
         "deltas": deltas,
         "regressed": regressed,
         "fixed": fixed,
+        "changed": changed,
     }
+
+
+def _expectation_status(expectation: dict[str, Any]) -> str:
+    """pass, fail or inconclusive (load.json before statuses only said `passed`)."""
+    if "status" in expectation:
+        return str(expectation["status"])
+    return "pass" if expectation.get("passed") else "fail"
 
 
 def format_diff(result: dict[str, Any]) -> str:
@@ -177,10 +182,14 @@ def format_diff(result: dict[str, Any]) -> str:
             lines.append(
                 f"{row['metric']:<22} {_num(row['old']):>12} -> {_num(row['new']):>12}  {shown}"
             )
-        for row in result["regressed"]:
-            lines.append(f"REGRESSED {row['metric']}")
-        for row in result["fixed"]:
-            lines.append(f"IMPROVED  {row['metric']}")
+        for title, rows in (
+            ("REGRESSED", result["regressed"]),
+            ("IMPROVED", result["fixed"]),
+            ("CHANGED", result["changed"]),
+        ):
+            for row in rows:
+                moved = f": {row['old']} -> {row['new']}" if row["change"] is None else ""
+                lines.append(f"{title:<9} {row['metric']}{moved}")
     lines.append(f"{len(result['regressed'])} regressed, {len(result['fixed'])} fixed")
     return "\n".join(lines)
 

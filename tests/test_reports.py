@@ -3,6 +3,7 @@ installed), Markdown for pull requests, diffs that find regressions, load plots,
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -132,3 +133,29 @@ def test_allure_without_the_tool_says_how(runs: dict[str, SuiteRun]) -> None:
         pytest.skip("Allure is installed here")
     done = opconform_cli("report", str(runs["clean"].report_dir), "--allure")
     assert done.returncode == 3 and "npm install allure-commandline" in done.stdout
+
+
+def test_load_diff_tells_a_failure_from_missing_evidence(tmp_path: Path) -> None:
+    """pass -> fail is a regression and fail -> pass a fix; pass -> inconclusive is neither
+    (the run lacked the evidence, the target did not get worse)."""
+    from reports.diff import diff_runs, format_diff
+
+    def run(name: str, statuses: dict[str, str]) -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        document = {
+            "kind": "load",
+            "verdict": "pass",
+            "metrics": {},
+            "expectations": [{"name": n, "status": s} for n, s in statuses.items()],
+        }
+        (folder / "load.json").write_text(json.dumps(document))
+        return folder
+
+    old = run("old", {"cap": "pass", "limit": "pass", "headers": "fail"})
+    new = run("new", {"cap": "inconclusive", "limit": "fail", "headers": "pass"})
+    result = diff_runs(old, new)
+    assert [r["metric"] for r in result["regressed"]] == ["expectation: limit"]
+    assert [r["metric"] for r in result["fixed"]] == ["expectation: headers"]
+    assert [r["metric"] for r in result["changed"]] == ["expectation: cap"]
+    assert "CHANGED   expectation: cap: pass -> inconclusive" in format_diff(result)
