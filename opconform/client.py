@@ -77,7 +77,7 @@ class TargetBreaker:
         return None if self.deadline is None else self.deadline - time.monotonic()
 
     def record(self, exchange: Exchange) -> None:
-        if exchange.error is None or exchange.error_kind == "deadline":
+        if not _failed(exchange):
             self.in_a_row = 0
             return
         self.in_a_row += 1
@@ -307,10 +307,14 @@ class ApiClient:
 
     def count_sent(self, label: str, key: str, n: int = 1) -> None:
         """Requests sent for this run by another client (the SDK checks), as `label`, with the
-        identity `key`: counted like our own, and told to whoever watches a key's traffic."""
-        self.sent[label] = self.sent.get(label, 0) + n
+        identity `key`: counted like our own, and told to whoever watches a key's traffic (our
+        own reach it as exchanges, through `on_exchange`)."""
+        self._count(label, n)
         if self.on_external is not None and n:
             self.on_external(key, n)
+
+    def _count(self, label: str, n: int = 1) -> None:
+        self.sent[label] = self.sent.get(label, 0) + n
 
     def has_key(self, label: str) -> bool:
         return label in self.keys
@@ -334,39 +338,38 @@ class ApiClient:
         pace: bool = True,
     ) -> Exchange:
         """Send one request as `key` (a label: main, alt, pro, restricted ...; None: no
-        Authorization header unless `authorization` gives one verbatim)."""
-        self.breaker.check()
-        endpoint = f"{method} {path.split('?')[0]}"
-        failures = self.consecutive_failures.get(endpoint, 0)
-        if failures >= self.limits.max_consecutive_failures:
-            raise TargetUnreachable(
-                f"{failures} transport failures in a row on {endpoint}; not sending it again"
-            )
-        if json_body is not None:
-            content = json.dumps(json_body).encode()
-        request_headers = self._headers(
+        Authorization header unless `authorization` gives one verbatim) and read it to the end."""
+        exchange = self._send(
+            method,
+            path,
             key=key,
+            json_body=json_body,
+            content=content,
+            headers=headers,
             authorization=authorization,
             stream=stream,
-            json_body=json_body is not None,
-            headers=headers,
-        )
-        label = key or "anonymous"
-        if pace:
-            self.pacer.before(label)
-        exchange = self._exchange(
-            method, path, label if key else None, request_headers, content or b"", stream
-        )
-        self.sent[label] = self.sent.get(label, 0) + 1
-        self.pacer.observe(label, exchange.headers)
-        self._account_tokens(exchange)
-        if exchange.error is None or exchange.error_kind == "deadline":
-            self.consecutive_failures[endpoint] = 0
-        else:
-            self.consecutive_failures[endpoint] = failures + 1
+            pace=pace,
+        ).collect()
         if exchange.status == 429 and not allow_429:
             raise UnexpectedRateLimit(exchange)
         return exchange
+
+    def hold_stream(self, body: dict[str, Any], *, key: str = "main") -> Transfer:
+        """Open a streamed completion and return once its headers (and first event, if it is a
+        stream) arrived, without reading further: the stream holds a concurrency slot until
+        `collect()` reads it to the end or `abort()` disconnects. Not paced: a check that holds
+        streams paces for all of them at once (`pacer.before(key, needed=...)`)."""
+        self.budget.reserve(_max_tokens(body))
+        transfer = self._send(
+            "POST",
+            "/chat/completions",
+            key=key,
+            json_body={**body, "stream": True},
+            stream=True,
+            pace=False,
+        )
+        transfer.wait_first_event()
+        return transfer
 
     def chat(
         self, body: dict[str, Any], *, key: str | None = "main", stream: bool = False, **kwargs: Any
@@ -421,46 +424,86 @@ class ApiClient:
         request_headers.update(headers or {})
         return request_headers
 
-    # ------------------------------------------------------------------ transport
-    def _exchange(
+    # ------------------------------------------------------------------ the one send path
+    def _send(
         self,
         method: str,
         path: str,
-        key_label: str | None,
-        headers: dict[str, str],
-        content: bytes,
-        stream: bool,
-    ) -> Exchange:
-        transfer = Transfer(self, method, path, key_label, headers, content, stream)
-        transfer.start()
-        exchange = transfer.collect()
-        self.breaker.record(exchange)
-        if exchange.error and "timed out" in exchange.error:
-            # A worker may still be blocked inside the pool; start afresh for the next request.
-            self._http = self._new_http()
-        return exchange
-
-    def hold_stream(self, body: dict[str, Any], *, key: str = "main") -> Transfer:
-        """Open a streamed completion and return once its headers (and first event, if it is a
-        stream) arrived, without reading further: the stream holds a concurrency slot until
-        `finish()` reads it to the end or `abort()` disconnects."""
+        *,
+        key: str | None,
+        json_body: Any = None,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        authorization: str | None = None,
+        stream: bool = False,
+        pace: bool = True,
+    ) -> Transfer:
+        """Every request of the run starts here, whether it is read to its end at once
+        (`request`) or held open by a check (`hold_stream`): the run's and the endpoint's
+        breakers, the headers, pacing, the count of requests sent. However the exchange ends,
+        the Transfer hands it to `settle` once."""
         self.breaker.check()
-        self.budget.reserve(_max_tokens(body))
-        headers = self._headers(key=key, stream=True, json_body=True)
-        transfer = Transfer(
-            self,
-            "POST",
-            "/chat/completions",
-            key,
-            headers,
-            json.dumps({**body, "stream": True}).encode(),
-            True,
+        endpoint = _endpoint(method, path)
+        failures = self.consecutive_failures.get(endpoint, 0)
+        if failures >= self.limits.max_consecutive_failures:
+            raise TargetUnreachable(
+                f"{failures} transport failures in a row on {endpoint}; not sending it again"
+            )
+        if json_body is not None:
+            content = json.dumps(json_body).encode()
+        request_headers = self._headers(
+            key=key,
+            authorization=authorization,
+            stream=stream,
+            json_body=json_body is not None,
+            headers=headers,
         )
-        transfer.held = True
+        label = key or "anonymous"
+        if pace:
+            self.pacer.before(label)
+        transfer = Transfer(
+            self, method, path, label if key else None, request_headers, content or b"", stream
+        )
         transfer.start()
-        transfer.wait_first_event()
-        self.sent[key] = self.sent.get(key, 0) + 1
+        self._count(label)
         return transfer
+
+    # What a Transfer asks of its client: a response to read, a fresh connection pool when the
+    # old one may be spoiled, and to settle the exchange once it has ended.
+    def open_response(self, exchange: Exchange) -> httpx.Response:
+        """Send the exchange's request on the current connection pool; the caller (a Transfer's
+        worker) reads the body and closes the response."""
+        http = self._http
+        request = http.build_request(
+            exchange.method,
+            exchange.url,
+            headers=exchange.request_headers,
+            content=exchange.request_body,
+        )
+        return http.send(request, stream=True)
+
+    def discard_connections(self) -> None:
+        """Use a new connection pool from now on: a worker may still be blocked inside the old
+        one, or a connection of it was shut down under a worker that had just pooled it."""
+        self._http = self._new_http()
+
+    def settle(self, exchange: Exchange) -> None:
+        """Account for one exchange, once, whichever way it ended (read to the end, refused, cut
+        by the target, at a deadline or a cap, or abandoned by the check that held it): the
+        breakers (a disconnect of our own is no failure of the target), the pacer, the token
+        budget, then the evidence and the invariants (`on_exchange`)."""
+        self.breaker.record(exchange)
+        endpoint = _endpoint(exchange.method, exchange.path)
+        if _failed(exchange):
+            self.consecutive_failures[endpoint] = self.consecutive_failures.get(endpoint, 0) + 1
+        else:
+            self.consecutive_failures[endpoint] = 0
+        self.pacer.observe(exchange.key_label or "anonymous", exchange.headers)
+        self._account_tokens(exchange)
+        if exchange.error and "timed out" in exchange.error:
+            self.discard_connections()
+        if self.on_exchange is not None:
+            self.on_exchange(exchange)
 
 
 class Transfer:
@@ -504,7 +547,6 @@ class Transfer:
         self._done_at: float | None = None
         self._finished = False
         self._recorded = False
-        self.held = False  # opened by hold_stream: nobody else accounts for it
         self._start = 0.0
         self._worker: threading.Thread | None = None
         self._stopping = False
@@ -555,10 +597,7 @@ class Transfer:
             # Every exchange reaches the evidence once, whichever way it ended (read to the end,
             # aborted by a check that held it, or cut off at a deadline).
             self._recorded = True
-            if self.held:
-                self.client.pacer.observe(exchange.key_label or "anonymous", exchange.headers)
-            if self.client.on_exchange is not None:
-                self.client.on_exchange(exchange)
+            self.client.settle(exchange)
         return exchange
 
     def drain(self) -> Exchange:
@@ -695,7 +734,7 @@ class Transfer:
                 worker.join(timeout=self.limits.close_grace)
                 if response.is_closed:
                     # It had just read to the end and pooled the connection we shut down.
-                    self.client._http = self.client._new_http()
+                    self.client.discard_connections()
             response.close()
 
     def _put(self, item: tuple[str, Any, float]) -> bool:
@@ -709,15 +748,9 @@ class Transfer:
         return False
 
     def _work(self) -> None:
-        exchange, inbox, http = self.exchange, self._inbox, self.client._http
+        inbox = self._inbox
         try:
-            request = http.build_request(
-                exchange.method,
-                exchange.url,
-                headers=exchange.request_headers,
-                content=exchange.request_body,
-            )
-            response = http.send(request, stream=True)
+            response = self.client.open_response(self.exchange)
             self._holder["response"] = response
             inbox.put(("headers", response, time.perf_counter()))
             for chunk in response.iter_bytes():
@@ -737,6 +770,16 @@ class Transfer:
             inbox.put(("error", _describe_transport_error(exc), time.perf_counter()))
         except Exception as exc:  # the worker must always report, whatever broke
             inbox.put(("error", f"{exc.__class__.__name__}: {exc}", time.perf_counter()))
+
+
+def _endpoint(method: str, path: str) -> str:
+    return f"{method} {path.split('?')[0]}"
+
+
+def _failed(exchange: Exchange) -> bool:
+    """A transport failure of the target: not a cut by our own run's deadline, and not a
+    disconnect of our own (a check that abandons a held stream)."""
+    return exchange.error is not None and exchange.error_kind != "deadline" and not exchange.aborted
 
 
 def _json_or_none(content: bytes) -> Any:
