@@ -12,13 +12,16 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
 from opconform import __version__
 from opconform.config import AREAS, OPTIONS, TRANSPORT_OPTIONS, Target, resolve
 from opconform.exitcodes import UsageError
+
+if TYPE_CHECKING:  # the client is imported when a run starts, not when pytest loads plugins
+    from opconform.client import ApiClient
 
 OPT_IN_MARKERS = ("slow", "quota")
 DISABLED_PREFIX = "[disabled] "
@@ -114,7 +117,7 @@ class ConformanceRun:
         self.started = time.time()
         self.gateway: Any = None
         self.target: Target | None = None
-        self.client: Any = None
+        self.client: ApiClient | None = None
         self.disabled_items: list[pytest.Item] = []
         self.warnings: dict[str, list[str]] = {}
         self.notes: dict[str, list[str]] = {}
@@ -303,9 +306,11 @@ def target(request: pytest.FixtureRequest) -> Target:
 
 
 @pytest.fixture(scope="session")
-def api(request: pytest.FixtureRequest) -> Any:
+def api(request: pytest.FixtureRequest) -> ApiClient:
     """The run's ApiClient (opconform.client): no retries, deadlines, evidence recorded."""
-    return _run(request).client
+    client = _run(request).client
+    assert client is not None  # made with the target
+    return client
 
 
 @pytest.fixture(scope="session")

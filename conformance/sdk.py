@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from conformance.plugin import disabled
+from opconform.client import ApiClient
 from opconform.config import Target
 from opconform.redact import Redactor
 
@@ -22,7 +23,7 @@ NODE_DIR = Path(__file__).resolve().parent / "node"
 NODE_SCRIPT = NODE_DIR / "sdk_check.mjs"
 
 
-def python_client(api: Any, target: Target, key: str) -> Any:
+def python_client(api: ApiClient, target: Target, key: str) -> Any:
     """openai.OpenAI against the target the way the suite reaches it (TLS trust, client
     certificate, proxies from the environment, --header), with max_retries=0, the run's
     connect/read timeouts and a total deadline per request; requests count in api.sent."""
@@ -155,7 +156,13 @@ def node_available() -> str | None:
 
 
 def run_node(
-    api: Any, target: Target, mode: str, *, key: str, model: str = "", restricted_model: str = ""
+    api: ApiClient,
+    target: Target,
+    mode: str,
+    *,
+    key: str,
+    model: str = "",
+    restricted_model: str = "",
 ) -> dict[str, Any]:
     """Run the Node SDK script; keys go through the environment, never the command line."""
     node = node_available()

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from conformance import expect
+from opconform.client import ApiClient, Exchange
 from opconform.config import Target
 from opconform.contract import KEY_PREFIX
 
@@ -22,7 +23,7 @@ ENDPOINTS = [
 ]
 
 
-def _send(api: Any, method: str, path: str, model: str, **kwargs: Any) -> Any:
+def _send(api: ApiClient, method: str, path: str, model: str, **kwargs: Any) -> Exchange:
     body = expect.chat_request(model, max_tokens=4) if method == "POST" else None
     exchange = api.request(method, path.format(model=model), json_body=body, **kwargs)
     if path == "/models" and exchange.status == 404:
@@ -36,7 +37,7 @@ def _send(api: Any, method: str, path: str, model: str, **kwargs: Any) -> Any:
 
 @requirement("OP-AUTH-001")
 @pytest.mark.parametrize(("method", "path"), ENDPOINTS)
-def test_request_without_key_is_refused(api: Any, model: str, method: str, path: str) -> None:
+def test_request_without_key_is_refused(api: ApiClient, model: str, method: str, path: str) -> None:
     exchange = _send(api, method, path, model, key=None)
     expect.status(exchange, 401)
 
@@ -44,7 +45,7 @@ def test_request_without_key_is_refused(api: Any, model: str, method: str, path:
 @requirement("OP-AUTH-002")
 @pytest.mark.needs("OP-AUTH-001")
 @pytest.mark.parametrize("scheme", ["Basic", "Token", "Bearer:", "(none)"])
-def test_key_with_other_scheme_is_refused(api: Any, model: str, scheme: str) -> None:
+def test_key_with_other_scheme_is_refused(api: ApiClient, model: str, scheme: str) -> None:
     secret = api.secret("main")
     header = secret if scheme == "(none)" else f"{scheme} {secret}"
     exchange = _send(api, "POST", "/chat/completions", model, key=None, authorization=header)
@@ -54,7 +55,7 @@ def test_key_with_other_scheme_is_refused(api: Any, model: str, scheme: str) -> 
 @requirement("OP-AUTH-003")
 @pytest.mark.needs("OP-AUTH-001")
 @pytest.mark.parametrize(("method", "path"), ENDPOINTS)
-def test_key_without_prefix_is_refused(api: Any, model: str, method: str, path: str) -> None:
+def test_key_without_prefix_is_refused(api: ApiClient, model: str, method: str, path: str) -> None:
     unprefixed = api.secret("main").removeprefix(KEY_PREFIX)
     exchange = _send(api, method, path, model, key=None, authorization=f"Bearer {unprefixed}")
     expect.status(exchange, 401)
@@ -64,7 +65,9 @@ def test_key_without_prefix_is_refused(api: Any, model: str, method: str, path: 
 @pytest.mark.needs("OP-AUTH-001")
 @pytest.mark.parametrize("kind", ["unknown", "empty"])
 @pytest.mark.parametrize(("method", "path"), ENDPOINTS)
-def test_invalid_key_is_refused(api: Any, model: str, method: str, path: str, kind: str) -> None:
+def test_invalid_key_is_refused(
+    api: ApiClient, model: str, method: str, path: str, kind: str
+) -> None:
     # An empty key is sent as a bare scheme: a trailing space is not a legal header value.
     header = (
         f"Bearer op_sk_opconform_unknown_{secrets.token_hex(12)}" if kind == "unknown" else "Bearer"
@@ -75,14 +78,14 @@ def test_invalid_key_is_refused(api: Any, model: str, method: str, path: str, ki
 
 @requirement("OP-AUTH-005")
 @pytest.mark.needs("OP-ERR-001")
-def test_key_without_permission_gets_403(api: Any, restricted: str) -> None:
+def test_key_without_permission_gets_403(api: ApiClient, restricted: str) -> None:
     exchange = api.chat(expect.chat_request(restricted, max_tokens=4), key="restricted")
     expect.status(exchange, 403)
     expect.error_body(exchange)
 
 
 @requirement("OP-AUTH-006")
-def test_configured_key_is_accepted(api: Any, model: str) -> None:
+def test_configured_key_is_accepted(api: ApiClient, model: str) -> None:
     # The primary endpoint, not GET /models: a missing list endpoint says nothing about the key.
     exchange = api.chat(expect.chat_request(model, max_tokens=4), key="main")
     if exchange.status in (401, 403):
@@ -94,7 +97,7 @@ def test_configured_key_is_accepted(api: Any, model: str) -> None:
 
 @requirement("OP-AUTH-007")
 @pytest.mark.needs("OP-AUTH-004")
-def test_401_has_documented_body(api: Any, model: str) -> None:
+def test_401_has_documented_body(api: ApiClient, model: str) -> None:
     exchange = _send(
         api,
         "POST",

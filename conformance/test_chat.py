@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from conformance import expect
+from opconform.client import ApiClient, Exchange
 from opconform.config import Target
 from opconform.contract import COUNTING_PROMPT
 
@@ -18,7 +19,7 @@ COUNTING = COUNTING_PROMPT
 
 @requirement("OP-CHAT-006")
 @pytest.mark.needs("OP-CHAT-007")
-def test_completion_is_json(api: Any, bulk_key: str, model: str) -> None:
+def test_completion_is_json(api: ApiClient, bulk_key: str, model: str) -> None:
     exchange = api.chat(expect.chat_request(model), key=bulk_key)
     expect.status(exchange, 200)
     expect.json_body(exchange)
@@ -26,7 +27,7 @@ def test_completion_is_json(api: Any, bulk_key: str, model: str) -> None:
 
 @requirement("OP-CHAT-001")
 @pytest.mark.needs("OP-CHAT-006")
-def test_completion_matches_schema(api: Any, bulk_key: str, model: str) -> None:
+def test_completion_matches_schema(api: ApiClient, bulk_key: str, model: str) -> None:
     exchange = api.chat(expect.chat_request(model), key=bulk_key)
     expect.status(exchange, 200)
     try:
@@ -37,7 +38,7 @@ def test_completion_matches_schema(api: Any, bulk_key: str, model: str) -> None:
 
 
 @requirement("OP-CHAT-002")
-def test_completion_echoes_model(api: Any, bulk_key: str, models: list[str]) -> None:
+def test_completion_echoes_model(api: ApiClient, bulk_key: str, models: list[str]) -> None:
     for model_id in models:
         exchange = api.chat(expect.chat_request(model_id), key=bulk_key)
         expect.status(exchange, 200)
@@ -49,7 +50,7 @@ def test_completion_echoes_model(api: Any, bulk_key: str, models: list[str]) -> 
 
 
 @requirement("OP-CHAT-003")
-def test_usage_adds_up(api: Any, bulk_key: str, model: str) -> None:
+def test_usage_adds_up(api: ApiClient, bulk_key: str, model: str) -> None:
     exchange = api.chat(expect.chat_request(model), key=bulk_key)
     expect.status(exchange, 200)
     usage = exchange.json().get("usage") or {}
@@ -64,14 +65,14 @@ def test_usage_adds_up(api: Any, bulk_key: str, model: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def cut_completions(api: Any, bulk_key: str, model: str, target: Target) -> list[Any]:
+def cut_completions(api: ApiClient, bulk_key: str, model: str, target: Target) -> list[Exchange]:
     """--samples completions of a long answer asked with max_tokens 5."""
     body = expect.chat_request(model, COUNTING, max_tokens=5)
     return [api.chat(body, key=bulk_key) for _ in range(target.samples)]
 
 
 @requirement("OP-CHAT-004")
-def test_max_tokens_is_honoured(cut_completions: list[Any], attach: Any) -> None:
+def test_max_tokens_is_honoured(cut_completions: list[Exchange], attach: Any) -> None:
     over, unjudged = [], 0
     for exchange in cut_completions:
         attach(exchange)
@@ -105,7 +106,7 @@ def _content(body: Any) -> str:
 
 @requirement("OP-CHAT-005")
 @pytest.mark.needs("OP-CHAT-004")
-def test_cut_completion_says_length(cut_completions: list[Any], attach: Any) -> None:
+def test_cut_completion_says_length(cut_completions: list[Exchange], attach: Any) -> None:
     judged, wrong = 0, []
     for exchange in cut_completions:
         attach(exchange)
@@ -129,7 +130,7 @@ def test_cut_completion_says_length(cut_completions: list[Any], attach: Any) -> 
 @requirement("OP-CHAT-007")
 @pytest.mark.parametrize("temperature", [0, 0.7, 2])
 def test_documented_request_is_accepted(
-    api: Any, bulk_key: str, model: str, temperature: float
+    api: ApiClient, bulk_key: str, model: str, temperature: float
 ) -> None:
     body = {
         "model": model,

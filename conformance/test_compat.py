@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from conformance import expect
+from conformance.plugin import Check
+from opconform.client import ApiClient, Exchange
 from opconform.config import Target
+from opconform.sse import SSEStats
 
 pytestmark = pytest.mark.area("compat")
 requirement = pytest.mark.requirement
@@ -16,7 +17,7 @@ GO_EMPTY_MESSAGE_LIMIT = 300
 
 
 @pytest.fixture
-def stream(api: Any, bulk_key: str, model: str) -> Any:
+def stream(api: ApiClient, bulk_key: str, model: str) -> Exchange:
     exchange = api.chat(
         expect.chat_request(
             model,
@@ -32,11 +33,17 @@ def stream(api: Any, bulk_key: str, model: str) -> Any:
     return exchange
 
 
+def _sse(stream: Exchange) -> SSEStats:
+    """What the decoder saw on the wire (the fixture made sure there is)."""
+    assert stream.sse is not None
+    return stream.sse
+
+
 @requirement("OP-COMPAT-001")
 @pytest.mark.needs("OP-STREAM-001")
-def test_no_event_field(stream: Any) -> None:
-    events = {e.event for e in stream.events if e.event is not None}
-    assert "event" not in stream.sse.fields_seen, (
+def test_no_event_field(stream: Exchange) -> None:
+    events = {e.event for e in stream.events or [] if e.event is not None}
+    assert "event" not in _sse(stream).fields_seen, (
         f"events carry an event: field ({', '.join(sorted(events)) or 'empty'}): the Python SDK "
         "hands such events to its own handler instead of yielding chunks, and Node openai fails "
         "on an event: block without data"
@@ -45,8 +52,8 @@ def test_no_event_field(stream: Any) -> None:
 
 @requirement("OP-COMPAT-002")
 @pytest.mark.needs("OP-STREAM-001")
-def test_no_id_or_retry_field(stream: Any) -> None:
-    present = sorted(stream.sse.fields_seen & {"id", "retry"})
+def test_no_id_or_retry_field(stream: Exchange) -> None:
+    present = sorted(_sse(stream).fields_seen & {"id", "retry"})
     assert not present, (
         f"events carry {', '.join(f + ':' for f in present)} fields: once a server sends id:, the "
         "Python SDK dispatches empty events on later blank lines and fails to parse them"
@@ -55,8 +62,8 @@ def test_no_id_or_retry_field(stream: Any) -> None:
 
 @requirement("OP-COMPAT-003")
 @pytest.mark.needs("OP-STREAM-001")
-def test_each_payload_on_one_data_line(stream: Any) -> None:
-    split = [i for i, e in enumerate(stream.events) if e.data_lines > 1]
+def test_each_payload_on_one_data_line(stream: Exchange) -> None:
+    split = [i for i, e in enumerate(stream.events or []) if e.data_lines > 1]
     assert not split, (
         f"{len(split)} events spread their JSON over several data: lines (first: event "
         f"{split[0]}): valid SSE, but go-openai treats each data: line as its own message"
@@ -65,8 +72,8 @@ def test_each_payload_on_one_data_line(stream: Any) -> None:
 
 @requirement("OP-COMPAT-004")
 @pytest.mark.needs("OP-STREAM-001")
-def test_keepalives_stay_below_go_limit(stream: Any, check: Any) -> None:
-    run = stream.sse.max_non_data_run
+def test_keepalives_stay_below_go_limit(stream: Exchange, check: Check) -> None:
+    run = _sse(stream).max_non_data_run
     assert run < GO_EMPTY_MESSAGE_LIMIT, (
         f"{run} non-data lines between two data events: go-openai gives up after "
         f"{GO_EMPTY_MESSAGE_LIMIT}"
@@ -79,7 +86,9 @@ def test_keepalives_stay_below_go_limit(stream: Any, check: Any) -> None:
 
 
 @requirement("OP-COMPAT-005")
-def test_in_stream_error_starts_with_error_key(api: Any, bulk_key: str, target: Target) -> None:
+def test_in_stream_error_starts_with_error_key(
+    api: ApiClient, bulk_key: str, target: Target
+) -> None:
     from conformance.plugin import disabled
 
     model_id = target.midstream_error_model

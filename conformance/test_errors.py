@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from conformance import expect
+from opconform.client import ApiClient, Exchange
 from opconform.config import Target
 
 pytestmark = pytest.mark.area("errors")
@@ -26,7 +27,7 @@ TYPE_WORDS = {
 
 
 @pytest.fixture
-def error_exchanges(api: Any, bulk_key: str, target: Target, attach: Any) -> list[Any]:
+def error_exchanges(api: ApiClient, bulk_key: str, target: Target, attach: Any) -> list[Exchange]:
     """One answer of every error status the suite can provoke with its identities. A request
     the target did not refuse is left out here (its own requirement judges that); with no
     error answer at all there is nothing to judge."""
@@ -53,7 +54,7 @@ def error_exchanges(api: Any, bulk_key: str, target: Target, attach: Any) -> lis
 
 
 @requirement("OP-ERR-001")
-def test_errors_have_documented_body(error_exchanges: list[Any]) -> None:
+def test_errors_have_documented_body(error_exchanges: list[Exchange]) -> None:
     for exchange in error_exchanges:
         try:
             expect.error_body(exchange)
@@ -63,7 +64,7 @@ def test_errors_have_documented_body(error_exchanges: list[Any]) -> None:
 
 @requirement("OP-ERR-002")
 @pytest.mark.needs("OP-ERR-001")
-def test_error_code_is_integer_status(error_exchanges: list[Any]) -> None:
+def test_error_code_is_integer_status(error_exchanges: list[Exchange]) -> None:
     for exchange in error_exchanges:
         code = expect.error_body(exchange).get("code")
         if isinstance(code, str):
@@ -80,7 +81,7 @@ def test_error_code_is_integer_status(error_exchanges: list[Any]) -> None:
 
 @requirement("OP-ERR-003")
 @pytest.mark.needs("OP-ERR-001")
-def test_error_type_fits_status(error_exchanges: list[Any]) -> None:
+def test_error_type_fits_status(error_exchanges: list[Exchange]) -> None:
     for exchange in error_exchanges:
         if exchange.status == 401:
             continue  # the 401 type is documented: OP-AUTH-007 judges it
@@ -95,7 +96,7 @@ def test_error_type_fits_status(error_exchanges: list[Any]) -> None:
 
 
 @requirement("OP-ERR-004")
-def test_unknown_path_gets_json_error(api: Any, bulk_key: str) -> None:
+def test_unknown_path_gets_json_error(api: ApiClient, bulk_key: str) -> None:
     exchange = api.request("GET", "/opconform-no-such-path", key=bulk_key)
     expect.status(exchange, 404)
     expect.error_body(exchange)  # a body format broken everywhere is OP-ERR-001's
@@ -103,7 +104,9 @@ def test_unknown_path_gets_json_error(api: Any, bulk_key: str) -> None:
 
 @requirement("OP-ERR-005")
 @pytest.mark.parametrize(("method", "path"), [("DELETE", "/chat/completions"), ("PUT", "/models")])
-def test_wrong_method_gets_json_error(api: Any, bulk_key: str, method: str, path: str) -> None:
+def test_wrong_method_gets_json_error(
+    api: ApiClient, bulk_key: str, method: str, path: str
+) -> None:
     exchange = api.request(method, path, key=bulk_key)
     expect.status(exchange, (404, 405))
     expect.error_body(exchange)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 
 from conformance import expect
 from conformance.plugin import disabled
 from conformance.sdk import python_client, raised
+from opconform.client import ApiClient
 from opconform.config import Target
 
 pytestmark = pytest.mark.area("gateway-failures")
@@ -17,7 +17,7 @@ requirement = pytest.mark.requirement
 
 
 @requirement("OP-ERR-006")
-def test_upstream_failure_is_502(api: Any, bulk_key: str, target: Target) -> None:
+def test_upstream_failure_is_502(api: ApiClient, bulk_key: str, target: Target) -> None:
     model_id = target.upstream_error_model
     if not model_id:
         disabled("needs --upstream-error-model")
@@ -28,7 +28,7 @@ def test_upstream_failure_is_502(api: Any, bulk_key: str, target: Target) -> Non
 
 
 @requirement("OP-ERR-007")
-def test_unavailable_model_is_503(api: Any, bulk_key: str, target: Target) -> None:
+def test_unavailable_model_is_503(api: ApiClient, bulk_key: str, target: Target) -> None:
     model_id = target.unavailable_model
     if not model_id:
         disabled("needs --unavailable-model")
@@ -39,7 +39,9 @@ def test_unavailable_model_is_503(api: Any, bulk_key: str, target: Target) -> No
 
 
 @requirement("OP-ERR-008")
-def test_midstream_failure_ends_with_error_event(api: Any, bulk_key: str, target: Target) -> None:
+def test_midstream_failure_ends_with_error_event(
+    api: ApiClient, bulk_key: str, target: Target
+) -> None:
     model_id = target.midstream_error_model
     if not model_id:
         disabled("needs --midstream-error-model")

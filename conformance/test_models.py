@@ -8,14 +8,15 @@ from typing import Any
 import pytest
 
 from conformance import expect
-from conformance.plugin import blocked
+from conformance.plugin import Check, blocked
+from opconform.client import ApiClient
 
 pytestmark = pytest.mark.area("models")
 requirement = pytest.mark.requirement
 
 
 @pytest.fixture
-def model_list(api: Any, bulk_key: str) -> dict[str, Any]:
+def model_list(api: ApiClient, bulk_key: str) -> dict[str, Any]:
     """The list as far as it can be read: a missing endpoint or a body without a data array
     blocks these checks (OP-MODELS-001 fails for it); a list that breaks the schema in other
     ways (a missing `created`, say) is still judged on its count, providers and ids."""
@@ -31,7 +32,7 @@ def model_list(api: Any, bulk_key: str) -> dict[str, Any]:
 
 
 @requirement("OP-MODELS-001")
-def test_list_matches_schema(api: Any, bulk_key: str) -> None:
+def test_list_matches_schema(api: ApiClient, bulk_key: str) -> None:
     exchange = api.request("GET", "/models", key=bulk_key)
     expect.status(exchange, 200)
     body = expect.json_body(exchange)
@@ -45,7 +46,7 @@ def test_list_has_over_50_models(model_list: dict[str, Any]) -> None:
 
 
 @requirement("OP-MODELS-007")
-def test_list_spans_providers(model_list: dict[str, Any], check: Any) -> None:
+def test_list_spans_providers(model_list: dict[str, Any], check: Check) -> None:
     data = [m for m in model_list.get("data") or [] if isinstance(m, dict)]
     providers = sorted({str(m.get("owned_by")) for m in data})
     assert len(providers) > 1, (
@@ -68,7 +69,7 @@ def test_model_ids_are_unique(model_list: dict[str, Any]) -> None:
 @requirement("OP-MODELS-004")
 @pytest.mark.needs("OP-CHAT-007")
 def test_listed_models_answer_chat(
-    api: Any, bulk_key: str, models: list[str], listed_models: list[str]
+    api: ApiClient, bulk_key: str, models: list[str], listed_models: list[str]
 ) -> None:
     chosen = list(dict.fromkeys(models + listed_models[: len(models) + 1]))
     failures = []
@@ -80,7 +81,7 @@ def test_listed_models_answer_chat(
 
 
 @requirement("OP-MODELS-005")
-def test_retrieve_model(api: Any, bulk_key: str, model: str) -> None:
+def test_retrieve_model(api: ApiClient, bulk_key: str, model: str) -> None:
     exchange = api.request("GET", f"/models/{model}", key=bulk_key)
     expect.status(exchange, 200)
     body = expect.json_body(exchange)

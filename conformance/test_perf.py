@@ -11,7 +11,9 @@ import pytest
 
 from conformance import expect
 from conformance.plugin import disabled
+from opconform.client import ApiClient
 from opconform.config import Target
+from opconform.sse import SSEEvent
 
 pytestmark = pytest.mark.area("perf")
 requirement = pytest.mark.requirement
@@ -49,7 +51,7 @@ def _measure(benchmark: Any, action: Callable[[], Any]) -> None:
     benchmark.pedantic(action, rounds=ROUNDS, iterations=1, warmup_rounds=1)
 
 
-def _payloads(events: list[Any]) -> list[Any]:
+def _payloads(events: list[SSEEvent]) -> list[Any]:
     payloads = []
     for event in events:
         try:
@@ -63,7 +65,7 @@ def _payloads(events: list[Any]) -> list[Any]:
 
 @requirement("OP-PERF-001")
 def test_time_to_first_byte_of_models(
-    benchmark: Any, api: Any, bulk_key: str, target: Target
+    benchmark: Any, api: ApiClient, bulk_key: str, target: Target
 ) -> None:
     def action() -> None:
         listed = api.request("GET", "/models", key=bulk_key)
@@ -77,7 +79,7 @@ def test_time_to_first_byte_of_models(
 @requirement("OP-PERF-001")
 @pytest.mark.needs("OP-CHAT-007")
 def test_small_completion_latency(
-    benchmark: Any, api: Any, bulk_key: str, model: str, target: Target
+    benchmark: Any, api: ApiClient, bulk_key: str, model: str, target: Target
 ) -> None:
     def action() -> None:
         expect.status(api.chat(expect.chat_request(model, max_tokens=8), key=bulk_key), 200)
@@ -89,7 +91,7 @@ def test_small_completion_latency(
 @requirement("OP-PERF-001")
 @pytest.mark.needs("OP-STREAM-001")
 def test_time_to_first_token(
-    benchmark: Any, api: Any, bulk_key: str, model: str, target: Target
+    benchmark: Any, api: ApiClient, bulk_key: str, model: str, target: Target
 ) -> None:
     """Clocked to the first event with content, not the role-only first chunk."""
     body = expect.chat_request(model, max_tokens=8)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from conformance import expect
-from conformance.plugin import disabled
+from conformance.plugin import Check, disabled
+from opconform.client import ApiClient
 from opconform.config import Target
 
 pytestmark = [pytest.mark.area("ratelimit"), pytest.mark.quota]
@@ -17,7 +16,7 @@ PROMPT_TOKENS = 20_000
 
 
 @requirement("OP-RL-013")
-def test_tokens_per_day_cutoff(api: Any, model: str, target: Target, check: Any) -> None:
+def test_tokens_per_day_cutoff(api: ApiClient, model: str, target: Target, check: Check) -> None:
     limit = target.tokens_per_day
     if limit is None:
         disabled(f"the {target.plan} plan has no tokens/day limit")

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from conformance import expect
-from conformance.plugin import disabled
-from opconform.client import reset_in_seconds
+from conformance.plugin import Check, disabled
+from opconform.client import ApiClient, Exchange, Transfer, reset_in_seconds
 from opconform.config import Target
 from opconform.contract import LONG_PROMPT, PLANS, WINDOW_SECONDS
 
@@ -27,7 +27,7 @@ LONG_STREAM = LONG_PROMPT
 MAX_DRIVEN_LIMIT = 2000  # a requests/min limit above this is not driven to exhaustion
 
 
-def _server_now(exchange: Any) -> float:
+def _server_now(exchange: Exchange) -> float:
     date = exchange.header("date")
     if date:
         try:
@@ -46,7 +46,7 @@ def _rpm(target: Target) -> int:
 
 # ---------------------------------------------------------------------------- headers
 @requirement("OP-RL-001")
-def test_headers_on_success(api: Any, model: str) -> None:
+def test_headers_on_success(api: ApiClient, model: str) -> None:
     completion = api.chat(expect.chat_request(model, max_tokens=4), key="main")
     expect.status(completion, 200)
     try:
@@ -63,7 +63,7 @@ def test_headers_on_success(api: Any, model: str) -> None:
 
 @requirement("OP-RL-002")
 @pytest.mark.needs("OP-RL-001")
-def test_headers_on_errors(api: Any, model: str, target: Target) -> None:
+def test_headers_on_errors(api: ApiClient, model: str, target: Target) -> None:
     exchanges = [
         api.request(
             "POST",
@@ -86,7 +86,7 @@ def test_headers_on_errors(api: Any, model: str, target: Target) -> None:
 
 @requirement("OP-RL-003")
 @pytest.mark.needs("OP-RL-001")
-def test_headers_on_stream(api: Any, model: str) -> None:
+def test_headers_on_stream(api: ApiClient, model: str) -> None:
     exchange = api.chat(expect.chat_request(model, max_tokens=8), key="main", stream=True)
     expect.status(exchange, 200)
     expect.rate_headers(exchange)
@@ -94,7 +94,7 @@ def test_headers_on_stream(api: Any, model: str) -> None:
 
 @requirement("OP-RL-014")
 @pytest.mark.needs("OP-RL-001")
-def test_headers_on_401(api: Any) -> None:
+def test_headers_on_401(api: ApiClient) -> None:
     exchange = api.request("GET", "/models", key=None)
     expect.status(exchange, 401)
     expect.rate_headers(exchange)
@@ -102,7 +102,7 @@ def test_headers_on_401(api: Any) -> None:
 
 @requirement("OP-RL-004")
 @pytest.mark.needs("OP-RL-001")
-def test_limit_matches_plan(api: Any, target: Target) -> None:
+def test_limit_matches_plan(api: ApiClient, target: Target) -> None:
     rpm = _rpm(target)
     # A 429 carries the headers too: a key limited below its plan must show it here, once.
     answer = api.request("GET", "/models", key="main", allow_429=True)
@@ -120,7 +120,7 @@ def test_limit_matches_plan(api: Any, target: Target) -> None:
 
 @requirement("OP-RL-005")
 @pytest.mark.needs("OP-RL-001")
-def test_remaining_drops_by_one(api: Any) -> None:
+def test_remaining_drops_by_one(api: ApiClient) -> None:
     for _attempt in range(2):
         api.pacer.before("main", needed=4)
         headers = [expect.rate_headers(api.request("GET", "/models", key="main")) for _ in range(3)]
@@ -136,7 +136,7 @@ def test_remaining_drops_by_one(api: Any) -> None:
 
 @requirement("OP-RL-006")
 @pytest.mark.needs("OP-RL-001")
-def test_reset_is_sane(api: Any) -> None:
+def test_reset_is_sane(api: ApiClient) -> None:
     exchange = api.request("GET", "/models", key="main")
     reset = expect.rate_headers(exchange)["x-ratelimit-reset"]
     now = _server_now(exchange)
@@ -153,7 +153,7 @@ def test_reset_is_sane(api: Any) -> None:
 
 
 # ---------------------------------------------------------------------------- concurrency
-def _hold(api: Any, model: str, count: int) -> list[Any]:
+def _hold(api: ApiClient, model: str, count: int) -> list[Transfer]:
     """Open `count` long streams on the main key. A 429 with Remaining left is a slot that the
     server has not freed yet (e.g. the previous check's streams, just closed): wait its
     Retry-After, a few times at most, as a client would."""
@@ -181,19 +181,19 @@ def _cap(target: Target) -> int:
     return target.concurrent
 
 
-def _none_ended(held: list[Any]) -> bool:
+def _none_ended(held: list[Transfer]) -> bool:
     """No held stream has ended on its own so far (what arrived is taken in first)."""
     return not any(h.drain().status == 200 and h.ended for h in held)
 
 
-def _close_all(held: list[Any]) -> list[Any]:
+def _close_all(held: list[Transfer]) -> list[Exchange]:
     """Disconnect every held stream; the exchanges say whether each had already ended."""
     for transfer in held:
         transfer.drain()
     return [h.abort() for h in held]
 
 
-def _still_open(closed: list[Any]) -> bool:
+def _still_open(closed: list[Exchange]) -> bool:
     """Every accepted stream was still open when we disconnected from it (what had arrived
     meanwhile was taken in first): only then do the streams prove anything about the cap."""
     return all(
@@ -202,8 +202,8 @@ def _still_open(closed: list[Any]) -> bool:
 
 
 def _until_served(
-    api: Any, model: str, held: list[Any], stream: bool = False
-) -> tuple[Any, float, float]:
+    api: ApiClient, model: str, held: list[Transfer], stream: bool = False
+) -> tuple[Exchange, float, float]:
     """Ask until the server serves the main key again, within a bound derived from its own
     pace (at least 10 s, or 20 times its first answer): the reference gives the server no
     deadline to notice a disconnect, so the check must not invent a tight one. Stops early
@@ -226,7 +226,7 @@ def _until_served(
 
 
 @requirement("OP-RL-010")
-def test_concurrency_cap(api: Any, model: str, target: Target) -> None:
+def test_concurrency_cap(api: ApiClient, model: str, target: Target) -> None:
     cap = _cap(target)
     api.pacer.before("main", needed=cap + 2)
     held = _hold(api, model, cap)
@@ -258,7 +258,9 @@ def test_concurrency_cap(api: Any, model: str, target: Target) -> None:
 
 @requirement("OP-RL-011")
 @pytest.mark.needs("OP-RL-010")
-def test_slot_frees_on_disconnect_and_end(api: Any, model: str, target: Target, check: Any) -> None:
+def test_slot_frees_on_disconnect_and_end(
+    api: ApiClient, model: str, target: Target, check: Check
+) -> None:
     cap = _cap(target)
     api.pacer.before("main", needed=cap + 30)
     held = _hold(api, model, cap)
@@ -305,7 +307,7 @@ def test_slot_frees_on_disconnect_and_end(api: Any, model: str, target: Target, 
 
 # ---------------------------------------------------------------------------- requests/min
 @pytest.fixture(scope="module")
-def exhausted(api: Any, target: Target) -> dict[str, Any]:
+def exhausted(api: ApiClient, target: Target) -> dict[str, Any]:
     """Drive the main key through its requests/min window with cheap GET /models requests:
     Remaining says how many are left; exactly those must pass, and the next one must not."""
     rpm = _rpm(target)
@@ -330,7 +332,7 @@ def exhausted(api: Any, target: Target) -> dict[str, Any]:
     pytest.skip("the window rolled over while the key was being driven to its limit")
 
 
-def _drive_blind(api: Any, rpm: int, first: Any) -> dict[str, Any]:
+def _drive_blind(api: ApiClient, rpm: int, first: Exchange) -> dict[str, Any]:
     """No X-RateLimit-Remaining to count down: send the plan's requests/min and one more, as
     fast as the target answers. No 429 among them, within one minute, means no limit."""
     began = time.monotonic()
@@ -402,7 +404,7 @@ def test_retry_after_on_429(exhausted: dict[str, Any], attach: Any) -> None:
 
 
 @pytest.fixture
-def alt_key(api: Any) -> str:
+def alt_key(api: ApiClient) -> str:
     if not api.has_key("alt"):
         disabled("needs --alt-api-key (a second key of the same plan)")
     return "alt"
@@ -411,7 +413,7 @@ def alt_key(api: Any) -> str:
 @requirement("OP-RL-012")
 @pytest.mark.needs("OP-RL-007")
 def test_other_key_unaffected(
-    alt_key: str, exhausted: dict[str, Any], api: Any, attach: Any
+    alt_key: str, exhausted: dict[str, Any], api: ApiClient, attach: Any
 ) -> None:
     # alt_key comes first: without the identity the check is DISABLED before anything is sent.
     if exhausted["over"].status != 429:
@@ -428,7 +430,7 @@ def test_other_key_unaffected(
 @pytest.mark.needs("OP-RL-007")
 @pytest.mark.area("sdk")
 def test_python_sdk_raises_rate_limit_error(
-    exhausted: dict[str, Any], api: Any, target: Target
+    exhausted: dict[str, Any], api: ApiClient, target: Target
 ) -> None:
     from conformance.sdk import python_client, raised
 
@@ -444,7 +446,7 @@ def test_python_sdk_raises_rate_limit_error(
 @pytest.mark.needs("OP-RL-007")
 @pytest.mark.area("sdk")
 def test_node_sdk_raises_rate_limit_error(
-    exhausted: dict[str, Any], api: Any, target: Target
+    exhausted: dict[str, Any], api: ApiClient, target: Target
 ) -> None:
     from conformance.sdk import run_node
 
@@ -460,7 +462,7 @@ def test_node_sdk_raises_rate_limit_error(
 @pytest.mark.needs("OP-RL-008")
 @pytest.mark.slow
 def test_request_succeeds_after_retry_after(
-    exhausted: dict[str, Any], api: Any, attach: Any
+    exhausted: dict[str, Any], api: ApiClient, attach: Any
 ) -> None:
     over = exhausted["over"]
     attach(over)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from conformance import expect
 from conformance.sdk import python_client, raised, run_node
+from opconform.client import ApiClient
 from opconform.config import Target
 
 pytestmark = pytest.mark.area("sdk")
@@ -16,7 +15,7 @@ requirement = pytest.mark.requirement
 
 @requirement("OP-SDK-001")
 def test_python_sdk_lists_completes_streams(
-    api: Any, bulk_key: str, model: str, target: Target
+    api: ApiClient, bulk_key: str, model: str, target: Target
 ) -> None:
     import openai
 
@@ -56,7 +55,9 @@ def test_python_sdk_lists_completes_streams(
 
 @requirement("OP-SDK-002")
 @pytest.mark.needs("OP-AUTH-004", "OP-AUTH-005")
-def test_python_sdk_maps_401_and_403(api: Any, bulk_key: str, target: Target, model: str) -> None:
+def test_python_sdk_maps_401_and_403(
+    api: ApiClient, bulk_key: str, target: Target, model: str
+) -> None:
     client = python_client(api, target, bulk_key).with_options(
         api_key="op_sk_opconform_unknown_python_check"
     )
@@ -74,7 +75,7 @@ def test_python_sdk_maps_401_and_403(api: Any, bulk_key: str, target: Target, mo
 
 @requirement("OP-SDK-003")
 def test_node_sdk_lists_completes_streams(
-    api: Any, bulk_key: str, model: str, target: Target
+    api: ApiClient, bulk_key: str, model: str, target: Target
 ) -> None:
     api.pacer.before(bulk_key, needed=4)  # the SDK's own requests bypass the suite's pacing
     result = run_node(api, target, "basic", key=bulk_key, model=model)
@@ -97,7 +98,7 @@ def test_node_sdk_lists_completes_streams(
 
 @requirement("OP-SDK-004")
 @pytest.mark.needs("OP-AUTH-004", "OP-AUTH-005", "OP-MODELS-001")
-def test_node_sdk_maps_401_and_403(api: Any, bulk_key: str, target: Target) -> None:
+def test_node_sdk_maps_401_and_403(api: ApiClient, bulk_key: str, target: Target) -> None:
     result = run_node(
         api, target, "errors", key=bulk_key, restricted_model=target.restricted_model or ""
     )

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from conformance import expect
+from conformance.plugin import Check
+from opconform.client import ApiClient, Exchange
 from opconform.config import Target
 from opconform.contract import COUNTING_PROMPT, SHORT_PROMPT
 
@@ -16,18 +19,18 @@ requirement = pytest.mark.requirement
 HAIKU = SHORT_PROMPT
 
 
-def _stream(api: Any, key: str, model: str, **extra: Any) -> Any:
+def _stream(api: ApiClient, key: str, model: str, **extra: Any) -> Exchange:
     return api.chat(expect.chat_request(model, HAIKU, max_tokens=24, **extra), key=key, stream=True)
 
 
 @pytest.fixture(scope="module")
-def streams(api: Any, bulk_key: str, model: str, target: Target) -> list[Any]:
+def streams(api: ApiClient, bulk_key: str, model: str, target: Target) -> list[Exchange]:
     """--samples streams of the same request: a property that fails in one stream of five is
     not missed by judging one."""
     return [_stream(api, bulk_key, model) for _ in range(target.samples)]
 
 
-def _each(streams: list[Any], attach: Any, judge: Any) -> None:
+def _each(streams: list[Exchange], attach: Any, judge: Callable[[Exchange], None]) -> None:
     """Judge every sampled stream; fail with the rate and the first problem."""
     problems = []
     for exchange in streams:
@@ -45,8 +48,8 @@ def _each(streams: list[Any], attach: Any, judge: Any) -> None:
 
 
 @requirement("OP-STREAM-001")
-def test_stream_is_event_stream(streams: list[Any], attach: Any) -> None:
-    def judge(exchange: Any) -> None:
+def test_stream_is_event_stream(streams: list[Exchange], attach: Any) -> None:
+    def judge(exchange: Exchange) -> None:
         expect.status(exchange, 200)
         assert exchange.content_type == "text/event-stream", (
             f"stream: Content-Type is {exchange.header('content-type')!r}, not text/event-stream"
@@ -57,8 +60,8 @@ def test_stream_is_event_stream(streams: list[Any], attach: Any) -> None:
 
 @requirement("OP-STREAM-002")
 @pytest.mark.needs("OP-STREAM-001")
-def test_every_event_is_one_json_object(streams: list[Any], attach: Any) -> None:
-    def judge(exchange: Any) -> None:
+def test_every_event_is_one_json_object(streams: list[Exchange], attach: Any) -> None:
+    def judge(exchange: Exchange) -> None:
         expect.status(exchange, 200)
         assert exchange.events, f"no events: {expect.preview(exchange)}"
         assert not exchange.incomplete_tail, (
@@ -77,8 +80,8 @@ def test_every_event_is_one_json_object(streams: list[Any], attach: Any) -> None
 
 @requirement("OP-STREAM-003")
 @pytest.mark.needs("OP-STREAM-002")
-def test_chunks_match_schema(streams: list[Any], attach: Any) -> None:
-    def judge(exchange: Any) -> None:
+def test_chunks_match_schema(streams: list[Exchange], attach: Any) -> None:
+    def judge(exchange: Exchange) -> None:
         for index, chunk in enumerate(expect.stream_chunks(exchange)):
             expect.matches(chunk, "chat-completion-chunk", f"chunk {index}")
 
@@ -87,8 +90,8 @@ def test_chunks_match_schema(streams: list[Any], attach: Any) -> None:
 
 @requirement("OP-STREAM-004")
 @pytest.mark.needs("OP-STREAM-002")
-def test_chunks_share_id_created_model(streams: list[Any], attach: Any) -> None:
-    def judge(exchange: Any) -> None:
+def test_chunks_share_id_created_model(streams: list[Exchange], attach: Any) -> None:
+    def judge(exchange: Exchange) -> None:
         chunks = expect.stream_chunks(exchange)
         for field in ("id", "created", "model"):
             values = {str(c.get(field)) for c in chunks}
@@ -101,8 +104,8 @@ def test_chunks_share_id_created_model(streams: list[Any], attach: Any) -> None:
 
 @requirement("OP-STREAM-005")
 @pytest.mark.needs("OP-STREAM-002")
-def test_first_delta_has_role(streams: list[Any], attach: Any) -> None:
-    def judge(exchange: Any) -> None:
+def test_first_delta_has_role(streams: list[Exchange], attach: Any) -> None:
+    def judge(exchange: Exchange) -> None:
         chunks = expect.stream_chunks(exchange)
         first = chunks[0].get("choices") or [{}]
         role = (first[0].get("delta") or {}).get("role")
@@ -113,8 +116,8 @@ def test_first_delta_has_role(streams: list[Any], attach: Any) -> None:
 
 @requirement("OP-STREAM-006")
 @pytest.mark.needs("OP-STREAM-002")
-def test_exactly_one_finish_reason(streams: list[Any], attach: Any) -> None:
-    def judge(exchange: Any) -> None:
+def test_exactly_one_finish_reason(streams: list[Exchange], attach: Any) -> None:
+    def judge(exchange: Exchange) -> None:
         reasons = [
             choice.get("finish_reason")
             for c in expect.stream_chunks(exchange)
@@ -128,8 +131,8 @@ def test_exactly_one_finish_reason(streams: list[Any], attach: Any) -> None:
 
 @requirement("OP-STREAM-007")
 @pytest.mark.needs("OP-STREAM-001")
-def test_done_once_and_last(streams: list[Any], attach: Any) -> None:
-    def judge(exchange: Any) -> None:
+def test_done_once_and_last(streams: list[Exchange], attach: Any) -> None:
+    def judge(exchange: Exchange) -> None:
         expect.status(exchange, 200)
         assert exchange.done_count == 1, (
             f"data: [DONE] came {exchange.done_count} times; the stream must end with it once"
@@ -145,7 +148,7 @@ def test_done_once_and_last(streams: list[Any], attach: Any) -> None:
 
 @requirement("OP-STREAM-008")
 @pytest.mark.needs("OP-STREAM-007")
-def test_connection_closes_after_done(streams: list[Any], attach: Any, api: Any) -> None:
+def test_connection_closes_after_done(streams: list[Exchange], attach: Any, api: ApiClient) -> None:
     ended = [e for e in streams if e.status == 200 and e.done_count]
     if not ended:
         pytest.skip(
@@ -153,7 +156,7 @@ def test_connection_closes_after_done(streams: list[Any], attach: Any, api: Any)
             "fails for that)"
         )
 
-    def judge(exchange: Any) -> None:
+    def judge(exchange: Exchange) -> None:
         assert exchange.closed_after_done, (
             f"the connection stayed open {api.limits.close_grace:g}s after [DONE]; the Python "
             "SDK up to 2.6 reads until the server closes"
@@ -164,7 +167,7 @@ def test_connection_closes_after_done(streams: list[Any], attach: Any, api: Any)
 
 @requirement("OP-STREAM-009")
 @pytest.mark.needs("OP-STREAM-002")
-def test_include_usage_adds_final_usage_chunk(api: Any, bulk_key: str, model: str) -> None:
+def test_include_usage_adds_final_usage_chunk(api: ApiClient, bulk_key: str, model: str) -> None:
     exchange = _stream(api, bulk_key, model, stream_options={"include_usage": True})
     chunks = expect.stream_chunks(exchange)
     with_usage = [i for i, c in enumerate(chunks) if c.get("usage")]
@@ -181,7 +184,7 @@ def test_include_usage_adds_final_usage_chunk(api: Any, bulk_key: str, model: st
 @requirement("OP-STREAM-010")
 @pytest.mark.needs("OP-STREAM-002")
 def test_streamed_text_equals_completion(
-    api: Any, bulk_key: str, model: str, target: Target, check: Any
+    api: ApiClient, bulk_key: str, model: str, target: Target, check: Check
 ) -> None:
     body = expect.chat_request(model, HAIKU, max_tokens=24, temperature=0)
     plain = api.chat(body, key=bulk_key)
@@ -202,7 +205,7 @@ def test_streamed_text_equals_completion(
 
 @requirement("OP-STREAM-011")
 @pytest.mark.needs("OP-STREAM-007")
-def test_every_selected_model_streams(api: Any, bulk_key: str, models: list[str]) -> None:
+def test_every_selected_model_streams(api: ApiClient, bulk_key: str, models: list[str]) -> None:
     failures = []
     for model_id in models:
         exchange = _stream(api, bulk_key, model_id)
@@ -216,14 +219,14 @@ def test_every_selected_model_streams(api: Any, bulk_key: str, models: list[str]
 @requirement("OP-CHAT-004")
 @pytest.mark.needs("OP-STREAM-002")
 def test_stream_honours_max_tokens(
-    api: Any, bulk_key: str, model: str, target: Target, attach: Any
+    api: ApiClient, bulk_key: str, model: str, target: Target, attach: Any
 ) -> None:
     body = expect.chat_request(
         model, COUNTING_PROMPT, max_tokens=5, stream_options={"include_usage": True}
     )
     exchanges = [api.chat(body, key=bulk_key, stream=True) for _ in range(target.samples)]
 
-    def judge(exchange: Any) -> None:
+    def judge(exchange: Exchange) -> None:
         chunks = expect.stream_chunks(exchange)
         usage = next((c["usage"] for c in chunks if c.get("usage")), None)
         content_events = sum(

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conformance import expect
+from opconform.client import ApiClient, Exchange
 
 pytestmark = pytest.mark.area("validation")
 requirement = pytest.mark.requirement
@@ -69,7 +70,9 @@ BAD_REQUESTS: list[tuple[str, str, Any]] = [
         for case, rid, body in BAD_REQUESTS
     ],
 )
-def test_bad_request_gets_400(api: Any, bulk_key: str, model: str, case: str, body: Any) -> None:
+def test_bad_request_gets_400(
+    api: ApiClient, bulk_key: str, model: str, case: str, body: Any
+) -> None:
     content = body if isinstance(body, bytes) else json.dumps(body(model)).encode()
     exchange = api.request(
         "POST",
@@ -108,7 +111,7 @@ REQUIREMENT_OF_CASE = {case: rid for case, rid, _body in BAD_REQUESTS}
     ("case", "body"), STREAMED_BAD_REQUESTS, ids=[case for case, _ in STREAMED_BAD_REQUESTS]
 )
 def test_bad_streamed_request_gets_4xx(
-    api: Any, bulk_key: str, model: str, case: str, body: Any
+    api: ApiClient, bulk_key: str, model: str, case: str, body: Any
 ) -> None:
     payload = {**body(model), "stream": True}
     if case == "stream-string":
@@ -133,7 +136,7 @@ def test_bad_streamed_request_gets_4xx(
 
 
 @requirement("OP-VAL-007")
-def test_unknown_model_gets_4xx(api: Any, bulk_key: str) -> None:
+def test_unknown_model_gets_4xx(api: ApiClient, bulk_key: str) -> None:
     exchange = api.chat(expect.chat_request("opconform-no-such-model"), key=bulk_key)
     assert exchange.status is not None and 400 <= exchange.status < 500, (
         f"unknown model: expected a 4xx (400 or 404), got {expect.preview(exchange)}"
@@ -179,14 +182,14 @@ UNDEFINED_REQUESTS: list[tuple[str, Any]] = [
 @requirement("OP-VAL-008")
 @pytest.mark.parametrize(("case", "body"), EDGE_REQUESTS, ids=[c for c, _ in EDGE_REQUESTS])
 def test_valid_edge_request_is_served(
-    api: Any, bulk_key: str, model: str, case: str, body: Any
+    api: ApiClient, bulk_key: str, model: str, case: str, body: Any
 ) -> None:
     exchange = api.chat(body(model), key=bulk_key)
     expect.status(exchange, 200)
     _answer_matches(exchange, case)
 
 
-def _answer_matches(exchange: Any, case: str) -> None:
+def _answer_matches(exchange: Exchange, case: str) -> None:
     """The answer's format is OP-CHAT-001's: broken everywhere, it blocks this check."""
     errors = expect.schema_errors(exchange.json(), "chat-completion-response")
     if errors:
@@ -202,7 +205,7 @@ def _answer_matches(exchange: Any, case: str) -> None:
     ("case", "body"), UNDEFINED_REQUESTS, ids=[c for c, _ in UNDEFINED_REQUESTS]
 )
 def test_undefined_request_is_served_or_refused_cleanly(
-    api: Any, bulk_key: str, model: str, case: str, body: Any
+    api: ApiClient, bulk_key: str, model: str, case: str, body: Any
 ) -> None:
     exchange = api.chat(body(model), key=bulk_key)
     assert exchange.status is not None and exchange.status < 500, (
@@ -258,7 +261,7 @@ def _request_bodies(draw: st.DrawFn, model: str) -> dict[str, Any]:
 
 
 @requirement("OP-VAL-008")
-def test_generated_requests_never_get_5xx(api: Any, bulk_key: str, model: str) -> None:
+def test_generated_requests_never_get_5xx(api: ApiClient, bulk_key: str, model: str) -> None:
     """A bounded, reproducible property run: 30 generated bodies, valid and invalid."""
 
     @settings(
