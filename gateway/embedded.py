@@ -14,9 +14,10 @@ import tempfile
 import threading
 from types import TracebackType
 
-from gateway.options import SERVE_VARIABLES
+from gateway.options import PRINTED_LAST, SERVE_VARIABLES
+from opconform.config import variable
 
-LAST_VARIABLE = "OP_DETERMINISTIC"  # printed last by `serve --print-env`
+LAST_VARIABLE = variable(PRINTED_LAST)  # printed last by `serve --print-env`
 
 
 class GatewayStartError(RuntimeError):
@@ -78,7 +79,7 @@ class EmbeddedGateway:
 
     @property
     def base_url(self) -> str:
-        return self.env["OP_BASE_URL"]
+        return self.env[variable("base_url")]
 
     def log_tail(self, size: int = 2000) -> str:
         self._log.seek(0)

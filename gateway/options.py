@@ -55,3 +55,5 @@ SERVE_OPTIONS: tuple[Option, ...] = (
     _serve("tls_key", "its key (default: inside --tls-cert)", metavar="FILE"),
 )
 SERVE_VARIABLES = tuple(option.env for option in SERVE_OPTIONS if option.env)
+# `serve --print-env` prints this run option's variable last; the embedded gateway reads to it.
+PRINTED_LAST = "deterministic"

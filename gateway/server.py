@@ -10,7 +10,9 @@ from typing import TextIO
 import uvicorn
 
 from gateway.app import create_app
+from gateway.options import PRINTED_LAST
 from gateway.settings import GatewayConfig
+from opconform.config import variable
 from opconform.contract import IDENTITIES
 
 # Which identity each printed variable carries; the conformance suite reads the same names.
@@ -34,22 +36,22 @@ def base_url(host: str, port: int, *, tls: bool = False) -> str:
 
 def environment(config: GatewayConfig, url: str) -> dict[str, str]:
     """The OP_* variables that point opconform (or any tool) at this gateway."""
-    env = {"OP_BASE_URL": url}
-    for variable, role in ENV_ROLES:
+    env = {variable("base_url"): url}
+    for key_variable, role in ENV_ROLES:
         key = config.key_for_role(role)
         if key is not None:
-            env[variable] = key.secret
+            env[key_variable] = key.secret
             if role == "main":
-                env["OP_PLAN"] = key.plan.name
+                env[variable("plan")] = key.plan.name
     enterprise = config.plans.get("enterprise")
     if enterprise is not None:
-        env["OP_ENTERPRISE_REQUESTS_PER_MIN"] = str(enterprise.requests_per_min)
-        env["OP_ENTERPRISE_CONCURRENT"] = str(enterprise.concurrent)
-    env["OP_RESTRICTED_MODEL"] = config.restricted_model
-    env["OP_UPSTREAM_ERROR_MODEL"] = "op-test-upstream-error"
-    env["OP_UNAVAILABLE_MODEL"] = "op-test-unavailable"
-    env["OP_MIDSTREAM_ERROR_MODEL"] = "op-test-midstream-error"
-    env["OP_DETERMINISTIC"] = "1"
+        env[variable("enterprise_requests_per_min")] = str(enterprise.requests_per_min)
+        env[variable("enterprise_concurrent")] = str(enterprise.concurrent)
+    env[variable("restricted_model")] = config.restricted_model
+    env[variable("upstream_error_model")] = "op-test-upstream-error"
+    env[variable("unavailable_model")] = "op-test-unavailable"
+    env[variable("midstream_error_model")] = "op-test-midstream-error"
+    env[variable(PRINTED_LAST)] = "1"  # last: the embedded gateway reads up to here
     return env
 
 

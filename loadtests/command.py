@@ -210,7 +210,8 @@ def run_load(args: argparse.Namespace) -> int:
         env.update({k: v for k, v in gateway_env.items() if k.endswith("_API_KEY")})
         plan = run.cli_plan or "free"
         if PROFILES[run.profile].capacity:  # capacity, not plan limits: limits out of reach
-            env[KEY_VARIABLES["main"]], plan = gateway_env["OP_ENTERPRISE_API_KEY"], "enterprise"
+            env[KEY_VARIABLES["main"]] = gateway_env[KEY_VARIABLES["enterprise"]]
+            plan = "enterprise"
     try:
         if not (base_url.startswith("http://") or base_url.startswith("https://")):
             raise UsageError(f"--base-url must be an http(s) URL, not {base_url!r}")

@@ -191,9 +191,9 @@ def write(document: dict[str, Any], samples: list[Sample], settings: Settings) -
 
 
 # ---------------------------------------------------------------------------- profile helpers
-def present(variable: str) -> int:
-    """fixed_count for a user whose key may be missing: one user if the variable is set."""
-    return 1 if os.environ.get(variable) else 0
+def present(key_label: str) -> int:
+    """fixed_count for a user whose key may be missing: one user if its variable is set."""
+    return 1 if os.environ.get(KEY_VARIABLES[key_label]) else 0
 
 
 def group(samples: list[Sample], name: str) -> list[Sample]:

@@ -218,6 +218,16 @@ TRANSPORT_OPTIONS = (
     "secret_header",
 )
 OPTION_BY_NAME = {option.name: option for option in OPTIONS}
+
+
+def variable(name: str) -> str:
+    """The environment variable of a run option: every tool that prints or reads OP_* names
+    takes them from here."""
+    env = OPTION_BY_NAME[name].env
+    assert env is not None, name
+    return env
+
+
 AREAS = (
     "auth",
     "models",

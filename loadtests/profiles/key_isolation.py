@@ -41,7 +41,7 @@ class FloodUser(LLMUser):
 
 
 class SteadyUser(LLMUser):
-    fixed_count = present("OP_ALT_API_KEY")
+    fixed_count = present("alt")
     group = "steady"
     key_label = "alt"
     rpm_share = 0.5
@@ -52,7 +52,7 @@ class SteadyUser(LLMUser):
 
 
 class ProUser(LLMUser):
-    fixed_count = present("OP_PRO_API_KEY")
+    fixed_count = present("pro")
     group = "pro"
     key_label = "pro"
     rate = 1.0

@@ -52,7 +52,7 @@ class PoliteUser(BurstUser):
 
 
 class AbusiveUser(BurstUser):
-    fixed_count = present("OP_ALT_API_KEY")
+    fixed_count = present("alt")
     group = "abusive"
     key_label = "alt"
     honours_retry_after = False
@@ -60,7 +60,7 @@ class AbusiveUser(BurstUser):
 
 
 class BystanderUser(LLMUser):
-    fixed_count = present("OP_PRO_API_KEY")
+    fixed_count = present("pro")
     group = "bystander"
     key_label = "pro"
     rate = 1.0
