@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import pytest
 
 from opconform import __version__
-from opconform.config import AREAS, OPTIONS, TRANSPORT_OPTIONS, Target, resolve
+from opconform.config import (
+    AREAS,
+    OPTIONS,
+    TRANSPORT_OPTIONS,
+    Target,
+    add_arguments,
+    resolve,
+)
 from opconform.exitcodes import UsageError
 
 if TYPE_CHECKING:  # the client is imported when a run starts, not when pytest loads plugins
@@ -36,20 +43,7 @@ def disabled(reason: str) -> NoReturn:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("opconform", "OriginalPoint conformance (opconform)")
-    for option in OPTIONS:
-        kwargs: dict[str, Any] = {
-            "dest": f"op_{option.name}",
-            "default": None,
-            "help": option.help + (f" [env {option.env}]" if option.env else ""),
-        }
-        if option.kind == "bool":
-            kwargs["action"] = "store_const"
-            kwargs["const"] = True
-        if option.kind == "lines":  # repeatable: --header A --header B
-            kwargs["action"] = "append"
-        if option.choices:
-            kwargs["choices"] = option.choices
-        group.addoption(*option.flags, **kwargs)
+    add_arguments(group.addoption, OPTIONS, dest_prefix="op_")
     group.addoption(
         "--report-dir",
         dest="op_report_dir",
