@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from opconform import __version__
+from opconform.config import OPTION_BY_NAME
 from opconform.sse import SSEDecoder, SSEEvent, SSEStats
 from opconform.transport import TransportSettings
 
@@ -29,9 +30,10 @@ USER_AGENT = f"opconform/{__version__}"
 
 @dataclass(frozen=True)
 class Limits:
-    connect_timeout: float = 5.0
-    read_timeout: float = 20.0  # longest silence between two reads
-    request_timeout: float = 60.0  # whole exchange, including a whole stream
+    # The timeouts' defaults are the run options' (config.OPTIONS), declared there once.
+    connect_timeout: float = OPTION_BY_NAME["connect_timeout"].default
+    read_timeout: float = OPTION_BY_NAME["read_timeout"].default  # longest silence between reads
+    request_timeout: float = OPTION_BY_NAME["request_timeout"].default  # whole exchange
     close_grace: float = 2.0  # how long a stream may stay open after [DONE]
     max_body_bytes: int = 4 * 1024 * 1024
     max_stream_bytes: int = 16 * 1024 * 1024
