@@ -422,9 +422,9 @@ class Target:
     connect_timeout: float
     read_timeout: float
     request_timeout: float
+    deadline: float
+    samples: int
     latency_slo: dict[str, float] = field(default_factory=dict)
-    deadline: float = 900.0
-    samples: int = 5
     embedded: bool = False
     transport: TransportSettings = field(default_factory=TransportSettings)
 
