@@ -94,9 +94,9 @@ def _pytest_args(args: argparse.Namespace, report_dir: Path) -> list[str]:
             continue
         if option.kind == "bool":
             argv.append(option.flag)
-        elif option.kind == "lines":
-            for line in value:
-                argv += [option.flag, str(line)]
+        elif option.kind in ("lines", "list"):  # repeatable (add_arguments): one flag each
+            for item in value:
+                argv += [option.flag, str(item)]
         else:
             argv += [option.flag, str(value)]
     return argv + list(args.pytest_args)

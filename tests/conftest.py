@@ -78,3 +78,18 @@ def fresh_gateway() -> Iterator[EmbeddedGateway]:
     """A gateway of its own, for tests that spend a key's limits."""
     with EmbeddedGateway() as gateway:
         yield gateway
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A throwaway CA (`ca`, for --ca-bundle) and a loopback server certificate with its key
+    (`server`, for the gateway's --tls-cert), made with trustme."""
+    import trustme
+
+    folder = tmp_path_factory.mktemp("tls")
+    ca = trustme.CA()
+    server = ca.issue_cert("127.0.0.1", "localhost")
+    files = {"ca": folder / "ca.pem", "server": folder / "server.pem"}
+    ca.cert_pem.write_to_path(str(files["ca"]))
+    server.private_key_and_cert_chain_pem.write_to_path(str(files["server"]))
+    return files

@@ -109,3 +109,11 @@ def test_load_reads_its_section_of_the_settings_file(tmp_path: Path) -> None:
     done = opconform_cli("load", "steady", cwd=tmp_path, timeout=60)
     assert done.returncode == 2, done.stderr
     assert "opconform.toml: duration" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_repeated_list_options_reach_the_suite_item_by_item(tmp_path: Path) -> None:
+    done = opconform_cli(
+        "run", "--area", "models,auth", "--area", "nonsense", "--report-dir", str(tmp_path / "r")
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "unknown area(s) nonsense;" in done.stderr, done.stderr

@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 import json
 import random
-import shutil
 import socket
 import statistics
 import subprocess
@@ -410,15 +409,9 @@ OTHER_CASES: list[tuple[Any, ...]] = [
 CASES = [(*case, "reference") for case in REFERENCE_CASES] + OTHER_CASES
 
 
-def _serves_fast() -> bool:
-    done = opconform_cli("serve", "--help", timeout=60)
-    return "--answer-tokens" in done.stdout
-
-
 @pytest.fixture(scope="module")
 def profile_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, dict]]:
     folder = tmp_path_factory.mktemp("load")
-    fast = _serves_fast()
 
     def one(case: tuple) -> tuple[int, dict]:
         name, profile, options, faults, _, _, target = case
@@ -426,8 +419,6 @@ def profile_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[in
         if target == "minimal":
             with MinimalServer(window_seconds=3 if window else 60) as server:
                 return _load(folder / name, profile, *options, env=server.env)
-        if target == "fast" and not fast:
-            return -2, {"skip": "the gateway has no --answer-tokens yet"}
         gateway = " ".join(window + [FAST] * (target == "fast") + [f"--fault {f}" for f in faults])
         return _load(folder / name, profile, *options, "--gateway-args", gateway)
 
@@ -441,8 +432,6 @@ def profile_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[in
 def test_profile_verdict(profile_runs: dict[str, tuple[int, dict]], case: tuple) -> None:
     name, _, _, _, expected_code, must_break, _ = case
     code, document = profile_runs[name]
-    if code == -2:
-        pytest.skip(document["skip"])
     shown = json.dumps(document, indent=1, default=str)[:3000]
     if expected_code == NOT_FAILED:
         assert code in (0, 3) and not _broken(document), shown
@@ -682,35 +671,12 @@ def test_silent_target_never_hangs(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
-def test_tls_target_is_verified_and_trusted_with_a_ca_bundle(tmp_path: Path) -> None:
+def test_tls_target_is_verified_and_trusted_with_a_ca_bundle(
+    tmp_path: Path, tls_files: dict[str, Path]
+) -> None:
     """Certificates are verified (Locust's own default is not to); --ca-bundle trusts a
     private CA; a secret --header never reaches load.json."""
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-            "-days",
-            "2",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    with EmbeddedGateway(["--tls-cert", str(cert), "--tls-key", str(key)]) as gateway:
+    with EmbeddedGateway(["--tls-cert", str(tls_files["server"])]) as gateway:
         common = ["--base-url", gateway.base_url, "--api-key", gateway.env["OP_API_KEY"]]
         code, trusted = _load(
             tmp_path / "trusted",
@@ -719,7 +685,7 @@ def test_tls_target_is_verified_and_trusted_with_a_ca_bundle(tmp_path: Path) -> 
             "--duration",
             "3s",
             "--ca-bundle",
-            str(cert),
+            str(tls_files["ca"]),
             "--secret-header",
             "X-Proxy-Token: sekrit-0123",
         )

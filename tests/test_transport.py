@@ -105,18 +105,6 @@ def test_usage_error_leaves_nothing_behind(tmp_path: Path, args: list[str], mess
 
 # ---------------------------------------------------------------------------- HTTPS
 @pytest.fixture(scope="module")
-def tls_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    trustme = pytest.importorskip("trustme")
-    folder = tmp_path_factory.mktemp("tls")
-    ca = trustme.CA()
-    server = ca.issue_cert("127.0.0.1", "localhost")
-    files = {"ca": folder / "ca.pem", "server": folder / "server.pem"}
-    ca.cert_pem.write_to_path(str(files["ca"]))
-    server.private_key_and_cert_chain_pem.write_to_path(str(files["server"]))
-    return files
-
-
-@pytest.fixture(scope="module")
 def https_gateway(tls_files: dict[str, Path]) -> Iterator[EmbeddedGateway]:
     with EmbeddedGateway(["--tls-cert", str(tls_files["server"])]) as gateway:
         assert gateway.base_url.startswith("https://"), gateway.base_url
