@@ -156,19 +156,24 @@ def test_reset_is_sane(api: ApiClient) -> None:
 def _hold(api: ApiClient, model: str, count: int) -> list[Transfer]:
     """Open `count` long streams on the main key. A 429 with Remaining left is a slot that the
     server has not freed yet (e.g. the previous check's streams, just closed): wait its
-    Retry-After, a few times at most, as a client would."""
+    Retry-After, a few times at most, as a client would. If opening one raises (the run
+    stopped, the endpoint failed too often), the ones already open are closed and recorded."""
     body = expect.chat_request(model, LONG_STREAM, max_tokens=8000)
-    held = []
-    for _ in range(count):
-        for _attempt in range(3):
-            transfer = api.hold_stream(body, key="main")
-            exchange = transfer.exchange
-            if exchange.status != 429 or exchange.header("x-ratelimit-remaining") == "0":
-                break
-            transfer.abort()
-            retry_after = exchange.header("retry-after") or "1"
-            time.sleep(min(float(retry_after), 2.0) if retry_after.isdigit() else 1.0)
-        held.append(transfer)
+    held: list[Transfer] = []
+    try:
+        for _ in range(count):
+            for _attempt in range(3):
+                transfer = api.hold_stream(body, key="main")
+                exchange = transfer.exchange
+                if exchange.status != 429 or exchange.header("x-ratelimit-remaining") == "0":
+                    break
+                transfer.abort()
+                retry_after = exchange.header("retry-after") or "1"
+                time.sleep(min(float(retry_after), 2.0) if retry_after.isdigit() else 1.0)
+            held.append(transfer)
+    except BaseException:
+        _close_all(held)
+        raise
     return held
 
 
