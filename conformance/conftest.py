@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pytest
 
 from conformance.plugin import blocked, disabled
 from opconform.config import Target
 
+if TYPE_CHECKING:  # as in the plugin: the client is imported when a run starts
+    from conformance.evidence import Recorder
+    from opconform.client import ApiClient, Exchange
+
 
 @pytest.fixture(scope="session")
-def bulk_key(api: Any) -> str:
+def bulk_key(api: ApiClient) -> str:
     """The identity for checks that are not about one key's limits: Pro when given, so the main
     key's requests/min stays free for the checks that measure it."""
     return "pro" if api.has_key("pro") else "main"
 
 
 @pytest.fixture(scope="session")
-def listed_models(api: Any, bulk_key: str, target: Target) -> list[str]:
+def listed_models(api: ApiClient, bulk_key: str, target: Target) -> list[str]:
     """The ids GET /models lists. A list that cannot be read blocks what stands on it (its own
     requirement, OP-MODELS-001, fails in its own check)."""
     exchange = api.request("GET", "/models", key=bulk_key)
@@ -53,13 +58,13 @@ def model(models: list[str]) -> str:
 
 
 @pytest.fixture
-def attach(evidence: Any) -> Any:
+def attach(evidence: Recorder) -> Callable[[Exchange], None]:
     """attach(exchange): add an exchange made by a shared fixture to this check's evidence."""
     return evidence.attach
 
 
 @pytest.fixture
-def restricted(target: Target, api: Any) -> str:
+def restricted(target: Target, api: ApiClient) -> str:
     if not api.has_key("restricted") or not target.restricted_model:
         disabled("needs --restricted-api-key and --restricted-model")
     assert target.restricted_model is not None

@@ -28,6 +28,7 @@ from opconform.config import (
 from opconform.exitcodes import UsageError
 
 if TYPE_CHECKING:  # the client is imported when a run starts, not when pytest loads plugins
+    from conformance.evidence import Recorder
     from opconform.client import ApiClient
 
 OPT_IN_MARKERS = ("slow", "quota")
@@ -308,7 +309,7 @@ def api(request: pytest.FixtureRequest) -> ApiClient:
 
 
 @pytest.fixture(scope="session")
-def evidence(request: pytest.FixtureRequest) -> Any:
+def evidence(request: pytest.FixtureRequest) -> Recorder:
     """The run's evidence recorder (conformance.evidence.Recorder): attach(), all_statuses."""
     return _run(request).recorder
 
