@@ -288,6 +288,15 @@ SECTIONS = (RUN_SECTION, "load", "serve")
 SETTINGS_FILE = Path("opconform.toml")
 
 
+def _default_shown(option: Option) -> str:
+    default = option.default
+    if default in (None, False, "", []):
+        return ""
+    if option.kind in ("float", "duration"):
+        return f" (default {default:g}{'s' if option.kind == 'duration' else ''})"
+    return f" (default {default})"
+
+
 def add_arguments(
     add: Callable[..., Any], options: Iterable[Option], *, dest_prefix: str = ""
 ) -> None:
@@ -298,7 +307,9 @@ def add_arguments(
         kwargs: dict[str, Any] = {
             "dest": dest_prefix + option.name,
             "default": None,
-            "help": option.help + (f" [env {option.env}]" if option.env else ""),
+            "help": option.help
+            + _default_shown(option)
+            + (f" [env {option.env}]" if option.env else ""),
         }
         if option.kind == "bool":
             kwargs.update(action="store_const", const=True)
