@@ -17,12 +17,12 @@ import gevent.pool
 from locust import FastHttpUser
 
 from loadtests.arrivals import retry_after_seconds, schedule
+from loadtests.event_lines import EventLines
 from loadtests.settings import Settings
 from loadtests.state import RUN, record, sleep, stop_run
 from loadtests.workload import Request
 from opconform.contract import KEY_VARIABLES
 from opconform.metrics import Sample
-from opconform.sse import SSEDecoder
 
 GAPS_KEPT = 256  # inter-chunk gaps kept per request (the pooled distribution needs no more)
 _INDEX = itertools.count()  # users of this process, for spreading their start times
@@ -38,6 +38,47 @@ def _disconnect(raw: Any) -> None:
             sock.close()
     raw._sock = None
     raw._pool = None
+
+
+class _StreamJudge:
+    """TTFT, gaps, ITL, content events and usage of one stream, event by event."""
+
+    def __init__(self, sample: Sample, start: float) -> None:
+        self.sample = sample
+        self.start = start
+        self.first: float | None = None
+        self.previous: float | None = None
+        self.usage: dict[str, Any] | None = None
+
+    def event(self, data: str, at: float) -> None:
+        sample = self.sample
+        try:
+            payload = json.loads(data)
+        except ValueError:
+            sample.outcome, sample.detail = "broken_stream", "event is not JSON"
+            return
+        if not isinstance(payload, dict):
+            return
+        if payload.get("error"):
+            sample.outcome = "broken_stream"
+            sample.detail = f"in-stream error: {str(payload['error'])[:150]}"
+            return
+        if isinstance(payload.get("usage"), dict):
+            self.usage = payload["usage"]
+        for choice in payload.get("choices") or []:
+            if (choice.get("delta") or {}).get("content"):
+                if self.first is None:
+                    self.first = at
+                    sample.ttft = at - self.start
+                elif len(sample.gaps) < GAPS_KEPT:
+                    sample.gaps.append(at - (self.previous or at))
+                self.previous = at
+                sample.content_events += 1
+
+    def finish(self) -> None:
+        sample, first, previous = self.sample, self.first, self.previous
+        if first is not None and previous is not None and sample.content_events > 1:
+            sample.itl = (previous - first) / (sample.content_events - 1)
 
 
 class LLMUser(FastHttpUser):
@@ -358,57 +399,52 @@ class LLMUser(FastHttpUser):
         # readline returns each line as soon as it is buffered; block reads (read(n),
         # iter_content) would hand over several events at once and flatten the gaps.
         raw = response._response
-        decoder = SSEDecoder(keep_raw=False)
-        first = previous = None
+        readline = raw.readline
+        clock = time.perf_counter
+        lines = EventLines()
+        judge = _StreamJudge(sample, start)
+        # Each line is stamped when its bytes were received, not when this greenlet got to it.
+        # A greenlet that waited for its line is woken once the event loop polled the socket
+        # readable, in a batch with every other stream whose bytes came at the same time: the
+        # loop's time of that poll is when the bytes were there (the greenlet's own clock would
+        # add the work of every greenlet woken before it: at 50 streams, milliseconds). A line
+        # already buffered (an event's blank line comes with its data line) came with the
+        # previous one.
+        loop = gevent.get_hub().loop
+        wall_to_clock = time.time() - clock()  # the loop's wall time -> perf_counter
+        buffer = getattr(raw, "_body_buffer", None)
+        now: float | None = None
         done = False
-        usage: dict[str, Any] | None = None
         try:
             while not done:
-                line = raw.readline(b"\n")
-                now = time.perf_counter()
+                iteration = loop.iteration
+                buffered = now is not None and buffer is not None and b"\n" in buffer
+                line = readline(b"\n")
+                if not buffered or now is None:
+                    now = clock()
+                    if loop.iteration != iteration:
+                        now = min(now, loop.now() - wall_to_clock)
                 if not line:
                     break
                 if sample.ttfb is None:
                     sample.ttfb = now - start
                     if on_open is not None:
                         on_open()
-                for event in decoder.feed(line, now):
-                    if event.is_done:
+                for data in lines.feed(line):
+                    if data == "[DONE]":
                         done = True
                         break
-                    try:
-                        payload = json.loads(event.data)
-                    except ValueError:
-                        sample.outcome, sample.detail = "broken_stream", "event is not JSON"
-                        continue
-                    if not isinstance(payload, dict):
-                        continue
-                    if payload.get("error"):
-                        sample.outcome = "broken_stream"
-                        sample.detail = f"in-stream error: {str(payload['error'])[:150]}"
-                        continue
-                    if isinstance(payload.get("usage"), dict):
-                        usage = payload["usage"]
-                    for choice in payload.get("choices") or []:
-                        if (choice.get("delta") or {}).get("content"):
-                            if first is None:
-                                first = now
-                                sample.ttft = now - start
-                            elif len(sample.gaps) < GAPS_KEPT:
-                                sample.gaps.append(now - (previous or now))
-                            previous = now
-                            sample.content_events += 1
+                    judge.event(data, now)
                 if disconnect_after is not None and now - start >= disconnect_after and not done:
                     _disconnect(raw)
                     sample.disconnected = True
                     break
         except Exception as exc:  # a reset or timeout mid-stream
             sample.outcome, sample.detail = "broken_stream", f"{type(exc).__name__}: {exc}"[:200]
-        sample.e2e = time.perf_counter() - start
-        if first is not None and previous is not None and sample.content_events > 1:
-            sample.itl = (previous - first) / (sample.content_events - 1)
-        if usage is not None:
-            self._usage(sample, usage)
+        sample.e2e = clock() - start
+        judge.finish()
+        if judge.usage is not None:
+            self._usage(sample, judge.usage)
         else:
             sample.output_tokens, sample.tokens_approximate = sample.content_events, True
         if not done and not sample.disconnected and sample.outcome == "ok":
