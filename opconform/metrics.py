@@ -182,13 +182,21 @@ def judge_slo(summary: dict[str, Any], slo: dict[str, float]) -> list[dict[str, 
             )
         assert split or name in RATIO_SLOS or name in FLOOR_SLOS
         status = "inconclusive" if value is None else ("pass" if passed else "fail")
+        if value is None:
+            detail = f"no request measured {name}"
+        else:
+            seconds = bool(split)  # latencies are kept in seconds, thresholds shown in ms
+            shown, bound = (value * 1000, limit * 1000) if seconds else (value, limit)
+            unit = " ms" if seconds else ""
+            relation = ">=" if name in FLOOR_SLOS else "<="
+            detail = f"{shown:.4g}{unit}, threshold {relation} {bound:.4g}{unit}"
         verdicts.append(
             {
                 "name": f"slo {name}",
                 "status": status,
                 "passed": status == "pass",
                 "needs": f"requests that measured {name}",
-                "detail": "" if value is not None else f"no request measured {name}",
+                "detail": detail,
                 "limit": limit,
                 "value": value,
             }

@@ -124,15 +124,11 @@ def test_workloads_draw_their_targets(tmp_path: Path) -> None:
 _JUDGE = """
 import json, sys
 from opconform.metrics import Sample
+from loadtests.options import document_from_environment
 from loadtests.settings import Settings
-from loadtests.workload import Distribution, Workload
 import loadtests.profiles.{module} as profile
 samples = [Sample.from_dict(d) for d in json.loads(sys.stdin.read())]
-settings = Settings(plan="free", model="m", max_tokens=8, slo={{}}, max_requests=1,
-    max_tokens_total=1, window=60.0, rpm=60, concurrent=5, report_dir=None, profile_options={{}},
-    users=1, workload=Workload(Distribution.parse("1"), Distribution.parse("1")),
-    arrival="closed", rate=None, honour_retry_after=None, seed=None, run_time=None,
-    progress_seconds=0, breaker=0)
+settings = Settings.from_document(document_from_environment({{}}))  # Free: 60/min, 5 streams
 print(json.dumps({{e["name"]: e["status"] for e in profile.expectations(samples, settings)}}))
 """
 
@@ -185,6 +181,56 @@ def test_short_streams_leave_the_cap_inconclusive_never_failed() -> None:
     verdicts = _judge("concurrency_cap", held)
     assert verdicts["the excess over the cap is rejected with 429"] == "fail"
     assert verdicts["slots free after streams end and clients disconnect"] == "fail"
+
+
+def _chat(group: str, sent: float, status: int = 200, **more: Any) -> Sample:
+    return Sample(
+        group=group,
+        kind="chat",
+        scheduled=None,
+        sent=sent,
+        status=status,
+        outcome="ok" if status == 200 else "expected_429",
+        **more,
+    )
+
+
+def test_a_fixed_window_across_a_reset_is_no_failure_of_key_isolation() -> None:
+    """A Free key's fixed window may accept 60 at the end of one minute and 60 at the start of
+    the next: 89 in 30 s is conformant. Only more than twice the limit within one window, or a
+    window seen from its start that accepted more than the limit, shows no limiter at work."""
+    name = "key A is limited (429s)"
+    straddle = [
+        _chat("flood", i / 3, ratelimit_limit=60, ratelimit_remaining=r, ratelimit_reset=10)
+        for i, r in enumerate([*range(18, -1, -1), *range(59, 11, -1)][:89])
+    ]
+    assert _judge("key_isolation", straddle)[name] == "inconclusive"
+    assert _judge("key_isolation", [_chat("flood", i / 3) for i in range(89)])[name] == (
+        "inconclusive"
+    )
+    assert _judge("key_isolation", [_chat("flood", i / 5) for i in range(150)])[name] == "fail"
+    overfilled = [
+        _chat("flood", i / 3, ratelimit_limit=60, ratelimit_remaining=max(0, 59 - i))
+        for i in range(70)
+    ]
+    assert _judge("key_isolation", overfilled)[name] == "fail"
+
+
+def test_an_unenforced_limit_fails_rpm_burst_without_headers() -> None:
+    verdicts = _judge("rpm_burst", [_chat("abusive", i / 3) for i in range(208)])
+    assert verdicts["abusive: 429 starts at the documented limit of 60"] == "fail", verdicts
+    verdicts = _judge("rpm_burst", [_chat("polite", i / 2) for i in range(120)])
+    assert verdicts["polite: 429 starts at the documented limit of 60"] == "inconclusive"
+
+
+def test_streams_in_flight_are_no_evidence_of_the_cap() -> None:
+    """Requests in flight that the target refused or failed never had a slot: "never more than
+    5 open" needs a request sent while 5 accepted streams were open."""
+    failed = [_stream(100.0 + i * 0.01, 0.5, "round-1", status=500) for i in range(8)]
+    for sample in failed:
+        sample.outcome = "unexpected_status"
+    verdicts = _judge("concurrency_cap", failed)
+    assert verdicts["never more than 5 streams open at once"] == "inconclusive", verdicts
 
 
 def test_rpm_windows_whatever_the_reset_convention() -> None:
