@@ -83,7 +83,7 @@ LOAD_OPTIONS: tuple[Option, ...] = (
     _load("max_requests", "request ceiling per generator process", kind="int", default=20_000),
     _load(
         "max_tokens_total",
-        "output token ceiling per generator process",
+        "token ceiling per generator process (prompt + output, from usage)",
         kind="int",
         default=2_000_000,
     ),
