@@ -259,7 +259,9 @@ class LLMUser(FastHttpUser):
             retry_wait=waited,
         )
 
-    def _read_headers(self, sample: Sample, headers: Any) -> bool:
+    def _read_headers(self, sample: Sample, headers: Any) -> None:
+        """The rate-limit headers of an answer (its status is known), whatever its status."""
+
         def number(name: str) -> int | None:
             value = headers.get(name)
             return int(value) if value and str(value).isdigit() else None
@@ -268,13 +270,13 @@ class LLMUser(FastHttpUser):
         sample.ratelimit_limit = number("x-ratelimit-limit")
         sample.ratelimit_remaining = number("x-ratelimit-remaining")
         sample.ratelimit_reset = number("x-ratelimit-reset")
-        return None not in (
+        sample.ratelimit_headers = sample.status is not None and None not in (
             sample.ratelimit_limit,
             sample.ratelimit_remaining,
             sample.ratelimit_reset,
         )
 
-    def _judge_status(self, sample: Sample, body: bytes, has_headers: bool) -> None:
+    def _judge_status(self, sample: Sample, body: bytes) -> None:
         if sample.status == 429:
             correct = (
                 retry_after_seconds({"retry-after": sample.retry_after}) is not None
@@ -290,8 +292,6 @@ class LLMUser(FastHttpUser):
                 "unexpected_status",
                 body[:200].decode("utf-8", "replace"),
             )
-        elif not has_headers:
-            sample.outcome, sample.detail = "missing_headers", "no X-RateLimit-* headers"
 
     def chat(
         self,
@@ -314,11 +314,11 @@ class LLMUser(FastHttpUser):
             sample.e2e = sample.ttfb = time.perf_counter() - start
             sample.status = response.status_code or None
             content = response.content or b""
-            has_headers = self._read_headers(sample, response.headers or {})
+            self._read_headers(sample, response.headers or {})
             if sample.status is None:
                 sample.outcome, sample.detail = "transport_error", str(response.error)[:200]
             else:
-                self._judge_status(sample, content, has_headers)
+                self._judge_status(sample, content)
             if sample.outcome == "ok":
                 try:
                     usage = json.loads(content).get("usage") or {}
@@ -367,18 +367,16 @@ class LLMUser(FastHttpUser):
                 name=name,
             ) as response:
                 sample.status = response.status_code or None
-                has_headers = self._read_headers(sample, response.headers or {})
+                self._read_headers(sample, response.headers or {})
                 if sample.status != 200:
                     body = response.content or b"" if sample.status else b""
                     if sample.status is None:
                         sample.outcome = "transport_error"
                         sample.detail = str(response.error)[:200]
                     else:
-                        self._judge_status(sample, body, has_headers)
+                        self._judge_status(sample, body)
                     sample.e2e = sample.ttfb = time.perf_counter() - start
                 else:
-                    if not has_headers:
-                        sample.outcome, sample.detail = "missing_headers", "stream without headers"
                     self._read_stream(response, sample, start, disconnect_after, on_open)
                 self._settle(response, sample)
         finally:

@@ -41,8 +41,11 @@ class Sample:
     scheduled: float | None
     sent: float  # wall clock
     status: int | None = None
-    outcome: str = "ok"  # ok, expected_429, unexpected_status, broken_stream, missing_headers,
-    #                     transport_error
+    outcome: str = "ok"  # ok, expected_429, unexpected_status, broken_429, broken_stream,
+    #                     broken_body, transport_error
+    # Whether the answer (any status) carried X-RateLimit-Limit, -Remaining and -Reset; None when
+    # nothing was answered. Judged on its own: a stream without them is still a stream.
+    ratelimit_headers: bool | None = None
     detail: str = ""
     ttfb: float | None = None
     ttft: float | None = None

@@ -223,6 +223,24 @@ def test_an_unenforced_limit_fails_rpm_burst_without_headers() -> None:
     assert verdicts["polite: 429 starts at the documented limit of 60"] == "inconclusive"
 
 
+def test_missing_headers_are_one_finding_not_an_error() -> None:
+    """A complete stream without X-RateLimit-* is judged by the headers expectation alone (it
+    used to count as an error and hide its latency); every answer is judged, 500s too."""
+    complete = [_stream(100.0 + i, 0.2, "", ttft=0.05, ratelimit_headers=False) for i in range(4)]
+    verdicts = _judge("steady", complete)
+    assert verdicts["main key: no errors or broken streams"] == "pass", verdicts
+    assert verdicts["main key: rate-limit headers on every response"] == "fail", verdicts
+    summary = summarise(complete, None, {})
+    assert summary["ttft"]["p50"] == 0.05 and summary["error_rate"] == 0.0, summary
+    failed = _stream(200.0, 0.01, "", status=500, ratelimit_headers=False)
+    failed.outcome = "unexpected_status"
+    with_headers = _stream(201.0, 0.2, "", ratelimit_headers=True)
+    verdicts = _judge("steady", [with_headers, failed])
+    assert verdicts["main key: rate-limit headers on every response"] == "fail", verdicts
+    verdicts = _judge("steady", [with_headers])
+    assert verdicts["main key: rate-limit headers on every response"] == "pass", verdicts
+
+
 def test_streams_in_flight_are_no_evidence_of_the_cap() -> None:
     """Requests in flight that the target refused or failed never had a slot: "never more than
     5 open" needs a request sent while 5 accepted streams were open."""
