@@ -83,7 +83,7 @@ def expectations(samples: list[Sample], settings: Settings) -> list[dict[str, An
             + (f"a window accepted {overfilled[0]['accepted']}" if overfilled else accepted),
             needs=f"window seen from its start (X-RateLimit-Remaining) that accepted more than "
             f"{limit}, or more than {windows.STRADDLE_FACTOR * limit} requests accepted within "
-            f"{settings.window:g} s",
+            f"{settings.window * windows.SPAN_MARGIN:.3g} s",
             evidence=limited > 0 or bool(overfilled) or unenforced,
         )
     ]

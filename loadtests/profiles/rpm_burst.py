@@ -101,7 +101,7 @@ def expectations(samples: list[Sample], settings: Settings) -> list[dict[str, An
                 detail,
                 needs="requests/min window seen from its start (X-RateLimit-Remaining) and "
                 f"filled to the limit, or more than {windows.STRADDLE_FACTOR * limit} requests "
-                f"accepted within {settings.window:g} s",
+                f"accepted within {settings.window * windows.SPAN_MARGIN:.3g} s",
                 evidence=bool(filled) or unenforced,
             )
         )
