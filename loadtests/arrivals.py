@@ -7,7 +7,7 @@ from __future__ import annotations
 import email.utils
 import random
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 ARRIVALS = ("closed", "constant", "poisson")
@@ -37,6 +37,25 @@ def schedule(
         for gap in gaps(kind, rate, rng):
             moment += gap
             yield moment
+
+
+def paused(
+    moments: Iterator[float], blocked_until: Callable[[], float]
+) -> Iterator[tuple[float, float]]:
+    """An arrival process that pauses while Retry-After holds, then resumes: each send time,
+    with how long it waited. The arrivals after a pause keep their spacing (shifted by the
+    wait) instead of all leaving when the wait ends: such a burst would only be refused again,
+    and it is no client's arrival process. `blocked_until()` is read as each arrival is planned."""
+    shift = 0.0
+    for planned in moments:
+        moment = planned + shift
+        blocked = blocked_until()
+        waited = 0.0
+        if blocked > moment:
+            waited = blocked - moment
+            shift += waited
+            moment = blocked
+        yield moment, waited
 
 
 def retry_after_seconds(headers: Mapping[str, Any], now: float | None = None) -> float | None:

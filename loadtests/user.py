@@ -16,7 +16,7 @@ import gevent
 import gevent.pool
 from locust import FastHttpUser
 
-from loadtests.arrivals import retry_after_seconds, schedule
+from loadtests.arrivals import paused, retry_after_seconds, schedule
 from loadtests.event_lines import EventLines
 from loadtests.settings import Settings
 from loadtests.state import RUN, record, sleep, stop_run
@@ -187,11 +187,12 @@ class LLMUser(FastHttpUser):
 
         if kind is None:
             kind = self.settings.arrival if self.settings.arrival != "closed" else "constant"
-        for moment in schedule(kind, rate, time.time(), random.Random(seed), self.phase):
-            waited = 0.0
-            blocked = RUN.blocked_until.get(self.key_label, 0.0)
-            if self.honours_retry_after and blocked > moment:
-                waited, moment = blocked - moment, blocked  # as Retry-After said
+        moments = schedule(kind, rate, time.time(), random.Random(seed), self.phase)
+        if self.honours_retry_after:  # pause as Retry-After says, then resume the same process
+            arrivals = paused(moments, lambda: RUN.blocked_until.get(self.key_label, 0.0))
+        else:
+            arrivals = ((moment, 0.0) for moment in moments)
+        for moment, waited in arrivals:
             if sleep(moment - time.time()) or not self.within_ceilings():
                 return
             pool.spawn(self._arrival, send, moment, waited)

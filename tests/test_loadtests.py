@@ -81,6 +81,26 @@ def test_poisson_arrivals_are_poisson() -> None:
     assert steady == pytest.approx([10.125, 10.375, 10.625])  # phase spreads users apart
 
 
+def test_open_loop_arrivals_pause_for_retry_after_without_a_burst() -> None:
+    """Arrivals due while Retry-After holds wait, then the process resumes with its spacing:
+    they do not all leave together when the wait ends."""
+    from loadtests.arrivals import paused
+
+    moments = schedule("constant", 10.0, 0.0, random.Random())  # 0.0, 0.1, 0.2 ...
+    blocked = {"until": 0.0}
+
+    def until() -> float:
+        return blocked["until"]
+
+    arrivals = paused(moments, until)
+    first = [next(arrivals) for _ in range(3)]
+    blocked["until"] = 1.0  # a 429 at 0.2 s said: come back at 1.0 s
+    after = [next(arrivals) for _ in range(4)]
+    assert [m for m, _ in first] == pytest.approx([0.0, 0.1, 0.2])
+    assert [m for m, _ in after] == pytest.approx([1.0, 1.1, 1.2, 1.3])
+    assert [w for _, w in after] == pytest.approx([0.7, 0.0, 0.0, 0.0])
+
+
 def test_retry_after_is_read_as_the_sdks_read_it() -> None:
     from loadtests.arrivals import retry_after_seconds
 
