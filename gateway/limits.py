@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from gateway.faults import Faults
 from gateway.settings import Plan
+from opconform.contract import WINDOW_SECONDS
 
 DAY_SECONDS = 86_400
 
@@ -46,7 +47,7 @@ class Verdict:
 class RateLimiter:
     def __init__(
         self,
-        window_seconds: int = 60,
+        window_seconds: int = int(WINDOW_SECONDS),
         clock: Callable[[], float] = time.time,
         faults: frozenset[str] = frozenset(),
     ) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.catalogue import Latency, MockModel, default_models
-from opconform.contract import KEY_PREFIX, PLANS
+from opconform.contract import KEY_PREFIX, PLANS, WINDOW_SECONDS
 
 
 class ConfigError(ValueError):
@@ -67,7 +67,7 @@ class GatewayConfig:
     restricted_model: str = RESTRICTED_MODEL
     # Test-only: a shorter requests/min window makes "wait Retry-After, then succeed" quick in
     # the project's own tests. Deployments use 60 s, as documented.
-    window_seconds: int = 60
+    window_seconds: int = int(WINDOW_SECONDS)
     faults: frozenset[str] = field(default_factory=frozenset)
     # Load-test ground truth: a JSON line per streamed event, timed as it is sent (timing.py).
     timing_log: Path | None = None

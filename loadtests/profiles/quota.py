@@ -52,7 +52,7 @@ class QuotaUser(LLMUser):
             self.after_429(sample)
 
 
-def cutoff(samples: list[Sample], window: float = 60.0) -> dict[str, Any]:
+def cutoff(samples: list[Sample], window: float) -> dict[str, Any]:
     spent = 0
     for sample in samples:
         if sample.status == 200:
