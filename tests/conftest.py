@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +18,25 @@ import pytest
 from gateway.embedded import EmbeddedGateway
 
 ROOT = Path(__file__).resolve().parent.parent
+BYTECODE_CACHE = "PYTHONPYCACHEPREFIX"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """With bytecode writing off (PYTHONDONTWRITEBYTECODE=1, as in this project's sandbox),
+    every `opconform` child process these tests start (hundreds: gateways, suite runs) compiles
+    each module it imports from source, and pytest rewrites the asserts of the suite and of
+    hypothesis again: about 1 s of a one-requirement run's 2.7 s. The children cache their
+    bytecode under a throwaway prefix instead, so nothing is written into the checkout or the
+    venv and what they do is unchanged. This process keeps its own setting; a prefix the user
+    chose is left alone."""
+    if not os.environ.get("PYTHONDONTWRITEBYTECODE") or os.environ.get(BYTECODE_CACHE):
+        return
+    folder = tempfile.mkdtemp(prefix="opconform-test-bytecode-")
+    config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
+    mp = pytest.MonkeyPatch()
+    config.add_cleanup(mp.undo)
+    mp.delenv("PYTHONDONTWRITEBYTECODE")
+    mp.setenv(BYTECODE_CACHE, folder)
 
 
 @dataclass
