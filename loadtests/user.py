@@ -16,6 +16,7 @@ import gevent
 import gevent.pool
 from locust import FastHttpUser
 
+from loadtests import receive_time
 from loadtests.arrivals import paused, retry_after_seconds, schedule
 from loadtests.event_lines import EventLines
 from loadtests.settings import Settings
@@ -26,6 +27,25 @@ from opconform.metrics import Sample
 
 GAPS_KEPT = 256  # inter-chunk gaps kept per request (the pooled distribution needs no more)
 _INDEX = itertools.count()  # users of this process, for spreading their start times
+
+
+def _receive_line(raw: Any, buffer: bytearray | None) -> float | None:
+    """Read from the response's socket until its body holds a whole line, as geventhttpclient's
+    readline would, but through recvmsg: the kernel's receive time of the last bytes (wall
+    clock), or None if nothing was stamped (readline then reads on, as before)."""
+    sock = raw._sock
+    received = None
+    try:
+        while buffer is not None and b"\n" not in buffer and not raw.message_complete:
+            data, stamped = receive_time.receive(sock, raw.block_size)
+            raw.feed(data)
+            received = stamped if stamped is not None else received
+            if not data:
+                break
+    except BaseException:
+        raw.release()
+        raise
+    return received
 
 
 def _disconnect(raw: Any) -> None:
@@ -409,17 +429,24 @@ class LLMUser(FastHttpUser):
         # add the work of every greenlet woken before it: at 50 streams, milliseconds). A line
         # already buffered (an event's blank line comes with its data line) came with the
         # previous one.
+        # Better still, where the socket allows it: the kernel's own receive time of the bytes
+        # (loadtests/receive_time.py), whatever the loop and the machine were doing meanwhile.
         loop = gevent.get_hub().loop
         wall_to_clock = time.time() - clock()  # the loop's wall time -> perf_counter
         buffer = getattr(raw, "_body_buffer", None)
+        sock = getattr(raw, "_sock", None)
+        kernel = buffer is not None and sock is not None and receive_time.enable(sock)
         now: float | None = None
         done = False
         try:
             while not done:
                 iteration = loop.iteration
                 buffered = now is not None and buffer is not None and b"\n" in buffer
+                received = _receive_line(raw, buffer) if kernel and not buffered else None
                 line = readline(b"\n")
-                if not buffered or now is None:
+                if received is not None:
+                    now = received - wall_to_clock
+                elif not buffered or now is None:
                     now = clock()
                     if loop.iteration != iteration:
                         now = min(now, loop.now() - wall_to_clock)

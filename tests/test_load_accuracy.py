@@ -137,3 +137,53 @@ def test_saturation_names_what_makes_a_row_invalid() -> None:
     assert any("gateway" in r and "97%" in r for r in reasons)
     assert any("first token" in r for r in reasons)
     assert "Locust's CPU warning fired" in reasons
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="SO_TIMESTAMPNS is Linux's")
+def test_the_kernel_stamps_each_read_with_its_arrival() -> None:
+    """Bytes read long after they arrived carry their arrival time, not the time of the read:
+    what keeps the load tester's own delays out of its figures."""
+    import socket
+    import threading
+    import time
+
+    from loadtests import receive_time
+
+    server = socket.create_server(("127.0.0.1", 0))
+    sent: list[float] = []
+    was_sent, may_close = threading.Event(), threading.Event()
+
+    def send() -> None:
+        connection, _ = server.accept()
+        with connection:
+            sent.append(time.time())
+            connection.sendall(b"data: 1\n\n")
+            was_sent.set()
+            may_close.wait(10)
+
+    thread = threading.Thread(target=send)
+    thread.start()
+    with socket.create_connection(server.getsockname()) as client:
+        assert receive_time.enable(client)
+        assert was_sent.wait(10)
+        time.sleep(0.2)  # the reader is late: the bytes wait in the kernel
+        read_at = time.time()
+        data, stamped = receive_time.receive(client, 4096)
+        may_close.set()
+    thread.join()
+    server.close()
+    assert data == b"data: 1\n\n"
+    assert stamped is not None and sent[0] <= stamped < read_at - 0.1, (sent, stamped, read_at)
+
+
+def test_a_socket_without_recvmsg_is_read_as_before() -> None:
+    from loadtests import receive_time
+
+    class TlsLike:
+        def cipher(self) -> None: ...
+
+        def recvmsg(self) -> None: ...
+
+    assert not receive_time.enable(TlsLike())
+    assert not receive_time.enable(object())
+    assert receive_time.stamp([]) is None
