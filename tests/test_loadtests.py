@@ -261,6 +261,17 @@ def test_missing_headers_are_one_finding_not_an_error() -> None:
     assert verdicts["main key: rate-limit headers on every response"] == "pass", verdicts
 
 
+def test_drift_needs_more_than_a_handful_of_requests_per_slice() -> None:
+    """One request a slice (a short soak) is noise, not drift; twelve a slice can show it
+    (five slices by default)."""
+    few = [_stream(100.0, 0.05, "", ttft=0.009), _stream(101.0, 0.05, "", ttft=0.09)]
+    assert _judge("soak", few)["no latency drift"] == "inconclusive"
+    slow_end = [_stream(100.0 + i, 0.3, "", ttft=0.05 if i < 48 else 0.3) for i in range(61)]
+    assert _judge("soak", slow_end)["no latency drift"] == "fail"
+    steady = [_stream(100.0 + i, 0.3, "", ttft=0.05 + (i % 3) * 0.001) for i in range(61)]
+    assert _judge("soak", steady)["no latency drift"] == "pass"
+
+
 def test_streams_in_flight_are_no_evidence_of_the_cap() -> None:
     """Requests in flight that the target refused or failed never had a slot: "never more than
     5 open" needs a request sent while 5 accepted streams were open."""
@@ -408,7 +419,15 @@ REFERENCE_CASES = [
         1,
         "no errors or broken streams",
     ),
-    ("soak", "soak", ["--duration", "6s", "--profile-option", "buckets=3"], [], 0, None),
+    # A 3 s window lets the Free key carry ~16 req/s: enough requests per slice to judge drift.
+    (
+        "soak",
+        "soak",
+        ["--duration", "6s", "--profile-option", "buckets=3", *SHORT_WINDOW],
+        [],
+        0,
+        None,
+    ),
     (  # open loop above the plan's requests/min, waiting as Retry-After says: goodput apart
         "steady-over-quota",
         "steady",
