@@ -7,11 +7,10 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from opconform.config import AREAS, OPTIONS, Target, add_arguments, resolve
 from opconform.exitcodes import HARNESS, USAGE, UsageError
-from opconform.redact import Redactor
+from opconform.redact import sweep
 from opconform.transport import TransportSettings
 
 SUITE_DIR = Path(__file__).resolve().parent
@@ -148,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"opconform run: no results were written (pytest exit {int(code)})", file=sys.stderr)
         return HARNESS
     document = json.loads(results.read_text(encoding="utf-8"))
-    _sweep(report_dir, document, secrets)
+    sweep(report_dir, secrets)
     _render(report_dir)
     if document.get("partial"):
         # The one line that says why the run could not judge everything (unreachable target,
@@ -160,19 +159,6 @@ def run(args: argparse.Namespace) -> int:
         f"report: {report_dir / 'report.html'}"
     )
     return int(document["exit_code"])
-
-
-def _sweep(report_dir: Path, document: dict[str, Any], secrets: list[str]) -> None:
-    """Defence in depth: evidence is redacted where it is recorded, but JUnit and Allure files
-    are written by other plugins; scrub known secrets and anything key-shaped from every text
-    file of the run."""
-    redactor = Redactor(secrets)
-    for path in report_dir.rglob("*"):
-        if path.is_file() and path.suffix in (".json", ".xml", ".txt", ".md", ".html", ".csv"):
-            text = path.read_text(encoding="utf-8", errors="replace")
-            clean = redactor.text(text)
-            if clean != text:
-                path.write_text(clean, encoding="utf-8")
 
 
 def _render(report_dir: Path) -> None:

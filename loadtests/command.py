@@ -40,6 +40,7 @@ from opconform.config import (
 )
 from opconform.contract import IDENTITY_BY_LABEL, KEY_VARIABLES, parse_duration
 from opconform.exitcodes import HARNESS, USAGE, UsageError
+from opconform.redact import sweep
 from opconform.slo import parse_slo
 from opconform.transport import TransportSettings
 
@@ -240,7 +241,8 @@ def run_load(args: argparse.Namespace) -> int:
     finally:
         if gateway is not None:
             gateway.stop()
-    return _outcome(report_dir, code)
+    secrets = [env.get(variable) or "" for variable in KEY_VARIABLES.values()]
+    return _outcome(report_dir, code, [*secrets, *transport.secret_values()])
 
 
 def _locust_command(
@@ -336,7 +338,7 @@ def _fallback(report_dir: Path, run: LoadRun, host: str, plan: str, why: str) ->
     (report_dir / "load.json").write_text(json.dumps(document, indent=2))
 
 
-def _outcome(report_dir: Path, code: int) -> int:
+def _outcome(report_dir: Path, code: int, secrets: list[str]) -> int:
     result = report_dir / "load.json"
     if not result.is_file():
         if code == USAGE:
@@ -344,12 +346,10 @@ def _outcome(report_dir: Path, code: int) -> int:
         print(f"opconform load: no load.json was written (Locust exit {code})", file=sys.stderr)
         return HARNESS
     document: dict[str, Any] = json.loads(result.read_text())
-    try:
-        from reports.render import render_run
-    except ImportError:  # reports land with their own issue
-        pass
-    else:
-        render_run(report_dir)
+    from reports.render import render_run
+
+    render_run(report_dir)
+    sweep(report_dir, secrets)  # Locust's own CSV and HTML too
     print(
         f"opconform load: {document['verdict']}; exit {document['exit_code']}; "
         f"report: {report_dir / 'report.html'}"

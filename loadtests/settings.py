@@ -11,6 +11,7 @@ opconform.contract.KEY_VARIABLES.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from loadtests.options import document_from_environment
 from loadtests.transport_env import transport_from_environment
 from loadtests.workload import Distribution, Workload, read_dataset
 from opconform.config import ENTERPRISE_LIMIT_OPTIONS, OPTION_BY_NAME
+from opconform.contract import KEY_VARIABLES
+from opconform.redact import Redactor
 from opconform.slo import parse_slo
 from opconform.transport import TransportSettings
 
@@ -111,6 +114,11 @@ class Settings:
             breaker=document["breaker"],
             transport=transport_from_environment(),
         )
+
+    def redactor(self) -> Redactor:
+        """Redacts this run's secrets: the keys in the environment and secret header values."""
+        keys = (os.environ.get(variable) for variable in KEY_VARIABLES.values())
+        return Redactor([*keys, *self.transport.secret_values()])
 
     def limit(self, name: str) -> int:
         """rpm or concurrent; a profile that needs a figure nobody stated stops with a clear

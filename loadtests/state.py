@@ -18,12 +18,16 @@ from locust.runners import WorkerRunner
 
 from loadtests.settings import Settings
 from opconform.metrics import Sample, percentile
+from opconform.redact import Redactor
 
 
 @dataclass
 class Run:
     profile: Any = None  # loadtests.profile.Profile (typed loosely: it imports this module)
     settings: Settings | None = None
+    # What a target echoes (a key in an error body) never reaches a sample, Locust's own
+    # failure reports or the console: details are redacted as they are recorded.
+    redactor: Redactor = field(default_factory=Redactor)
     environment: Environment | None = None
     samples: list[Sample] = field(default_factory=list)
     pending: list[dict[str, Any]] = field(default_factory=list)  # a worker's, for the master
@@ -49,6 +53,8 @@ RUN = Run()
 def record(sample: Sample) -> None:
     """Keep one finished request, and trip the breaker after too many transport failures in a
     row (a target that is down or hostile gets a verdict, not a run that hammers it)."""
+    if sample.detail:  # a target may echo a key into an error body
+        sample.detail = RUN.redactor.text(sample.detail)
     if sample.outcome == "transport_error":
         RUN.transport_failures += 1
         settings = RUN.settings
@@ -107,6 +113,7 @@ def cpu_fraction() -> float:
 @events.test_start.add_listener
 def _on_test_start(environment: Environment, **_: Any) -> None:
     RUN.settings = Settings.from_environment(environment)
+    RUN.redactor = RUN.settings.redactor()
     RUN.environment = environment
     RUN.is_worker = isinstance(environment.runner, WorkerRunner)
     RUN.cpu_start = (_cpu_seconds(), time.monotonic())

@@ -481,7 +481,8 @@ class LLMUser(FastHttpUser):
         web UI shows them live (the figures sit in the response-time columns, in ms)."""
         if sample.outcome in ("ok", "expected_429"):
             response.success()
-        else:
+        else:  # Locust writes failures to its console, CSV and HTML: redacted first
+            sample.detail = RUN.redactor.text(sample.detail)
             response.failure(f"{sample.outcome}: {sample.detail}")
         fire = self.environment.events.request.fire
         name = self.settings.model

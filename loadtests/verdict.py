@@ -21,7 +21,6 @@ from loadtests.state import RUN, cpu_fraction, stop_run
 from opconform.contract import KEY_VARIABLES
 from opconform.exitcodes import HARNESS, NOT_CONFORMANT, USAGE
 from opconform.metrics import Sample, judge_slo, percentile, summarise
-from opconform.redact import Redactor
 
 PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
 SEND_LAG_LIMIT = 0.1  # s: requests leaving later than this at p95 means the generator lagged
@@ -178,16 +177,14 @@ def finish(environment: Environment) -> int:
 def write(document: dict[str, Any], samples: list[Sample], settings: Settings) -> None:
     if settings.report_dir is None:
         return
-    redactor = Redactor(
-        [*(os.environ.get(v) for v in KEY_VARIABLES.values()), *settings.transport.secret_values()]
-    )
+    redactor = settings.redactor()
     settings.report_dir.mkdir(parents=True, exist_ok=True)
     (settings.report_dir / "load.json").write_text(
         redactor.text(json.dumps(document, indent=2, default=str))
     )
     with (settings.report_dir / "samples.jsonl").open("w") as out:
         for sample in samples:
-            out.write(json.dumps(sample.to_dict()) + "\n")
+            out.write(redactor.text(json.dumps(sample.to_dict())) + "\n")
 
 
 # ---------------------------------------------------------------------------- profile helpers

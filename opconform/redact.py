@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 from opconform.contract import KEY_PREFIX
 
@@ -59,3 +60,23 @@ class Redactor:
         found = [s for s in self._secrets if s in value]
         found.extend(m.group(0) for m in _KEY_SHAPED.finditer(value))
         return found
+
+
+# Files of a run folder that are text (reports, evidence, Locust's CSV and HTML, samples).
+TEXT_SUFFIXES = (".json", ".jsonl", ".xml", ".txt", ".md", ".html", ".csv")
+
+
+def sweep(folder: Path, secrets: Iterable[str | None]) -> list[Path]:
+    """Defence in depth, once a run has finished: evidence is redacted where it is recorded,
+    but other tools write into the run folder too (JUnit, Allure, Locust). Scrub known secrets
+    and anything key-shaped from every text file; returns the files that needed it."""
+    redactor = Redactor(secrets)
+    cleaned = []
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and path.suffix in TEXT_SUFFIXES:
+            text = path.read_text(encoding="utf-8", errors="replace")
+            clean = redactor.text(text)
+            if clean != text:
+                path.write_text(clean, encoding="utf-8")
+                cleaned.append(path)
+    return cleaned

@@ -26,6 +26,7 @@ from loadtests.arrivals import schedule
 from loadtests.workload import Distribution, Workload, read_dataset
 from opconform.exitcodes import UsageError
 from opconform.metrics import Sample, SloError, judge_slo, parse_slo, percentile, summarise
+from opconform.redact import LEAK_PATTERN
 from tests.conftest import ROOT, clean_env, opconform_cli
 from tests.minimal_server import MinimalServer
 
@@ -806,3 +807,34 @@ def test_tls_target_is_verified_and_trusted_with_a_ca_bundle(
             "5",
         )
     assert code == 3 and untrusted["verdict"] == "unreachable", untrusted
+
+
+@pytest.mark.slow
+def test_no_key_in_any_load_artifact(tmp_path: Path) -> None:
+    """A target that echoes the key it was sent into its errors: neither the console, load.json,
+    samples.jsonl, the report nor Locust's own CSV and HTML may show it."""
+    secret = "op_sk_live_echoed0123456789"
+    with EmbeddedGateway(["--fault", "error-echoes-key"]) as gateway:
+        done = opconform_cli(
+            "load",
+            "steady",
+            "--duration",
+            "3s",
+            "--base-url",
+            gateway.base_url,
+            "--api-key",
+            secret,
+            "--report-dir",
+            str(tmp_path / "run"),
+            timeout=120,
+        )
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    texts = {"console": done.stdout + done.stderr}
+    for path in (tmp_path / "run").rglob("*"):
+        if path.is_file():
+            texts[path.name] = path.read_text(encoding="utf-8", errors="replace")
+    assert {"samples.jsonl", "locust_failures.csv", "locust.html", "report.html"} <= set(texts)
+    assert "unexpected_status" in texts["samples.jsonl"]  # the 401s were recorded
+    for where, text in texts.items():
+        assert secret not in text and secret.removeprefix("op_sk_") not in text, where
+        assert not LEAK_PATTERN.findall(text), (where, LEAK_PATTERN.findall(text)[:3])
