@@ -4,15 +4,10 @@ opconform.toml, then the default here)."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from opconform.config import Option
+from opconform.config import Option, prefixed
 
 SERVE_SECTION = "serve"
-
-
-def _serve(name: str, help: str, kind: str = "str", default: Any = None, **extra: Any) -> Option:
-    return Option(name, f"OP_SERVE_{name.upper()}", help, kind=kind, default=default, **extra)
+_serve = prefixed("OP_SERVE_")
 
 
 SERVE_OPTIONS: tuple[Option, ...] = (

@@ -23,6 +23,7 @@ from opconform.config import (
     OPTION_BY_NAME,
     TRANSPORT_OPTIONS,
     Option,
+    prefixed,
     resolve,
     stated_limits,
 )
@@ -42,12 +43,7 @@ SHARED = (
     "gateway_args",
     *TRANSPORT_OPTIONS,
 )
-
-
-def _load(name: str, help: str, kind: str = "str", default: Any = None, **extra: Any) -> Option:
-    return Option(name, f"OP_LOAD_{name.upper()}", help, kind=kind, default=default, **extra)
-
-
+_load = prefixed("OP_LOAD_")
 LOAD_OPTIONS: tuple[Option, ...] = (
     _load("duration", "e.g. 60s, 5m (default per profile)", kind="duration"),
     _load("users", "closed-loop users (default: from plan and profile)", kind="int"),

@@ -48,6 +48,16 @@ class Option:
         return (self.flag, *self.aliases)
 
 
+def prefixed(prefix: str) -> Callable[..., Option]:
+    """The Option maker of a command's own table: each option's variable is the prefix and
+    its name (OP_LOAD_ + model -> OP_LOAD_MODEL)."""
+
+    def make(name: str, help: str, kind: str = "str", default: Any = None, **extra: Any) -> Option:
+        return Option(name, f"{prefix}{name.upper()}", help, kind=kind, default=default, **extra)
+
+    return make
+
+
 OPTIONS: tuple[Option, ...] = (
     Option(
         "base_url",
