@@ -29,8 +29,8 @@ MAX_SECONDS = 300.0  # no connection is served longer than this
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _read_request(conn: socket.socket, timeout: float = 10.0) -> bytes | None:
-    """Read one request (head and Content-Length body); None if the client went away."""
+def read_request(conn: socket.socket, timeout: float = 10.0) -> tuple[bytes, bytes] | None:
+    """Read one request: its head and its Content-Length body; None if the client went away."""
     conn.settimeout(timeout)
     data = b""
     try:
@@ -52,7 +52,7 @@ def _read_request(conn: socket.socket, timeout: float = 10.0) -> bytes | None:
             body += chunk
     except OSError:
         return None
-    return head
+    return head, body
 
 
 def _path(head: bytes) -> str:
@@ -83,7 +83,7 @@ def _response(status: str, body: bytes, content_type: str, *, close: bool = Fals
 # ---------------------------------------------------------------------------- behaviours
 def trickle(conn: socket.socket, started: float) -> None:
     """A valid answer, one byte every 2 s."""
-    if _read_request(conn) is None:
+    if read_request(conn) is None:
         return
     body = json.dumps({"object": "list", "data": [{"id": "m1", "object": "model"}]}).encode()
     for byte in _response("200 OK", body, "application/json", close=True):
@@ -94,7 +94,7 @@ def trickle(conn: socket.socket, started: float) -> None:
 
 def endless_stream(conn: socket.socket, started: float) -> None:
     """Valid chat.completion.chunk events forever: no finish_reason, no [DONE]."""
-    if _read_request(conn) is None:
+    if read_request(conn) is None:
         return
     head = (
         "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
@@ -131,7 +131,7 @@ def silent(conn: socket.socket, started: float) -> None:
 
 
 def headers_then_nothing(conn: socket.socket, started: float) -> None:
-    if _read_request(conn) is None:
+    if read_request(conn) is None:
         return
     head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
     if _send(conn, head.encode()):
@@ -139,14 +139,14 @@ def headers_then_nothing(conn: socket.socket, started: float) -> None:
 
 
 def garbage(conn: socket.socket, started: float) -> None:
-    if _read_request(conn) is None:
+    if read_request(conn) is None:
         return
     _send(conn, random.randbytes(64 * 1024))
 
 
 def reset_midstream(conn: socket.socket, started: float) -> None:
     """Part of a stream, then a TCP RST."""
-    if _read_request(conn) is None:
+    if read_request(conn) is None:
         return
     chunk = {
         "id": "chatcmpl-hostile",
@@ -166,7 +166,7 @@ def reset_midstream(conn: socket.socket, started: float) -> None:
 
 def huge_body(conn: socket.socket, started: float) -> None:
     """A 50 MB JSON-looking body."""
-    if _read_request(conn) is None:
+    if read_request(conn) is None:
         return
     size = 50 * 1024 * 1024
     head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {size}\r\n\r\n"
@@ -182,7 +182,7 @@ def huge_body(conn: socket.socket, started: float) -> None:
 
 def http10_html(conn: socket.socket, started: float) -> None:
     """An HTTP/1.0 HTML page, as a misrouted web server or captive portal gives."""
-    if _read_request(conn) is None:
+    if read_request(conn) is None:
         return
     body = b"<html><head><title>Welcome</title></head><body><h1>It works!</h1></body></html>"
     _send(conn, b"HTTP/1.0 200 OK\r\nContent-Type: text/html\r\n\r\n" + body)
@@ -190,10 +190,10 @@ def http10_html(conn: socket.socket, started: float) -> None:
 
 def redirect_loop(conn: socket.socket, started: float) -> None:
     while _until(started):
-        head = _read_request(conn)
-        if head is None:
+        request = read_request(conn)
+        if request is None:
             return
-        location = _path(head)
+        location = _path(request[0])
         answer = (
             f"HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n"
         ).encode()
@@ -203,7 +203,7 @@ def redirect_loop(conn: socket.socket, started: float) -> None:
 
 def error_500(conn: socket.socket, started: float) -> None:
     while _until(started):
-        if _read_request(conn) is None:
+        if read_request(conn) is None:
             return
         body = b'{"error": {"message": "internal error", "type": "server_error"}}'
         if not _send(conn, _response("500 Internal Server Error", body, "application/json")):

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from opconform.client import ApiClient, Exchange, Limits, TargetUnreachable
+from tests.hostile import read_request
 
 CHAT = "POST /chat/completions"
 
@@ -38,23 +39,10 @@ STREAM_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection
 
 def _read_model(conn: socket.socket) -> str | None:
     """Read one request; the model it asks for names what the server does."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return None
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = next(
-        (
-            int(line.split(b":")[1])
-            for line in head.split(b"\r\n")
-            if line.lower().startswith(b"content-length:")
-        ),
-        0,
-    )
-    while len(body) < length:
-        body += conn.recv(65536)
+    request = read_request(conn)
+    if request is None:
+        return None
+    body = request[1]
     return str(json.loads(body)["model"]) if body else ""
 
 
