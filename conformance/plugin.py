@@ -145,6 +145,7 @@ class ConformanceRun:
                 "request_timeout",
                 "deadline",
                 "samples",
+                "window_seconds",
                 "latency_slo",
                 "area",
                 "requirement",
@@ -169,7 +170,12 @@ class ConformanceRun:
             self.target.keys,
             limits,
             budget=Budget(self.target.max_tokens_total),
-            pacer=Pacer(plan_limits(self.target), time_left=breaker.remaining, on_wait=self.say),
+            pacer=Pacer(
+                plan_limits(self.target),
+                window=self.target.window_seconds,
+                time_left=breaker.remaining,
+                on_wait=self.say,
+            ),
             on_exchange=self.recorder,
             transport=self.target.transport,
         )
@@ -784,6 +790,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         "samples": run.target.samples,
         "requests_sent": dict(run.client.sent) if run.client else {},
         "tokens_spent": run.client.budget.spent if run.client else 0,
+        # Where the run waited for a key's window, and why (the plan's rate, or a 429).
+        "pacing": {
+            "waited_s": round(run.client.pacer.waited, 1) if run.client else 0,
+            "waits": list(run.client.pacer.waits) if run.client else [],
+        },
         "baseline": {
             "file": str(run.baseline.path) if run.baseline.path else None,
             "unused_entries": unused,
