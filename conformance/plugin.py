@@ -180,6 +180,7 @@ class ConformanceRun:
             transport=self.target.transport,
         )
         self.client.breaker = breaker
+        self.client.concurrency = concurrency_limits(self.target)
         from opconform.preflight import reach
 
         self.unreachable = reach(self.target.base_url, self.target.transport, limits)
@@ -222,6 +223,16 @@ def plan_limits(target: Target) -> dict[str, tuple[str, int | None]]:
         "restricted": own,
         "pro": ("pro", PLANS["pro"].requests_per_min),
     }
+
+
+def concurrency_limits(target: Target) -> dict[str, int]:
+    """Requests at once per identity for independent requests: the plan's concurrency less one
+    slot (a server may free a finished stream's slot a moment late); one where it is unknown."""
+    from opconform.contract import PLANS
+
+    own = max(1, (target.concurrent or 2) - 1)
+    pro = max(1, (PLANS["pro"].concurrent or 2) - 1)
+    return {"main": own, "alt": own, "restricted": own, "pro": pro}
 
 
 def _is_check(item: pytest.Item) -> bool:
