@@ -1,5 +1,6 @@
 """Time to a verdict against the reference gateway: wall time, requests per identity, and the
-floor each identity's plan imposes (its requests / its requests per minute).
+floor each identity's plan imposes (at most its requests/min in any minute: ceil(requests /
+requests-per-minute) - 1 whole minutes).
 
     python benchmarks/time_to_verdict.py            # all identities, default and 500 ms TTFT
     python benchmarks/time_to_verdict.py --free     # also one Free key alone (real windows)
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -57,7 +59,8 @@ def _run(name: str, gateway_args: list[str], free_only: bool) -> dict[str, Any]:
     for identity, n in sent.items():
         rpm = PLANS[_plan_of(identity, results["target"]["plan"])].requests_per_min
         if identity != "anonymous" and rpm:
-            floors[identity] = 60.0 * n / rpm
+            # No more than rpm in any minute: n requests need ceil(n / rpm) - 1 whole minutes.
+            floors[identity] = 60.0 * (math.ceil(n / rpm) - 1)
     return {
         "name": name,
         "wall_s": wall,
