@@ -220,7 +220,8 @@ def go_typed_error(
     the wire is `wire_requirement`'s deviation; a body the SDK could not read, OP-ERR-001's."""
     if seen.get("status") != status:
         raise expect.Deviation(
-            f"{library}, {case}: the answer was {seen.get('status') or 'no answer'}, not {status}",
+            f"{library}, {case}: the answer was {seen.get('status') or 'none'}, not {status} "
+            f"({seen.get('type')}: {str(seen.get('message', ''))[:160]})",
             wire_requirement,
         )
     expected = gosdk.TYPED_ERRORS[library]

@@ -281,11 +281,12 @@ func (g *goOpenAI) classify(err error) outcome {
 	var apiErr *goopenai.APIError
 	var requestErr *goopenai.RequestError
 	switch {
+	case errors.As(err, &requestErr):
+		// The status came back, the body did not parse as {"error": {...}} (a half-read
+		// APIError may be wrapped inside: this case first).
+		return outcome{Type: "*openai.RequestError", SDKStatus: requestErr.HTTPStatusCode, Message: fmt.Sprint(requestErr.Err)}
 	case errors.As(err, &apiErr):
 		return outcome{Type: "*openai.APIError", SDKStatus: apiErr.HTTPStatusCode, Message: apiErr.Message}
-	case errors.As(err, &requestErr):
-		// The status came back, the body did not parse as {"error": {...}}.
-		return outcome{Type: "*openai.RequestError", SDKStatus: requestErr.HTTPStatusCode, Message: fmt.Sprint(requestErr.Err)}
 	}
 	return outcome{Type: fmt.Sprintf("%T", err), Message: err.Error()}
 }
