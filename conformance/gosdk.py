@@ -125,7 +125,11 @@ def _build(go: str, deadline: float | None) -> Path | Unavailable:
 
 
 def main() -> int:
-    found = binary()
+    try:
+        found = binary()
+    except RuntimeError as exc:  # our runner does not compile: say so in one line
+        print(str(exc).strip().splitlines()[-1] if str(exc).strip() else "go build failed")
+        return 1
     if isinstance(found, Unavailable):
         print(f"Go SDK checks will be DISABLED: {found.reason}")
         return 0

@@ -186,6 +186,7 @@ type outcome struct {
 	Type      string `json:"type"`       // the Go type of the error the SDK returned
 	SDKStatus int    `json:"sdk_status"` // the status that error carries (0: none)
 	Message   string `json:"message"`
+	Sent      bool   `json:"sent"` // false: the SDK refused the call before sending anything
 }
 
 // sdk is one Go SDK behind the scenarios: each method returns the error the SDK returned.
@@ -417,12 +418,20 @@ func run(name string, env func(string) string) map[string]any {
 	if maxTokens <= 0 {
 		maxTokens = 16
 	}
+	// Each call starts from the count it found, so an outcome knows whether anything was sent
+	// (go-openai refuses max_tokens for reasoning models before sending, for one).
+	sentBefore := 0
+	begin := func() { sentBefore = count.requests }
 	judged := func(err error) outcome {
-		if err == nil {
-			return outcome{Status: count.lastStatus(), Type: "no error"}
+		seen := outcome{Type: "no error"}
+		if err != nil {
+			seen = main.classify(err)
 		}
-		seen := main.classify(err)
 		seen.Status = count.lastStatus()
+		seen.Sent = count.requests > sentBefore
+		if !seen.Sent {
+			seen.Status = 0
+		}
 		return seen
 	}
 	step := ""
@@ -434,6 +443,7 @@ func run(name string, env func(string) string) map[string]any {
 	switch mode {
 	case "basic":
 		step = "list models"
+		begin()
 		ids, err := main.listModels(ctx)
 		if err != nil {
 			fail(err)
@@ -442,6 +452,7 @@ func run(name string, env func(string) string) map[string]any {
 		result["models"] = len(ids)
 		result["has_model"] = contains(ids, model)
 		step = "chat completion"
+		begin()
 		text, err := main.complete(ctx, model, prompt, maxTokens)
 		if err != nil {
 			fail(err)
@@ -449,21 +460,26 @@ func run(name string, env func(string) string) map[string]any {
 		}
 		result["completion"] = text
 		step = "stream"
+		begin()
 		streamed, finish, err := main.stream(ctx, model, prompt, maxTokens)
 		result["streamed"], result["finish_reason"] = streamed, finish
 		if err != nil {
 			fail(err)
 		}
 	case "errors":
+		begin()
 		_, err := main.withKey(unknownKey).listModels(ctx)
 		result["authentication"] = judged(err)
 		if restricted, forbidden := env("OP_SDK_RESTRICTED_KEY"), env("OP_SDK_RESTRICTED_MODEL"); restricted != "" && forbidden != "" {
+			begin()
 			_, err := main.withKey(restricted).complete(ctx, forbidden, "hi", 4)
 			result["permission"] = judged(err)
 		}
+		begin()
 		result["not_found"] = judged(main.retrieve(ctx, unknownModel))
 	case "errors-429", "retry-429":
 		began := time.Now()
+		begin()
 		_, err := main.listModels(ctx)
 		result["rate_limit"] = judged(err)
 		result["seconds"] = time.Since(began).Seconds()
