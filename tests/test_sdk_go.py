@@ -79,6 +79,38 @@ def test_go_checks_pass_over_https_with_the_runs_transport(
 
 
 @needs_go
+def test_go_sdks_go_through_the_environment_proxy_with_the_extra_header(
+    runner: Path, tmp_path: Path
+) -> None:
+    """A loopback target goes through HTTP_PROXY unless NO_PROXY names it, as for the suite
+    (Go's own ProxyFromEnvironment would never proxy loopback)."""
+    from tests.test_transport import RecordingProxy
+
+    proxy = RecordingProxy()
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        with EmbeddedGateway() as gateway:
+            env = {**gateway.env, "HTTP_PROXY": proxy.url, "NO_PROXY": "", "no_proxy": ""}
+            run = run_suite(
+                env, tmp_path / "run", "--area", "sdk", "--header", "X-Opconform-Test: go"
+            )
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+    assert run.code == 0, run.stdout[-2000:]
+    by_agent: dict[str, set[str | None]] = {}
+    for _line, headers in proxy.seen:
+        agent = headers.get("user-agent", "").split(" ")[0].split("/")[0]
+        by_agent.setdefault(agent, set()).add(headers.get("x-opconform-test"))
+    # go-openai sends Go's default User-Agent (Go-http-client/1.1), openai-go OpenAI/Go.
+    assert by_agent.get("Go-http-client") == {"go"}, by_agent
+    assert any(
+        h.get("user-agent", "").startswith("OpenAI/Go") and h.get("x-opconform-test") == "go"
+        for _, h in proxy.seen
+    ), by_agent
+
+
+@needs_go
 def test_go_faults_fail_the_go_checks_and_nothing_else(runner: Path, tmp_path: Path) -> None:
     faults = [arg for name in GO_FAULTS for arg in ("--fault", name)]
     with EmbeddedGateway(faults) as gateway:
