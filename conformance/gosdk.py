@@ -41,7 +41,7 @@ def _go_env() -> dict[str, str]:
     # ignore a go.work the user may have above the checkout.
     return {
         **os.environ,
-        "GOFLAGS": "-mod=readonly",
+        "GOFLAGS": "-mod=readonly -buildvcs=false",
         "GOTOOLCHAIN": "local",
         "GOWORK": "off",
     }

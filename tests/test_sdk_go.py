@@ -154,6 +154,36 @@ def test_go_checks_are_disabled_without_their_modules(
     assert "modules could not be had" in found.reason and "GOPROXY=off" in found.reason, found
 
 
+# ---------------------------------------------------------------------------- judging
+def _judged(seen: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
+    """('pass' | 'skip' | the deviation's message, the requirements it stands on)."""
+    from conformance import expect
+    from conformance.sdk import go_typed_error
+
+    try:
+        go_typed_error("go-openai", "an unknown key", seen, 401, "OP-AUTH-004")
+    except expect.Deviation as deviation:
+        return str(deviation), deviation.prerequisites
+    except pytest.skip.Exception:
+        return "skip", ()
+    return "pass", ()
+
+
+def test_a_go_sdk_error_is_judged_against_the_wire() -> None:
+    typed = {"status": 401, "type": "*openai.APIError", "sdk_status": 401, "message": "bad key"}
+    assert _judged({**typed, "sent": True}) == ("pass", ())
+    # Another status on the wire is the wire requirement's deviation, not the SDK's.
+    message, on = _judged({**typed, "status": 200, "type": "no error"})
+    assert on == ("OP-AUTH-004",) and "200" in message
+    # A body the SDK could not read: OP-ERR-001's when that is broken, else this check's.
+    message, on = _judged({**typed, "type": "*openai.RequestError"})
+    assert on == ("OP-ERR-001",) and "*openai.RequestError" in message
+    assert _judged({**typed, "message": ""})[1] == ("OP-ERR-001",)
+    assert _judged({**typed, "sdk_status": 0})[1] == ("OP-ERR-001",)
+    # Refused by the SDK before anything was sent: no evidence about the target.
+    assert _judged({**typed, "sent": False, "status": 0}) == ("skip", ())
+
+
 # ---------------------------------------------------------------------------- Retry-After
 def _run(runner: Path, base_url: str, key: str, library: str, mode: str) -> dict[str, Any]:
     env = {
