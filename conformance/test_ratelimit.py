@@ -480,6 +480,33 @@ def test_node_sdk_raises_rate_limit_error(
     assert result.get("rate_limit") == "RateLimitError", f"Node SDK on a 429: {result}"
 
 
+@requirement("OP-SDK-007")
+@pytest.mark.needs("OP-RL-007")
+@pytest.mark.area("sdk")
+def test_go_openai_returns_rate_limit_error(
+    exhausted: dict[str, Any], api: ApiClient, target: Target
+) -> None:
+    _go_sdk_on_429(exhausted, api, target, "go-openai")
+
+
+@requirement("OP-SDK-009")
+@pytest.mark.needs("OP-RL-007")
+@pytest.mark.area("sdk")
+def test_openai_go_returns_rate_limit_error(
+    exhausted: dict[str, Any], api: ApiClient, target: Target
+) -> None:
+    _go_sdk_on_429(exhausted, api, target, "openai-go")
+
+
+def _go_sdk_on_429(exhausted: dict[str, Any], api: ApiClient, target: Target, sdk: str) -> None:
+    from conformance.sdk import go_typed_error, run_go
+
+    if exhausted["over"].status == 200:
+        pytest.skip("the key could not be driven past its limit (see OP-RL-007)")
+    result = run_go(api, target, sdk, "errors-429", key="main")
+    go_typed_error(sdk, "the key over its limit", result["rate_limit"], 429, "OP-RL-007")
+
+
 @requirement("OP-RL-009")
 @pytest.mark.needs("OP-RL-008")
 @pytest.mark.slow

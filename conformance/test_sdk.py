@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from conformance import expect
-from conformance.sdk import python_client, raised, run_node
+from conformance.sdk import (
+    GO_STEPS,
+    go_typed_error,
+    python_client,
+    raised,
+    run_go,
+    run_node,
+    sdk_refused,
+)
 from opconform.client import ApiClient
 from opconform.config import Target
 
@@ -105,3 +113,69 @@ def test_node_sdk_maps_401_and_403(api: ApiClient, bulk_key: str, target: Target
     assert result.get("authentication") == "AuthenticationError", f"Node SDK on 401: {result}"
     if "permission" in result:
         assert result["permission"] == "PermissionDeniedError", f"Node SDK on 403: {result}"
+
+
+# ---------------------------------------------------------------------------- Go
+# go-openai (the SDK the reference names) and openai-go (OpenAI's official Go SDK), each its own
+# check, run by the Go runner in conformance/go (DISABLED without go or its modules).
+
+
+def _go_lists_completes_streams(
+    api: ApiClient, bulk_key: str, model: str, target: Target, library: str
+) -> None:
+    api.pacer.before(bulk_key, needed=4)  # the SDK's own requests bypass the suite's pacing
+    result = run_go(api, target, library, "basic", key=bulk_key, model=model)
+    if result.get("outcome", {}).get("status") == 429:
+        raise RuntimeError(f"unexpected 429 in {library}: {result['error']}")
+    if result.get("outcome", {}).get("sent") is False:
+        pytest.skip(sdk_refused(library, str(result.get("step")), str(result["error"])))
+    if "error" in result:
+        raise expect.Deviation(
+            f"{library} failed in {result['error']}", *GO_STEPS.get(result.get("step"), ())
+        )
+    if not result.get("has_model"):
+        raise expect.Deviation(
+            f"{library}: the model list does not contain {model}", "OP-MODELS-001"
+        )
+    assert result.get("completion"), f"{library}: the completion has no content: {result}"
+    assert result.get("streamed") and result.get("finish_reason"), (
+        f"{library}: the stream ended without text or finish_reason: {result}"
+    )
+
+
+def _go_typed_errors(api: ApiClient, bulk_key: str, target: Target, library: str) -> None:
+    api.pacer.before(bulk_key, needed=1)  # the 404; the 401 and 403 use other keys
+    restricted = target.restricted_model if api.has_key("restricted") else None
+    result = run_go(api, target, library, "errors", key=bulk_key, restricted_model=restricted or "")
+    if "error" in result:
+        raise RuntimeError(f"the {library} runner: {result['error']}")
+    go_typed_error(library, "an unknown key", result["authentication"], 401, "OP-AUTH-004")
+    go_typed_error(library, "an unknown model id", result["not_found"], 404, "OP-MODELS-005")
+    if "permission" in result:  # last: the SDK may refuse the restricted model's max_tokens
+        go_typed_error(library, "a forbidden model", result["permission"], 403, "OP-AUTH-005")
+
+
+@requirement("OP-SDK-006")
+def test_go_openai_lists_completes_streams(
+    api: ApiClient, bulk_key: str, model: str, target: Target
+) -> None:
+    _go_lists_completes_streams(api, bulk_key, model, target, "go-openai")
+
+
+@requirement("OP-SDK-007")
+@pytest.mark.needs("OP-AUTH-004", "OP-AUTH-005")
+def test_go_openai_returns_typed_errors(api: ApiClient, bulk_key: str, target: Target) -> None:
+    _go_typed_errors(api, bulk_key, target, "go-openai")
+
+
+@requirement("OP-SDK-008")
+def test_openai_go_lists_completes_streams(
+    api: ApiClient, bulk_key: str, model: str, target: Target
+) -> None:
+    _go_lists_completes_streams(api, bulk_key, model, target, "openai-go")
+
+
+@requirement("OP-SDK-009")
+@pytest.mark.needs("OP-AUTH-004", "OP-AUTH-005")
+def test_openai_go_returns_typed_errors(api: ApiClient, bulk_key: str, target: Target) -> None:
+    _go_typed_errors(api, bulk_key, target, "openai-go")

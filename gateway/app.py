@@ -553,7 +553,8 @@ class Gateway:
             HTTPException: self.not_found,
             Exception: self.server_error,
         }
-        return Starlette(routes=routes, exception_handlers=handlers)
+        middleware = self.hooks.middleware() if self.hooks else None
+        return Starlette(routes=routes, exception_handlers=handlers, middleware=middleware)
 
 
 def create_app(config: GatewayConfig) -> Starlette:

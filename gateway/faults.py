@@ -108,6 +108,10 @@ class Faults:
     # SDKs
     REJECT_PYTHON_SDK_USER_AGENT: Final = "reject-python-sdk-user-agent"
     REJECT_NODE_SDK_USER_AGENT: Final = "reject-node-sdk-user-agent"
+    GO_OPENAI_SPLIT_DATA_LINES: Final = "go-openai-split-data-lines"
+    GO_OPENAI_ERROR_MESSAGE_OBJECT: Final = "go-openai-error-message-object"
+    OPENAI_GO_EVENTS_NOT_SEPARATED: Final = "openai-go-events-not-separated"
+    OPENAI_GO_ERROR_AS_STRING: Final = "openai-go-error-as-string"
     # performance
     SLOW_FIRST_TOKEN: Final = "slow-first-token"
     SLOW_MODEL_LIST: Final = "slow-model-list"
@@ -491,6 +495,32 @@ FAULTS: dict[str, Fault] = {
             Faults.REJECT_NODE_SDK_USER_AGENT,
             ("OP-SDK-003",),
             "requests from the Node SDK (User-Agent OpenAI/JS) get 400",
+        ),
+        # Go SDKs: the wire is right for every other client; go-openai sends Go's default
+        # User-Agent (Go-http-client/), openai-go sends OpenAI/Go.
+        Fault(
+            Faults.GO_OPENAI_SPLIT_DATA_LINES,
+            ("OP-SDK-006",),
+            "streams to go-openai carry each JSON payload over two data: lines (valid SSE, but "
+            "go-openai reads every data: line as its own message)",
+        ),
+        Fault(
+            Faults.GO_OPENAI_ERROR_MESSAGE_OBJECT,
+            ("OP-SDK-007",),
+            "errors to go-openai carry error.message as an object, so go-openai returns "
+            "*openai.RequestError instead of *openai.APIError",
+        ),
+        Fault(
+            Faults.OPENAI_GO_EVENTS_NOT_SEPARATED,
+            ("OP-SDK-008",),
+            "streams to openai-go end each event with one newline, no blank line, so openai-go "
+            "never dispatches an event",
+        ),
+        Fault(
+            Faults.OPENAI_GO_ERROR_AS_STRING,
+            ("OP-SDK-009",),
+            'errors to openai-go are {"error": "<message>"}, a string where openai-go expects '
+            "the error object",
         ),
         # performance
         Fault(
