@@ -869,10 +869,11 @@ def _verdict_line(config: pytest.Config, run: ConformanceRun) -> None:
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if not summary or reporter is None:
         return
-    invariants = summary["checks"] - summary["tests"]
+    invariants, requirements = summary["checks"] - summary["tests"], summary["requirements"]
     reporter.write_line(
         f"opconform: {summary['checks']} checks ({summary['tests']} tests and {invariants} "
-        f"whole-run invariants), {summary['requirements']} requirements; pytest's counts above "
+        f"whole-run invariants), {requirements} requirement{'s' * (requirements != 1)}; "
+        "pytest's counts above "
         "are of tests only, with WARN as passed and BLOCKED or DISABLED as skipped or deselected"
     )
     tally = ", ".join(f"{n} {s}" for s, n in summary["counts"].items() if n)
