@@ -871,10 +871,9 @@ def _verdict_line(config: pytest.Config, run: ConformanceRun) -> None:
         return
     invariants, requirements = summary["checks"] - summary["tests"], summary["requirements"]
     reporter.write_line(
-        f"opconform: {summary['checks']} checks ({summary['tests']} tests and {invariants} "
-        f"whole-run invariants), {requirements} requirement{'s' * (requirements != 1)}; "
-        "pytest's counts above "
-        "are of tests only, with WARN as passed and BLOCKED or DISABLED as skipped or deselected"
+        f"opconform: {summary['checks']} checks = {summary['tests']} tests + {invariants} "
+        f"whole-run invariants, over {requirements} requirement{'s' * (requirements != 1)} "
+        "(pytest counts tests only: WARN as passed, BLOCKED and DISABLED as skipped or deselected)"
     )
     tally = ", ".join(f"{n} {s}" for s, n in summary["counts"].items() if n)
     report = f"; report: {summary['report']}" if summary.get("report") else ""
