@@ -95,8 +95,8 @@ def add_load(sub: argparse._SubParsersAction) -> None:
 
 # What the shared identities do in a load run (the run's help says what they do in the suite).
 _LOAD_HELP = {
-    "alt_api_key": "a second key of the same plan: the flooded or bystander key of rpm-burst "
-    "and key-isolation",
+    "alt_api_key": "a second key of the same plan: the abusive client of rpm-burst, the steady "
+    "key B of key-isolation",
     "pro_api_key": "a Pro key: the bystander that rpm-burst and key-isolation check stays unharmed",
 }
 
