@@ -70,6 +70,13 @@ def pytest_configure(config: pytest.Config) -> None:
     for area in AREAS:
         config.addinivalue_line("markers", f"{_area_marker(area)}: checks of the {area} area")
     report_dir = _report_dir_option(config)
+    if report_dir is not None:
+        from opconform.preflight import check_report_dir
+
+        try:  # a file in its path: one line now, not a traceback once the run has finished
+            check_report_dir(report_dir, empty=False)
+        except UsageError as exc:
+            raise pytest.UsageError(str(exc)) from None
     junit = config.pluginmanager.has_plugin("junitxml")
     if report_dir is not None and junit and not config.option.xmlpath:
         # Plain `pytest conformance --report-dir DIR` writes what `opconform run` writes. Set

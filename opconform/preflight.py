@@ -26,13 +26,14 @@ if TYPE_CHECKING:
     from opconform.transport import TransportSettings
 
 
-def check_report_dir(path: Path, flag: str = "--report-dir") -> None:
-    """UsageError unless `path` is an empty folder this process may write, or can be made one."""
+def check_report_dir(path: Path, flag: str = "--report-dir", *, empty: bool = True) -> None:
+    """UsageError unless `path` is a folder this process may write (and, with `empty`, holds
+    nothing yet), or can be made one."""
     where = f"{flag} {path}"
     if path.exists():
         if not path.is_dir():
             raise UsageError(f"{where}: exists and is not a folder")
-        if any(path.iterdir()):
+        if empty and any(path.iterdir()):
             raise UsageError(f"{where} is not empty: choose a new folder")
         if not os.access(path, os.W_OK | os.X_OK):
             raise UsageError(f"{where}: not writable")

@@ -64,6 +64,26 @@ def test_an_unwritable_parent_is_a_usage_error(
     assert _files(tmp_path) == ["locked"]
 
 
+def test_plain_pytest_refuses_a_report_dir_it_cannot_create(tmp_path: Path) -> None:
+    (tmp_path / "X").write_text("a file")
+    report_dir = tmp_path / "X" / "run"
+    argv = ["conformance", "-p", "no:cacheprovider", "--report-dir", str(report_dir)]
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", *argv],
+        env=clean_env(),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 4  # pytest's own usage-error exit
+    assert done.stdout == "" and "Traceback" not in done.stderr
+    message = f"--report-dir {report_dir}: cannot create it, {tmp_path / 'X'} is a file"
+    assert done.stderr.strip() == f"ERROR: {message}"
+    assert _files(tmp_path) == ["X"]
+
+
 def test_a_run_folder_that_cannot_be_made_is_a_usage_error(tmp_path: Path) -> None:
     from opconform.preflight import discard_report_dir, make_report_dir
 
