@@ -136,18 +136,16 @@ def _settings(
             raise UsageError(f"--timing-log {timing_log}: no such folder")
         config = replace(config, timing_log=timing_log)
     ttft, tpot = values["ttft_ms"], values["tpot_ms"]
-    if (ttft is None) != (tpot is None):
-        # One of the pair replaces every model's profile, so the other would silently be 0:
-        # a stream whose tokens all arrive at once, or a first token with no wait.
-        given, missing = ("--ttft-ms", "--tpot-ms") if tpot is None else ("--tpot-ms", "--ttft-ms")
-        raise UsageError(
-            f"{given} needs {missing} too (alone, the other would be 0 for every model)"
-        )
-    if values["jitter_ms"] and ttft is None:
-        raise UsageError("--jitter-ms needs --ttft-ms and --tpot-ms (it jitters their times)")
-    if ttft is not None and tpot is not None:
+    if ttft is not None and tpot is None:
+        # Either one replaces every model's latency profile: a TTFT alone would silently make
+        # every later token arrive at once. (--tpot-ms alone, a first token without a wait, is
+        # what some faults use to hold streams open.)
+        raise UsageError("--ttft-ms needs --tpot-ms too (alone, every model's per-token time is 0)")
+    if values["jitter_ms"] and tpot is None:
+        raise UsageError("--jitter-ms needs --tpot-ms (it jitters the token times)")
+    if ttft is not None or tpot is not None:
         config = config.with_latency(
-            Latency(ttft_ms=ttft, tpot_ms=tpot, jitter_ms=values["jitter_ms"])
+            Latency(ttft_ms=ttft or 0.0, tpot_ms=tpot or 0.0, jitter_ms=values["jitter_ms"])
         )
     tls_cert, tls_key = values["tls_cert"], values["tls_key"]
     if tls_key and not tls_cert:

@@ -129,6 +129,17 @@ def test_good_gateway_args_pass() -> None:
 
     check_gateway_args("--fault stream-no-done,429-no-retry-after --window-seconds 3")
     check_gateway_args("--ttft-ms 200 --tpot-ms 20 --jitter-ms 2")
+    check_gateway_args("--tpot-ms 5")  # a first token without a wait: explicit, and allowed
+
+
+def test_every_faults_own_gateway_args_pass() -> None:
+    import shlex
+
+    from gateway.command import check_gateway_args
+    from gateway.faults import FAULTS
+
+    for fault in FAULTS.values():
+        check_gateway_args(shlex.join(["--fault", fault.name, *fault.serve_args]))
 
 
 # ---------------------------------------------------------------------------- SLOs
