@@ -8,6 +8,7 @@ transcripts into --report-dir. It stays inert for suites without `requirement` m
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -148,6 +149,7 @@ class ConformanceRun:
             return self.target
         from conformance.invariants import Context, Invariants
         from opconform.client import ApiClient, Budget, Limits, TargetBreaker
+        from opconform.ratelimit import Pacer
 
         values = dict(self.values)
         embedded = not values.get("base_url")
@@ -184,23 +186,32 @@ class ConformanceRun:
             read_timeout=self.target.read_timeout,
             request_timeout=self.target.request_timeout,
         )
-        self.invariants = Invariants(expected_limits(self.target))
+        self.invariants = Invariants()
         self.context = Context()
+        breaker = TargetBreaker(limits, time.monotonic() + self.target.deadline)
         self.client = ApiClient(
             self.target.base_url,
             self.target.keys,
             limits,
             budget=Budget(self.target.max_tokens_total),
+            pacer=Pacer(plan_limits(self.target), time_left=breaker.remaining, on_wait=self.say),
             on_exchange=self.recorder,
             transport=self.target.transport,
         )
-        self.client.breaker = TargetBreaker(limits, time.monotonic() + self.target.deadline)
-        self.client.pacer.expected_limits = expected_limits(self.target)
-        self.client.on_external = self.invariants.limits.count
+        self.client.breaker = breaker
         from opconform.preflight import reach
 
         self.unreachable = reach(self.target.base_url, self.target.transport, limits)
         return self.target
+
+    def say(self, message: str) -> None:
+        """A line on the console while checks run (pytest's capture does not hide it)."""
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        capture = self.config.pluginmanager.get_plugin("capturemanager")
+        if reporter is None:
+            return
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            reporter.write_line(f"opconform: {self.redactor.text(message)}")
 
     def _observe(self, exchange: Any) -> None:
         if self.invariants is not None:
@@ -218,17 +229,18 @@ class ConformanceRun:
             self.gateway.stop()
 
 
-def expected_limits(target: Target) -> dict[str, int]:
-    """Documented requests/min per key label, where the run knows it."""
+def plan_limits(target: Target) -> dict[str, tuple[str, int | None]]:
+    """Each identity's plan and its documented requests/min, for the pacer. The main and alt
+    keys are of --plan (the restricted key too: nothing says otherwise); --pro-api-key is Pro."""
     from opconform.contract import PLANS
 
-    limits: dict[str, int] = {}
-    if target.requests_per_min:
-        limits["main"] = limits["alt"] = target.requests_per_min
-    pro = PLANS["pro"].requests_per_min
-    if pro:
-        limits["pro"] = pro
-    return limits
+    own = (target.plan, target.requests_per_min)
+    return {
+        "main": own,
+        "alt": own,
+        "restricted": own,
+        "pro": ("pro", PLANS["pro"].requests_per_min),
+    }
 
 
 def _is_check(item: pytest.Item) -> bool:
@@ -449,6 +461,28 @@ def _opconform_evidence(request: pytest.FixtureRequest) -> Any:
     item.stash[_RESULT] = run.recorder.take()
 
 
+_SENT_BEFORE = pytest.StashKey[dict[str, int]]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """What the run had sent before this check's fixtures: the check's own requests, shared
+    fixtures it is first to use included, are the difference (results.json `sent`)."""
+    run = item.config.stash.get(_RUN, None)
+    if run is not None and run.client is not None and _is_check(item):
+        item.stash[_SENT_BEFORE] = dict(run.client.sent)
+
+
+def _sent_by(run: ConformanceRun, item: pytest.Item) -> dict[str, int]:
+    before = item.stash.get(_SENT_BEFORE, None)
+    if before is None or run.client is None:
+        return {}
+    after = run.client.sent
+    return {
+        label: n - before.get(label, 0) for label, n in after.items() if n > before.get(label, 0)
+    }
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_call(item: pytest.Item) -> None:
     """A check whose prerequisite is already broken is not run. Decided here, once its fixtures
@@ -555,7 +589,7 @@ def _judge(
         level_of,
     )
     from conformance.verdicts import Outcome, only_assertions, status_of
-    from opconform.client import RunStopped, TargetUnreachable, UnexpectedRateLimit
+    from opconform.client import LimitSpent, RunStopped, TargetUnreachable, UnexpectedRateLimit
 
     ids = requirement_ids(item)
     level = level_of(ids)
@@ -574,7 +608,7 @@ def _judge(
     status, message, blocked_by = status_of(
         Outcome(report.passed, report.skipped, failed_assertion, message, warnings), level
     )
-    if isinstance(exc, RunStopped | TargetUnreachable):
+    if isinstance(exc, RunStopped | TargetUnreachable | LimitSpent):
         status, blocked_by = BLOCKED, "run"
         message = f"not sent: {exc}"
     elif (isinstance(exc, UnexpectedRateLimit) or type(exc).__name__ == "RateLimitError") and (
@@ -614,6 +648,7 @@ def _judge(
         blocked_by=blocked_by,
         replay=[run.recorder.replay(e) for e in exchanges[-3:]] if status in (FAIL, WARN) else [],
         notes=list(run.notes.get(item.nodeid, [])),
+        sent=_sent_by(run, item),
     )
     matched = run.baseline.match(item.nodeid, item.name, ids)
     if matched and status == FAIL:
