@@ -216,21 +216,29 @@ def _unreachable(values: dict[str, Any]) -> str | None:
 def _write_unreachable(report_dir: Path, values: dict[str, Any], why: str) -> None:
     """The one file an unreachable target leaves: results.json that says so, nothing judged."""
     from conformance.results import counts, verdict
+    from schemas.loader import schema_hashes
 
     summary, code = verdict([], why)
     target = Target.from_values(values)
+    now = time.time()
     document = {
         "kind": "conformance",
         "suite": {"name": "opconform", "version": __version__},
         "target": {**target.describe(), "insecure": target.transport.insecure},
-        "started_at": time.time(),
+        "started_at": now,
+        "finished_at": now,
+        "duration_s": 0.0,
         "verdict": summary,
         "exit_code": code,
         "partial": why,
         "selection": None,
         "counts": counts([]),
         "root_causes": [],
+        "samples": target.samples,
         "requests_sent": {},
+        "tokens_spent": 0,
+        "baseline": {"file": values["expected_failures"], "unused_entries": []},
+        "schema_hashes": schema_hashes(),
         "checks": [],
         "requirements": [],
     }

@@ -226,6 +226,8 @@ def test_an_unreachable_target_is_one_line_and_results_json_only(tmp_path: Path)
     assert results["verdict"] == "could not judge" and results["exit_code"] == 3
     assert results["partial"].startswith("cannot connect")
     assert "op_sk_test_unreachable" not in (report_dir / "results.json").read_text()
+    rebuilt = opconform_cli("report", str(report_dir), timeout=60)  # still a run folder
+    assert rebuilt.returncode == 0, rebuilt.stderr[-1500:]
 
 
 # ---------------------------------------------------------------------------- what was run
