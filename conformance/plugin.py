@@ -170,6 +170,7 @@ class ConformanceRun:
                 "request_timeout",
                 "deadline",
                 "samples",
+                "window_seconds",
                 "latency_slo",
                 "area",
                 "requirement",
@@ -194,11 +195,17 @@ class ConformanceRun:
             self.target.keys,
             limits,
             budget=Budget(self.target.max_tokens_total),
-            pacer=Pacer(plan_limits(self.target), time_left=breaker.remaining, on_wait=self.say),
+            pacer=Pacer(
+                plan_limits(self.target),
+                window=self.target.window_seconds,
+                time_left=breaker.remaining,
+                on_wait=self.say,
+            ),
             on_exchange=self.recorder,
             transport=self.target.transport,
         )
         self.client.breaker = breaker
+        self.client.concurrency = concurrency_limits(self.target)
         from opconform.preflight import reach
 
         self.unreachable = reach(self.target.base_url, self.target.transport, limits)
@@ -241,6 +248,16 @@ def plan_limits(target: Target) -> dict[str, tuple[str, int | None]]:
         "restricted": own,
         "pro": ("pro", PLANS["pro"].requests_per_min),
     }
+
+
+def concurrency_limits(target: Target) -> dict[str, int]:
+    """Requests at once per identity for independent requests: the plan's concurrency less one
+    slot (a server may free a finished stream's slot a moment late); one where it is unknown."""
+    from opconform.contract import PLANS
+
+    own = max(1, (target.concurrent or 2) - 1)
+    pro = max(1, (PLANS["pro"].concurrent or 2) - 1)
+    return {"main": own, "alt": own, "restricted": own, "pro": pro}
 
 
 def _is_check(item: pytest.Item) -> bool:
@@ -880,6 +897,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         "samples": run.target.samples,
         "requests_sent": dict(run.client.sent) if run.client else {},
         "tokens_spent": run.client.budget.spent if run.client else 0,
+        # Where the run waited for a key's window, and why (the plan's rate, or a 429).
+        "pacing": {
+            "waited_s": round(run.client.pacer.waited, 1) if run.client else 0,
+            "waits": list(run.client.pacer.waits) if run.client else [],
+        },
         "baseline": {
             "file": str(run.baseline.path) if run.baseline.path else None,
             "unused_entries": unused,

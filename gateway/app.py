@@ -142,11 +142,12 @@ class Gateway:
     def rate_headers(self, verdict: Verdict) -> dict[str, str]:
         if self.hooks:
             verdict = self.hooks.shown_verdict(verdict)
-        return {
+        headers = {
             "x-ratelimit-limit": str(verdict.limit),
             "x-ratelimit-remaining": str(verdict.remaining),
             "x-ratelimit-reset": str(verdict.reset),
         }
+        return self.hooks.rate_convention(headers, verdict) if self.hooks else headers
 
     def error_response(self, error: ApiError) -> Response:
         body = {"message": error.message, "type": error.error_type, "code": error.status}

@@ -18,6 +18,7 @@ import itertools
 import json
 import os
 import secrets
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
@@ -29,6 +30,7 @@ from starlette.types import Receive, Scope, Send
 from gateway.catalogue import CREATED, Latency, MockModel
 from gateway.faults import Faults
 from gateway.limits import Verdict
+from opconform.contract import WINDOW_SECONDS
 
 JSON = "application/json"
 DONE_EVENT = b"data: [DONE]\n\n"
@@ -104,6 +106,25 @@ class FaultHooks:
             if on(Faults.RATELIMIT_RESET_MILLISECONDS)
             else verdict.reset,
         )
+
+    def rate_convention(self, headers: dict[str, str], verdict: Verdict) -> dict[str, str]:
+        """The X-RateLimit-* headers as the chosen convention says them (or not at all)."""
+        on = self.on
+        if on(Faults.RATELIMIT_HEADERS_OFF):
+            return {}
+        seconds = max(0, verdict.reset - int(time.time()))
+        if on(Faults.RATELIMIT_HEADERS_OPENAI):
+            return {
+                "x-ratelimit-limit-requests": str(verdict.limit),
+                "x-ratelimit-remaining-requests": str(verdict.remaining),
+                "x-ratelimit-reset-requests": f"{seconds}s",
+            }
+        if on(Faults.RATELIMIT_HEADERS_IETF):
+            return {
+                "ratelimit-policy": f'"permin";q={verdict.limit};w={int(WINDOW_SECONDS)}',
+                "ratelimit": f'"permin";r={verdict.remaining};t={seconds}',
+            }
+        return headers
 
     def success_headers(self, headers: dict[str, str]) -> dict[str, str]:
         return {} if self.on(Faults.RATELIMIT_HEADERS_MISSING_ON_SUCCESS) else headers

@@ -101,6 +101,10 @@ class Faults:
     RATELIMIT_SHARED_ACROSS_KEYS: Final = "ratelimit-shared-across-keys"
     TOKENS_PER_DAY_NOT_ENFORCED: Final = "tokens-per-day-not-enforced"
     RATELIMIT_HEADERS_MISSING_ON_401: Final = "ratelimit-headers-missing-on-401"
+    # Limits enforced as documented, signalled in another convention (or not at all).
+    RATELIMIT_HEADERS_OFF: Final = "ratelimit-headers-off"
+    RATELIMIT_HEADERS_OPENAI: Final = "ratelimit-headers-openai"
+    RATELIMIT_HEADERS_IETF: Final = "ratelimit-headers-ietf"
     # SDKs
     REJECT_PYTHON_SDK_USER_AGENT: Final = "reject-python-sdk-user-agent"
     REJECT_NODE_SDK_USER_AGENT: Final = "reject-node-sdk-user-agent"
@@ -461,6 +465,21 @@ FAULTS: dict[str, Fault] = {
             Faults.RATELIMIT_HEADERS_MISSING_ON_401,
             ("OP-RL-014",),
             "401 answers carry no X-RateLimit-* headers",
+        ),
+        Fault(
+            Faults.RATELIMIT_HEADERS_OFF,
+            ("OP-RL-001",),
+            "no answer carries X-RateLimit-* headers (limits still enforced, Retry-After kept)",
+        ),
+        Fault(
+            Faults.RATELIMIT_HEADERS_OPENAI,
+            ("OP-RL-001",),
+            "OpenAI's x-ratelimit-*-requests headers instead of X-RateLimit-*",
+        ),
+        Fault(
+            Faults.RATELIMIT_HEADERS_IETF,
+            ("OP-RL-001",),
+            "the IETF draft's RateLimit/RateLimit-Policy fields instead of X-RateLimit-*",
         ),
         # SDKs
         Fault(

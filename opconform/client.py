@@ -15,9 +15,10 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -34,6 +35,7 @@ from opconform.sse import SSEDecoder, SSEEvent, SSEStats
 from opconform.transport import TransportSettings
 
 USER_AGENT = f"opconform/{__version__}"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -241,6 +243,12 @@ class ApiClient:
         # Transport failures in a row per endpoint: a target whose chat endpoint hangs fails
         # fast after a few, while its other endpoints are still checked.
         self.consecutive_failures: dict[str, int] = {}
+        # Requests at once per identity in `gather` (a plan's concurrency, less one slot for a
+        # server that frees slots a moment late); one where nothing says more.
+        self.concurrency: dict[str, int] = {}
+        # Checks may send one identity's independent requests from several threads (`gather`):
+        # the counts, breakers, budget and evidence are updated under this lock.
+        self._lock = threading.RLock()
         self._http = self._new_http()
 
     def _new_http(self) -> httpx.Client:
@@ -271,7 +279,18 @@ class ApiClient:
             self.pacer.sent(key, n)
 
     def _count(self, label: str, n: int = 1) -> None:
-        self.sent[label] = self.sent.get(label, 0) + n
+        with self._lock:
+            self.sent[label] = self.sent.get(label, 0) + n
+
+    def gather(self, calls: Sequence[Callable[[], T]], *, key: str) -> list[T]:
+        """Run independent requests of one identity at once (each call sends one and reads it
+        to the end), within its plan's concurrency; results in the order of `calls`. The
+        pacer still spaces them within the plan's requests/min."""
+        workers = max(1, min(len(calls), self.concurrency.get(key, 1)))
+        if workers == 1:
+            return [call() for call in calls]
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="opconform") as pool:
+            return list(pool.map(lambda call: call(), calls))
 
     def has_key(self, label: str) -> bool:
         return label in self.keys
@@ -484,6 +503,10 @@ class ApiClient:
         by the target, at a deadline or a cap, or abandoned by the check that held it): the
         breakers (a disconnect of our own is no failure of the target), the pacer, the token
         budget, then the evidence and the invariants (`on_exchange`)."""
+        with self._lock:
+            self._settle(exchange)
+
+    def _settle(self, exchange: Exchange) -> None:
         self.breaker.record(exchange)
         endpoint = _endpoint(exchange.method, exchange.path)
         if _failed(exchange):

@@ -22,7 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from opconform import slo as slo_grammar
-from opconform.contract import IDENTITY_BY_LABEL, PLAN_NAMES, PLANS, PlanLimits, parse_duration
+from opconform.contract import (
+    IDENTITY_BY_LABEL,
+    PLAN_NAMES,
+    PLANS,
+    WINDOW_SECONDS,
+    PlanLimits,
+    parse_duration,
+)
 from opconform.exitcodes import UsageError
 from opconform.transport import TransportSettings, split_headers
 
@@ -155,6 +162,14 @@ OPTIONS: tuple[Option, ...] = (
         "the whole run ends by then, e.g. 900s or 15m; checks it could not reach are BLOCKED",
         kind="duration",
         default=900.0,
+    ),
+    Option(
+        "window_seconds",
+        "OP_WINDOW_SECONDS",
+        "the target's requests/min window that the run paces by (the contract says 60; less only "
+        "for a test gateway started with --window-seconds)",
+        kind="float",
+        default=WINDOW_SECONDS,
     ),
     Option(
         "samples",
@@ -458,6 +473,7 @@ class Target:
     request_timeout: float
     deadline: float
     samples: int
+    window_seconds: float = WINDOW_SECONDS
     latency_slo: dict[str, float] = field(default_factory=dict)
     embedded: bool = False
     transport: TransportSettings = field(default_factory=TransportSettings)
@@ -504,6 +520,7 @@ class Target:
             latency_slo=parse_slo(values.get("latency_slo")),
             deadline=_positive(values, "deadline"),
             samples=_positive(values, "samples"),
+            window_seconds=_positive(values, "window_seconds"),
             embedded=embedded,
             transport=transport,
         )
