@@ -45,6 +45,7 @@ class Option:
     choices: tuple[str, ...] | None = None
     aliases: tuple[str, ...] = ()  # other spellings of the flag
     metavar: str | None = None
+    normalise: Callable[[str], str] | None = None  # each value (list item), e.g. str.upper
 
     @property
     def flag(self) -> str:
@@ -184,13 +185,25 @@ OPTIONS: tuple[Option, ...] = (
         kind="list",
     ),
     Option(
-        "area", "OP_AREA", "only these areas (comma-separated), e.g. auth,streaming", kind="list"
+        "area",
+        "OP_AREA",
+        "only these areas (comma-separated), e.g. auth,streaming",
+        kind="list",
+        normalise=str.lower,
     ),
     Option(
         "requirement",
         "OP_REQUIREMENT",
-        "only the checks of these requirement IDs (comma-separated), e.g. OP-STREAM-007",
+        "only the checks of these requirement IDs (comma-separated, any case), e.g. OP-STREAM-007",
         kind="list",
+        normalise=str.upper,
+    ),
+    Option(
+        "report_dir",
+        "OP_REPORT_DIR",
+        "run folder: results.json, reports, junit.xml, transcripts; must be new or empty "
+        "(default reports/runs/<timestamp>)",
+        metavar="DIR",
     ),
     Option(
         "expected_failures",
@@ -300,7 +313,7 @@ def _convert(option: Option, value: Any, source: str) -> Any:
     if option.kind == "list":  # comma-separated, and repeatable: --fault a,b --fault c
         items = value if isinstance(value, list) else [value]
         parts = [part.strip() for item in items for part in str(item).split(",")]
-        return [part for part in parts if part]
+        return [option.normalise(part) if option.normalise else part for part in parts if part]
     text = str(value)
     if option.choices and text not in option.choices:
         raise UsageError(f"{source}: {text!r} is not one of {', '.join(option.choices)}")
