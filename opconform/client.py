@@ -466,17 +466,18 @@ class ApiClient:
             headers=headers,
         )
         label = key or "anonymous"
-        if pace:
-            try:
-                self.pacer.before(label)
-            except PacingStopped as exc:
-                raise LimitSpent(str(exc)) from None
+        try:
+            if pace:
+                self.pacer.before(label, take=True)
+            else:
+                self.pacer.sent(label)
+        except PacingStopped as exc:
+            raise LimitSpent(str(exc)) from None
         transfer = Transfer(
             self, method, path, label if key else None, request_headers, content or b"", stream
         )
         transfer.start()
         self._count(label)
-        self.pacer.sent(label)
         return transfer
 
     # What a Transfer asks of its client: a response to read, a fresh connection pool when the

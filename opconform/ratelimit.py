@@ -244,7 +244,7 @@ class Pacer:
             self._prune(identity, self._clock())
             return len(identity.sent)
 
-    def _delay(self, identity: _Identity, needed: int, now: float, fresh: bool) -> float:
+    def _delay(self, identity: _Identity, needed: int, now: float) -> float:
         self._prune(identity, now)
         delay = max(0.0, identity.blocked_until - now)
         limit = identity.limit
@@ -252,27 +252,30 @@ class Pacer:
             # A key whose headers state a lower limit than its plan is not waited for beyond
             # the plan: waiting would hide that deviation (OP-RL-004/007 judge it).
             limit = max(limit, identity.header_limit)
-        if fresh and identity.sent:
-            delay = max(delay, identity.sent[-1] + self.window - now)
-        elif limit is not None and identity.sent and len(identity.sent) + needed > limit:
+        if limit is not None and identity.sent and len(identity.sent) + needed > limit:
             # The oldest requests that must leave the window before `needed` more fit in it.
             index = min(len(identity.sent) - 1, max(0, len(identity.sent) + needed - limit - 1))
             delay = max(delay, identity.sent[index] + self.window - now)
         return delay
 
-    def before(self, label: str, needed: int = 1, *, fresh: bool = False, why: str = "") -> None:
-        """Wait until `needed` more requests on this key fit in its plan's window (with `fresh`:
-        until none of the run's requests is left in it, so a check sees a window from its
-        start) and any Reset or Retry-After has passed."""
-        with self._lock:
-            identity = self._identity(label)
-            delay = self._delay(identity, needed, self._clock(), fresh)
-        if delay <= 0:
-            return
+    def before(self, label: str, needed: int = 1, *, why: str = "", take: bool = False) -> None:
+        """Wait until `needed` more requests on this key fit in its plan's window and any Reset
+        or Retry-After has passed. With `take`, the request is counted in the same step, so
+        threads sending one identity's requests at once never overfill its window."""
+        while True:
+            with self._lock:
+                identity = self._identity(label)
+                now = self._clock()
+                delay = self._delay(identity, needed, now)
+                if delay <= 0:
+                    if take:
+                        identity.sent.append(now)
+                    return
+            self._wait(label, delay, why or f"room for {needed} request(s) in its window")
+            why = why or ""
+
+    def _wait(self, label: str, delay: float, reason: str) -> None:
         left = self._time_left()
-        reason = why or (
-            "a fresh window" if fresh else f"room for {needed} request(s) in its window"
-        )
         message = f"waiting {delay:.0f}s for {self.describe(label)}: {reason}"
         if left is not None and delay > left:
             raise PacingStopped(f"{message}, but the run's --deadline comes first")

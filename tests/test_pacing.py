@@ -3,6 +3,8 @@ gateways that limit with, and without, the contract's headers."""
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -126,12 +128,35 @@ def test_pacer_goes_slower_on_headers_never_faster() -> None:
     assert pacer.recent("main") == 1
 
 
-def test_pacer_fresh_window_and_deadline() -> None:
+def test_pacer_never_waits_past_the_deadline() -> None:
     clock = FakeClock()
     pacer = _pacer(clock, limit=60, time_left=lambda: 5.0)
-    pacer.sent("main")
+    pacer.sent("main", 60)
     with pytest.raises(PacingStopped, match="deadline"):
-        pacer.before("main", fresh=True)
+        pacer.before("main")
+
+
+def test_threads_taking_room_never_overfill_the_window() -> None:
+    """Requests sent at once from several threads (ApiClient.gather) each take their place in
+    the window as they are admitted."""
+    clock = FakeClock()
+    pacer = _pacer(clock, limit=10)
+    pacer.sent("main", 8)
+    admitted = [clock.now] * 8
+    lock = threading.Lock()
+
+    def admit() -> None:
+        with lock:  # one sleeper at a time: the fake clock is shared
+            pacer.before("main", take=True)
+            admitted.append(clock.now)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for future in [pool.submit(admit) for _ in range(4)]:
+            future.result()
+    # Two fit at once; the other two waited until the first eight left the window.
+    assert sorted(admitted)[-2:] == [1060.0, 1060.0]
+    for start in admitted:
+        assert sum(1 for t in admitted if start <= t < start + 60) <= 10
 
 
 def test_a_429_is_explained_until_the_run_has_seen_a_whole_window() -> None:
