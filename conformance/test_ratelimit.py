@@ -178,10 +178,19 @@ def _hold(api: ApiClient, model: str, count: int) -> list[Transfer]:
     return held
 
 
-def _cap(target: Target) -> int:
+def _cap(target: Target, api: ApiClient) -> int:
     if target.concurrent is None:
         disabled("the plan's concurrency cap is unknown: give --enterprise-concurrent")
     assert target.concurrent is not None
+    stated = api.pacer.header_limit("main")
+    if stated is not None and target.requests_per_min and stated != target.requests_per_min:
+        # A key that is not of --plan (a Free key run as Pro): holding the plan's streams on it
+        # would spend its tokens and judge another plan's cap. OP-RL-004 says what is wrong.
+        raise expect.Deviation(
+            f"the main key's X-RateLimit-Limit is {stated}, not the {target.plan} plan's "
+            f"{target.requests_per_min}: its concurrency cap is not judged against --plan",
+            "OP-RL-004",
+        )
     if target.concurrent > 64:
         disabled(f"a cap of {target.concurrent} streams is too many to hold from one client")
     return target.concurrent
@@ -235,7 +244,7 @@ def _until_served(
 
 @requirement("OP-RL-010")
 def test_concurrency_cap(api: ApiClient, model: str, target: Target) -> None:
-    cap = _cap(target)
+    cap = _cap(target, api)
     api.pacer.before("main", needed=cap + 2)
     held = _hold(api, model, cap)
     try:
@@ -269,7 +278,7 @@ def test_concurrency_cap(api: ApiClient, model: str, target: Target) -> None:
 def test_slot_frees_on_disconnect_and_end(
     api: ApiClient, model: str, target: Target, check: Check
 ) -> None:
-    cap = _cap(target)
+    cap = _cap(target, api)
     api.pacer.before("main", needed=cap + 3)
     held = _hold(api, model, cap)
     short = after_end = None

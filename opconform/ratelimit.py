@@ -227,6 +227,10 @@ class Pacer:
     def limit_of(self, label: str) -> int | None:
         return self._identity(label).limit
 
+    def header_limit(self, label: str) -> int | None:
+        """The requests/min the target's headers last stated for this key, if any."""
+        return self._identity(label).header_limit
+
     def describe(self, label: str) -> str:
         identity = self._identity(label)
         plan = identity.plan.capitalize()
@@ -305,7 +309,9 @@ class Pacer:
                     identity.blocked_until = max(identity.blocked_until, until)
             if status == 429:
                 wait = retry_after_seconds(headers)
-                if wait is not None:
+                # A wait longer than the window is another limit's (tokens/day): the request
+                # that met it is told so (LimitSpent); it does not hold back the key's pace.
+                if wait is not None and wait <= self.window:
                     identity.blocked_until = max(identity.blocked_until, now + wait)
 
     def explains_429(self, label: str) -> str | None:

@@ -252,16 +252,22 @@ def test_limits_without_the_contract_headers(tmp_path: Path, fault: str) -> None
 
 
 @pytest.mark.slow
-def test_a_pro_key_run_as_free_fails_the_limit_not_the_run(tmp_path: Path) -> None:
-    """--plan that does not match the key: the limit requirement says so, no ERROR cascade."""
+@pytest.mark.parametrize(("key", "plan"), [("OP_PRO_API_KEY", "free"), ("OP_API_KEY", "pro")])
+def test_a_key_run_as_another_plan_fails_the_limit_not_the_run(
+    tmp_path: Path, key: str, plan: str
+) -> None:
+    """--plan that does not match the key: the limit requirement says so (one root cause), no
+    ERROR cascade, no hang, and no Pro-sized set of streams held on a Free key."""
     with EmbeddedGateway(["--window-seconds", WINDOW]) as gateway:
         env = {
             "OP_BASE_URL": gateway.env["OP_BASE_URL"],
-            "OP_API_KEY": gateway.env["OP_PRO_API_KEY"],
-            "OP_PLAN": "free",
+            "OP_API_KEY": gateway.env[key],
+            "OP_PLAN": plan,
         }
-        run = run_suite(env, tmp_path / "mismatch", "--window-seconds", WINDOW, timeout=240)
+        run = run_suite(env, tmp_path / plan, "--window-seconds", WINDOW, timeout=240)
     assert run.code == 1, run.stdout[-2000:]
     assert not _not_judged(run)
     roots = {cause["requirement"] for cause in run.results["root_causes"]}
-    assert "OP-RL-004" in roots  # X-RateLimit-Limit 600 for a key run as Free (60)
+    assert roots == {"OP-RL-004"}  # X-RateLimit-Limit is not the plan's
+    cap = next(c for c in run.results["checks"] if c["name"] == "test_concurrency_cap")
+    assert cap["status"] == "BLOCKED" and cap["blocked_by"] == "OP-RL-004"
