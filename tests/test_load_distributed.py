@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -120,8 +121,8 @@ def _teardown(hosts: Hosts) -> None:
 def hosts() -> Iterator[Hosts]:
     if os.geteuid() != 0:
         pytest.skip("network namespaces need root")
-    if shutil.which("ip") is None:
-        pytest.skip("network namespaces need iproute2's `ip`")
+    if shutil.which("ip") is None or shutil.which("unshare") is None:
+        pytest.skip("separate hosts need iproute2's `ip` and util-linux's `unshare`")
     made = Hosts(prefix=f"opc{os.getpid() % 100000}")
     try:
         _build(made)
@@ -242,10 +243,20 @@ def _distributed(
         ),
         env,
     )
+    # Each worker sees an empty folder where the master writes its run (settings.json among
+    # it), as a worker on another machine would: its settings can only come from the master.
+    report_dir.mkdir()
+    hidden = f'mount -t tmpfs none {shlex.quote(str(report_dir))} && exec "$@"'
     workers = [
         hosts.start(
             leaf,
             [
+                "unshare",
+                "--mount",
+                "sh",
+                "-c",
+                hidden,
+                "sh",
                 *OPCONFORM,
                 "load",
                 "steady",
