@@ -121,8 +121,8 @@ def _users(run: LoadRun, env: dict[str, str], concurrent: int | None) -> int:
     if options["users"]:
         return int(options["users"])
     if run.profile in ("steady", "soak"):
-        if options["arrival"] != "closed":
-            return int(options["processes"])  # one open-loop sender per process
+        if options["arrival"] != "closed":  # one open-loop sender per generator process
+            return int(options["expect_workers" if options["master"] else "processes"])
         return max(1, min((concurrent or 5) - 1, 4))
     if run.profile in ("rpm-burst", "key-isolation"):
         return 1 + bool(env.get(KEY_VARIABLES["alt"])) + bool(env.get(KEY_VARIABLES["pro"]))

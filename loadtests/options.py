@@ -107,7 +107,13 @@ LOAD_OPTIONS: tuple[Option, ...] = (
         "run as Locust master: workers (--worker) send the load; judged here over all samples",
         kind="bool",
     ),
-    _load("expect_workers", "workers the master waits for before it starts", kind="int", default=1),
+    _load(
+        "expect_workers",
+        "worker processes the master waits for before it starts (a worker with --processes N "
+        "counts N)",
+        kind="int",
+        default=1,
+    ),
     _load(
         "worker_wait",
         "how long the master waits for --expect-workers (then exit 3, no verdict)",
