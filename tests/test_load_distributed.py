@@ -355,6 +355,7 @@ def test_master_without_workers_stops_in_bounded_time(tmp_path: Path) -> None:
 BAD_INPUT = [
     (["--master", "--worker", "--master-host", "127.0.0.1"], "exclude each other"),
     (["--worker"], "--worker needs --master-host"),
+    (["--worker", "--master-host", "127.0.0.1"], "--worker needs the keys"),
     (["--master", "--processes", "2"], "give --processes to the workers"),
     (["--master", "--expect-workers", "0"], "--expect-workers must be positive"),
     (["--worker", "--master-host", "127.0.0.1", "--master-port", "70000"], "--master-port"),
