@@ -9,6 +9,7 @@ from typing import Any
 
 from opconform.client import Exchange
 from opconform.contract import RATE_HEADERS
+from opconform.ratelimit import other_convention
 from schemas.loader import validator
 
 
@@ -83,9 +84,12 @@ def error_body(exchange: Exchange) -> dict[str, Any]:
 def rate_headers(exchange: Exchange) -> dict[str, int]:
     missing = [h for h in RATE_HEADERS if exchange.header(h) is None]
     if missing:
+        # Another convention is reported, never accepted: the contract names its headers.
+        other = other_convention(exchange.headers)
+        seen = other or f"present: {', '.join(sorted(exchange.headers)) or 'none'}"
         raise Deviation(
             f"{exchange.method} {exchange.path} -> {exchange.status}: missing "
-            f"{', '.join(missing)} (present: {', '.join(sorted(exchange.headers)) or 'none'})",
+            f"{', '.join(missing)} ({seen})",
             "OP-RL-001",
         )
     values = {h: exchange.header(h) or "" for h in RATE_HEADERS}

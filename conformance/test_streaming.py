@@ -27,7 +27,7 @@ def _stream(api: ApiClient, key: str, model: str, **extra: Any) -> Exchange:
 def streams(api: ApiClient, bulk_key: str, model: str, target: Target) -> list[Exchange]:
     """--samples streams of the same request: a property that fails in one stream of five is
     not missed by judging one."""
-    return [_stream(api, bulk_key, model) for _ in range(target.samples)]
+    return api.gather([lambda: _stream(api, bulk_key, model)] * target.samples, key=bulk_key)
 
 
 def _each(streams: list[Exchange], attach: Any, judge: Callable[[Exchange], None]) -> None:
@@ -224,7 +224,9 @@ def test_stream_honours_max_tokens(
     body = expect.chat_request(
         model, COUNTING_PROMPT, max_tokens=5, stream_options={"include_usage": True}
     )
-    exchanges = [api.chat(body, key=bulk_key, stream=True) for _ in range(target.samples)]
+    exchanges = api.gather(
+        [lambda: api.chat(body, key=bulk_key, stream=True)] * target.samples, key=bulk_key
+    )
 
     def judge(exchange: Exchange) -> None:
         chunks = expect.stream_chunks(exchange)
