@@ -113,12 +113,14 @@ LOAD_OPTIONS: tuple[Option, ...] = (
         "counts N)",
         kind="int",
         default=1,
+        metavar="N",
     ),
     _load(
         "worker_wait",
         "how long the master waits for --expect-workers (then exit 3, no verdict)",
         kind="duration",
         default=60.0,
+        metavar="DURATION",
     ),
     _load(
         "master_bind_host",
@@ -129,12 +131,16 @@ LOAD_OPTIONS: tuple[Option, ...] = (
     _load("worker", "run as a Locust worker of a --master (settings come from it)", kind="bool"),
     _load("master_host", "the master's address (with --worker)", metavar="HOST"),
     _load(
-        "master_port", "the master's port (it binds it; workers connect)", kind="int", default=5557
+        "master_port",
+        "the master's port (it binds it; workers connect)",
+        kind="int",
+        default=5557,
+        metavar="PORT",
     ),
     _load(
         "netns_target",
-        "a network namespace (ip netns) this session made: the target may be one of its "
-        "addresses, which stay on this machine (an explicit opt-in, like --allow-remote-target)",
+        "a network namespace (ip netns) you made on this machine: the target may be one of "
+        "its addresses, which never leave it (an explicit opt-in, like --allow-remote-target)",
         metavar="NAME",
     ),
     _load(
