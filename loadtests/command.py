@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from loadtests import distributed
 from loadtests.options import (
     LOAD_OPTION_NAMES,
     LOAD_OPTIONS,
@@ -153,8 +154,8 @@ def _users(run: LoadRun, env: dict[str, str], concurrent: int | None) -> int:
     if options["users"]:
         return int(options["users"])
     if run.profile in ("steady", "soak"):
-        if options["arrival"] != "closed":
-            return int(options["processes"])  # one open-loop sender per process
+        if options["arrival"] != "closed":  # one open-loop sender per generator process
+            return int(options["expect_workers" if options["master"] else "processes"])
         return max(1, min((concurrent or 5) - 1, 4))
     if run.profile in ("rpm-burst", "key-isolation"):
         return 1 + bool(env.get(KEY_VARIABLES["alt"])) + bool(env.get(KEY_VARIABLES["pro"]))
@@ -198,6 +199,7 @@ def _resolve(args: argparse.Namespace) -> LoadRun:
             "--rate is the open-loop rate and closed-loop arrival ignores it: add --arrival "
             "constant or poisson (closed loop paces with --profile-option rate=R)"
         )
+    distributed.check_roles(options, args.profile)
     if args.profile == "concurrency-cap" and options["processes"] > 1:
         raise UsageError("concurrency-cap counts open streams in one process: --processes 1")
     return LoadRun(args.profile, shared, options, duration_s, cli_plan=args.plan)
@@ -245,6 +247,10 @@ def run_load(args: argparse.Namespace) -> int:
         identity = IDENTITY_BY_LABEL[label]
         if run.shared.get(identity.option):
             env[identity.env] = run.shared[identity.option]
+    if run.options["worker"]:  # the master has the target, the settings and the verdict
+        return distributed.run_worker(
+            PROFILE_DIR / PROFILES[run.profile].file, run.options, env, run.duration_s
+        )
     gateway = None
     base_url = run.shared.get("base_url")
     plan = run.shared.get("plan") or "free"
@@ -260,28 +266,39 @@ def run_load(args: argparse.Namespace) -> int:
     try:
         if not (base_url.startswith("http://") or base_url.startswith("https://")):
             raise UsageError(f"--base-url must be an http(s) URL, not {base_url!r}")
-        if not is_loopback(base_url) and not args.allow_remote_target:
+        if not (
+            is_loopback(base_url)
+            or args.allow_remote_target
+            or distributed.in_netns(base_url, run.options["netns_target"])
+        ):
             raise UsageError(
-                f"{base_url} is not on this machine; load runs target loopback "
-                "unless --allow-remote-target is given for a target you operate"
+                f"{base_url} is not on this machine; load runs target loopback (or "
+                "--netns-target's addresses) unless --allow-remote-target is given for a "
+                "target you operate"
             )
         if not env.get(KEY_VARIABLES["main"]):
             raise UsageError("--api-key (or OP_API_KEY) is required for a remote target")
         limits = _limits(run, plan)
         make_report_dir(report_dir)
+        users = _users(run, env, limits["concurrent"])
         document = settings_document(
             {**run.options, "report_dir": report_dir},
             plan=plan,
             rpm=limits["rpm"],
             concurrent=limits["concurrent"],
+            users=users,
         )
         settings_file = report_dir / SETTINGS_FILE_NAME
         settings_file.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-        users = _users(run, env, limits["concurrent"])
         command = _locust_command(run, settings_file, base_url, report_dir, users)
+        if run.options["master"]:
+            command += distributed.master_arguments(run.options, document)
         code = _run_bounded(command, env, run, report_dir, base_url, plan)
         if code != USAGE:
-            _fallback(report_dir, run, base_url, plan, f"Locust exited {code} without a verdict")
+            why = f"Locust exited {code} without a verdict"
+            if run.options["master"]:
+                why = distributed.master_failure(run.options, code)
+            _fallback(report_dir, run, base_url, plan, why)
     finally:
         if gateway is not None:
             gateway.stop()
@@ -338,7 +355,8 @@ def _run_bounded(
     a session of their own) and write the verdict it could not."""
     process = subprocess.Popen(command, env=env, start_new_session=True)
     try:
-        return process.wait(timeout=run.duration_s + GRACE_SECONDS)
+        wait = run.options["worker_wait"] if run.options["master"] else 0.0
+        return process.wait(timeout=run.duration_s + GRACE_SECONDS + wait)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()

@@ -101,6 +101,48 @@ LOAD_OPTIONS: tuple[Option, ...] = (
         "write load.json, samples and the report here (default reports/runs/load-<profile>-<time>)",
         metavar="DIR",
     ),
+    # Locust's own distributed mode: the master judges, workers on other hosts send the load.
+    _load(
+        "master",
+        "run as Locust master: workers (--worker) send the load; judged here over all samples",
+        kind="bool",
+    ),
+    _load(
+        "expect_workers",
+        "worker processes the master waits for before it starts (a worker with --processes N "
+        "counts N)",
+        kind="int",
+        default=1,
+        metavar="N",
+    ),
+    _load(
+        "worker_wait",
+        "how long the master waits for --expect-workers (then exit 3, no verdict)",
+        kind="duration",
+        default=60.0,
+        metavar="DURATION",
+    ),
+    _load(
+        "master_bind_host",
+        "address the master listens on for workers",
+        default="*",
+        metavar="ADDR",
+    ),
+    _load("worker", "run as a Locust worker of a --master (settings come from it)", kind="bool"),
+    _load("master_host", "the master's address (with --worker)", metavar="HOST"),
+    _load(
+        "master_port",
+        "the master's port (it binds it; workers connect)",
+        kind="int",
+        default=5557,
+        metavar="PORT",
+    ),
+    _load(
+        "netns_target",
+        "a network namespace (ip netns) you made on this machine: the target may be one of "
+        "its addresses, which never leave it (an explicit opt-in, like --allow-remote-target)",
+        metavar="NAME",
+    ),
     _load(
         "profile_option",
         "a profile's own setting (repeatable; env: one per line)",
@@ -125,7 +167,12 @@ def resolve_load(
 
 
 def settings_document(
-    own: Mapping[str, Any], *, plan: str, rpm: int | None, concurrent: int | None
+    own: Mapping[str, Any],
+    *,
+    plan: str,
+    rpm: int | None,
+    concurrent: int | None,
+    users: int | None = None,
 ) -> dict[str, Any]:
     """What a Locust process needs to run a profile: JSON-ready, with no secret in it."""
     document: dict[str, Any] = {name: own.get(name) for name in LOAD_OPTION_NAMES}
@@ -133,6 +180,8 @@ def settings_document(
         if document[name]:
             document[name] = str(Path(str(document[name])).resolve())
     document.update(plan=plan, rpm=rpm, concurrent=concurrent)
+    if users is not None:  # the run's total: a worker knows only its own share (Locust's -u)
+        document["users"] = users
     return document
 
 

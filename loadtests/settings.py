@@ -38,9 +38,20 @@ def _options(parser: Any) -> None:
         help="JSON settings document, as `opconform load` writes it (default: the OP_* and "
         "OP_LOAD_* variables and opconform.toml)",
     )
+    # Locust forwards a master's custom options to its workers when the run starts: the
+    # document itself travels, not a path that exists only on the master's host.
+    parser.add_argument_group("opconform").add_argument(
+        "--op-settings-json",
+        default="",
+        metavar="JSON",
+        help="the settings document itself (a master's, for workers on other hosts)",
+    )
 
 
-def read_document(path: str) -> dict[str, Any]:
+def read_document(path: str, text: str = "") -> dict[str, Any]:
+    if text:
+        inline: dict[str, Any] = json.loads(text)
+        return inline
     if not path:
         return document_from_environment()
     document: dict[str, Any] = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -75,9 +86,10 @@ class Settings:
     def from_environment(cls, environment: Environment) -> Settings:
         options = environment.parsed_options
         assert options is not None, "the profiles run under Locust's command line"
+        document = read_document(options.op_settings, getattr(options, "op_settings_json", ""))
         return cls.from_document(
-            read_document(options.op_settings),
-            users=max(1, int(getattr(options, "num_users", 1) or 1)),
+            document,
+            users=max(1, int(document.get("users") or getattr(options, "num_users", 1) or 1)),
             run_time=float(options.run_time) if getattr(options, "run_time", None) else None,
         )
 

@@ -15,6 +15,7 @@ from typing import Any
 import gevent
 import gevent.pool
 from locust import FastHttpUser
+from locust.runners import WorkerRunner
 
 from loadtests import receive_time
 from loadtests.arrivals import paused, retry_after_seconds, schedule
@@ -147,8 +148,19 @@ class LLMUser(FastHttpUser):
             self.rate = self.rpm_share * self.settings.limit("rpm") / self.settings.window
         # Users of one profile start together; each starts at its own phase of the interval,
         # so N users at rate r arrive every 1/(N r) instead of N at once every 1/r.
-        self.index = next(_INDEX)
+        self.index = self._slot(next(_INDEX))
         self.phase = (self.index % self.settings.users) / self.settings.users
+
+    def _slot(self, local: int) -> int:
+        """This user's place among the run's users. A worker's users are numbered from 0 in
+        each process: interleaved by worker index (Locust hands users to workers in turn), so
+        phases and seeds differ across workers instead of repeating on each."""
+        runner = self.environment.runner
+        if not isinstance(runner, WorkerRunner) or runner.worker_index < 0:
+            return local
+        options = self.environment.parsed_options
+        workers = max(1, int(getattr(options, "expect_workers", 1) or 1))
+        return local * workers + runner.worker_index % workers
 
     # -- pacing ------------------------------------------------------------------------
     def pace(self) -> float | None:
