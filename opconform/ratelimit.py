@@ -283,9 +283,10 @@ class Pacer:
         message = f"waiting {delay:.0f}s for {self.describe(label)}: {reason}"
         if left is not None and delay > left:
             raise PacingStopped(f"{message}, but the run's --deadline comes first")
-        self.waits.append(message)
-        if self.on_wait is not None and delay >= 1:
-            self.on_wait(message)
+        if delay >= 1:  # the spacing of single requests at the window's edge is not news
+            self.waits.append(message)
+            if self.on_wait is not None:
+                self.on_wait(message)
         self._sleep(delay)
         self.waited += delay
 
