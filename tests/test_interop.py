@@ -1,8 +1,8 @@
-"""Interop matrix: `opconform run` against four third-party servers, compared with the
+"""Interop matrix: `opconform run` against six third-party servers, compared with the
 hand-verified expectation files (tests/interop/expected/<name>.yaml, root-cause format).
 
 Every testable requirement's status must equal the file's (for BLOCKED, the root it names must be
-one the file accepts); a difference either way fails with a table of differences. The four runs
+one the file accepts); a difference either way fails with a table of differences. The runs
 happen once per module, two at a time, and are cached for the tests of the module.
 """
 
@@ -26,6 +26,9 @@ from tests.interop.servers import SERVERS, InteropUnavailable, start
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_LIMIT_S = 120.0
+# Against a gateway that enforces the Free plan's limits the run must wait for windows; issue #18
+# aims at a verdict within 150 s for one Free key (plus start-up and a noisy shared machine).
+LIMITED_RUN_LIMIT_S = 200.0
 PARALLEL = 2
 STATUSES = {"PASS", "FAIL", "WARN", "INCONCLUSIVE", "BLOCKED", "DISABLED", "ERROR"}
 
@@ -38,6 +41,10 @@ class InteropRun:
     seconds: float = 0.0
     results: dict[str, Any] = field(default_factory=dict)
     stderr: str = ""
+
+
+def run_limit(name: str) -> float:
+    return LIMITED_RUN_LIMIT_S if SERVERS[name].rate_limited else RUN_LIMIT_S
 
 
 def _run_one(name: str, report_root: Path) -> InteropRun:
@@ -60,7 +67,7 @@ def _run_one(name: str, report_root: Path) -> InteropRun:
                 env=clean_env(),
                 capture_output=True,
                 text=True,
-                timeout=RUN_LIMIT_S * 3,
+                timeout=run_limit(name) * 3,
                 check=False,
             )
             seconds = time.monotonic() - began
@@ -146,8 +153,8 @@ def test_suite_matches_hand_verified_expectations(
     problems = []
     if run.exit_code != 1:
         problems.append(f"exit code {run.exit_code}, expected 1 (not conformant)")
-    if run.seconds >= RUN_LIMIT_S:
-        problems.append(f"the run took {run.seconds:.0f} s (limit {RUN_LIMIT_S:.0f} s)")
+    if run.seconds >= run_limit(name):
+        problems.append(f"the run took {run.seconds:.0f} s (limit {run_limit(name):.0f} s)")
     rows = differences(expected, run.results)
     got_roots = {c["requirement"] for c in run.results.get("root_causes", [])}
     want_roots = set(expected["root_causes"])
