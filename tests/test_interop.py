@@ -26,16 +26,17 @@ from tests.interop.servers import SERVERS, InteropUnavailable, start
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_LIMIT_S = 120.0
-# Against a gateway that enforces the Free plan's limits the run must wait for windows; issue #18
-# aims at a verdict within 150 s for one Free key (plus start-up and a noisy shared machine).
-LIMITED_RUN_LIMIT_S = 200.0
+# Against a gateway that enforces the Free plan's limits the run paces itself and waits for
+# windows (2026-12-03: openai-forward 95-127 s, litellm 200 s with SUITE_ISSUES.md #13): a bound
+# on the test, not a speed goal (issue #18's is 150 s for one Free key, in its benchmark).
+LIMITED_RUN_LIMIT_S = 300.0
 PARALLEL = 2
 STATUSES = {"PASS", "FAIL", "WARN", "INCONCLUSIVE", "BLOCKED", "DISABLED", "ERROR"}
 # Suite issues of tests/interop/SUITE_ISSUES.md that are still open. A difference on a requirement
 # whose entry names one of them (`suite_issue: N`) is known: with nothing else wrong the case is an
 # expected failure that shows its table; any other difference fails. Drop a number once the suite
 # is fixed (the entries keep the number as the record).
-OPEN_SUITE_ISSUES = frozenset({8, 9, 10, 11, 12})
+OPEN_SUITE_ISSUES = frozenset({9, 10, 11, 12, 13})
 SUITE_ISSUES_FILE = Path(__file__).resolve().parent / "interop" / "SUITE_ISSUES.md"
 
 
