@@ -86,9 +86,6 @@ class InteropServer:
     extra_args: tuple[str, ...] = ()
     config_files: Mapping[str, str] = field(default_factory=dict)
     env: Mapping[str, str] = field(default_factory=dict)
-    # Enforces per-key request limits (the Free plan's): a run against it meets real 429s and
-    # waits for windows, so it may take longer than a run against a mock.
-    rate_limited: bool = False
     # Pinned packages installed with it, for dependencies its own metadata forgets.
     extra_packages: tuple[str, ...] = ()
     # Another entry of SERVERS that this one forwards to (a gateway in front of a mock): started
@@ -604,7 +601,6 @@ SERVERS: dict[str, InteropServer] = {
             env=OPENAI_FORWARD_ENV,
             upstream="llmock",
             upstream_argv=PACED_STREAMS,
-            rate_limited=True,
             # 0.8.1 imports yaml without declaring it
             extra_packages=("pyyaml==6.0.2",),
         ),
@@ -623,7 +619,6 @@ SERVERS: dict[str, InteropServer] = {
             env=LITELLM_ENV,
             upstream="llmock",
             upstream_argv=PACED_STREAMS,
-            rate_limited=True,
         ),
     )
 }
