@@ -47,8 +47,10 @@ READY_TIMEOUT_S = 60.0
 INSTALL_TIMEOUT_S = 600.0
 STOP_TIMEOUT_S = 5.0
 
-# A key in the documented shape; none of these servers checks keys at all.
+# Keys in the documented shape. The mocks check none; the limiters count requests per key, so a
+# second key lets the run judge per-key isolation (OP-RL-012).
 DEFAULT_KEY = "op_sk_interop_main"
+ALT_KEY = "op_sk_interop_alt"
 
 
 class InteropUnavailable(RuntimeError):
@@ -84,6 +86,14 @@ class InteropServer:
     extra_args: tuple[str, ...] = ()
     config_files: Mapping[str, str] = field(default_factory=dict)
     env: Mapping[str, str] = field(default_factory=dict)
+    # Pinned packages installed with it, for dependencies its own metadata forgets.
+    extra_packages: tuple[str, ...] = ()
+    # Another entry of SERVERS that this one forwards to (a gateway in front of a mock): started
+    # first, and "{upstream}" in env values and config files becomes its http://127.0.0.1:PORT.
+    upstream: str | None = None
+    # Appended to the upstream's own command line (e.g. paced streams, so that a concurrency cap
+    # has open streams to count).
+    upstream_argv: tuple[str, ...] = ()
 
     @property
     def install_dir(self) -> Path:
@@ -93,6 +103,14 @@ class InteropServer:
     def requirement(self) -> str:
         sep = "==" if self.install_kind == "pip" else "@"
         return f"{self.package}{sep}{self.version}"
+
+    @property
+    def requirements(self) -> list[str]:
+        return [self.requirement, *self.extra_packages]
+
+    @property
+    def stamp_text(self) -> str:
+        return " ".join(self.requirements)
 
     @property
     def expected_file(self) -> Path:
@@ -112,6 +130,7 @@ class RunningServer:
     process: subprocess.Popen[bytes]
     log_path: Path
     start_seconds: float
+    upstream: RunningServer | None = None
 
     @property
     def base_url(self) -> str:
@@ -187,14 +206,14 @@ def install(server: InteropServer) -> float:
     Returns the seconds spent (0.0 when the cached install was reused). Raises
     InteropUnavailable when a tool is missing or the registry cannot be reached.
     """
-    if server.stamp.exists() and server.stamp.read_text().strip() == server.requirement:
+    if server.stamp.exists() and server.stamp.read_text().strip() == server.stamp_text:
         return 0.0
     root = cache_root()
     root.mkdir(parents=True, exist_ok=True)
     lock_path = root / f"{server.name}-{server.version}.lock"
     with lock_path.open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one installer at a time per server
-        if server.stamp.exists() and server.stamp.read_text().strip() == server.requirement:
+        if server.stamp.exists() and server.stamp.read_text().strip() == server.stamp_text:
             return 0.0
         started = time.monotonic()
         if server.install_dir.exists():
@@ -213,7 +232,7 @@ def install(server: InteropServer) -> float:
                     "--quiet",
                     "--disable-pip-version-check",
                     "--no-input",
-                    server.requirement,
+                    *server.requirements,
                 ],
                 log,
             )
@@ -231,11 +250,11 @@ def install(server: InteropServer) -> float:
                     "--no-fund",
                     "--loglevel=error",
                     "--save-exact",
-                    server.requirement,
+                    *server.requirements,
                 ],
                 log,
             )
-        server.stamp.write_text(server.requirement + "\n")
+        server.stamp.write_text(server.stamp_text + "\n")
         return time.monotonic() - started
 
 
@@ -272,7 +291,13 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=STOP_TIMEOUT_S)
 
 
-def _offline_env(server: InteropServer, workdir: Path, port: int) -> dict[str, str]:
+def _fill(text: str, port: int, upstream: str) -> str:
+    return text.replace("{port}", str(port)).replace("{upstream}", upstream)
+
+
+def _offline_env(
+    server: InteropServer, workdir: Path, port: int, upstream: str = ""
+) -> dict[str, str]:
     env = {
         key: value
         for key, value in os.environ.items()
@@ -293,29 +318,52 @@ def _offline_env(server: InteropServer, workdir: Path, port: int) -> dict[str, s
         }
     )
     # "{port}" in a server's env values is replaced by the port it must listen on
-    env.update({key: value.replace("{port}", str(port)) for key, value in server.env.items()})
+    env.update({key: _fill(value, port, upstream) for key, value in server.env.items()})
     return env
 
 
 @contextlib.contextmanager
-def start(name: str, *, install_if_missing: bool = True) -> Iterator[RunningServer]:
+def start(
+    name: str, *, install_if_missing: bool = True, extra_argv: tuple[str, ...] = ()
+) -> Iterator[RunningServer]:
     """Install (if needed) and start the server `name` on a free loopback port.
 
     Yields a RunningServer once the port accepts connections (at most READY_TIMEOUT_S); stops
-    the whole process group on exit. Raises KeyError for an unknown name and
-    InteropUnavailable when the server cannot be installed or does not come up.
+    the whole process group on exit; a server with an upstream starts that first (with the
+    server's `upstream_argv` as `extra_argv`) and stops it last. Raises KeyError for an unknown
+    name and InteropUnavailable when the server cannot be installed or does not come up.
     """
     server = SERVERS[name]
     if install_if_missing:
         install(server)
     elif not server.stamp.exists():
         raise InteropUnavailable(f"{server.requirement} is not installed in {server.install_dir}")
+    with contextlib.ExitStack() as stack:
+        upstream = None
+        if server.upstream is not None:
+            upstream = stack.enter_context(
+                start(
+                    server.upstream,
+                    install_if_missing=install_if_missing,
+                    extra_argv=server.upstream_argv,
+                )
+            )
+        with _start_one(server, upstream, extra_argv) as running:
+            yield running
+
+
+@contextlib.contextmanager
+def _start_one(
+    server: InteropServer, upstream: RunningServer | None, extra_argv: tuple[str, ...]
+) -> Iterator[RunningServer]:
+    name = server.name
+    upstream_root = f"http://127.0.0.1:{upstream.port}" if upstream else ""
     with tempfile.TemporaryDirectory(prefix=f"opconform-interop-{name}-") as tmp:
         workdir = Path(tmp)
-        for filename, text in server.config_files.items():
-            (workdir / filename).write_text(text)
         port = free_port()
-        argv = server.command(server.install_dir, port, workdir)
+        for filename, text in server.config_files.items():
+            (workdir / filename).write_text(_fill(text, port, upstream_root))
+        argv = [*server.command(server.install_dir, port, workdir), *extra_argv]
         log_path = workdir / "server.log"
         started = time.monotonic()
         with log_path.open("wb") as log:
@@ -323,7 +371,7 @@ def start(name: str, *, install_if_missing: bool = True) -> Iterator[RunningServ
                 process = subprocess.Popen(
                     argv,
                     cwd=workdir,
-                    env=_offline_env(server, workdir, port),
+                    env=_offline_env(server, workdir, port, upstream_root),
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
@@ -331,7 +379,7 @@ def start(name: str, *, install_if_missing: bool = True) -> Iterator[RunningServ
                 )
             except OSError as exc:
                 raise InteropUnavailable(f"cannot start {name}: {exc}") from exc
-        running = RunningServer(server, port, process, log_path, 0.0)
+        running = RunningServer(server, port, process, log_path, 0.0, upstream)
         try:
             deadline = started + READY_TIMEOUT_S
             while not _port_open(port):
@@ -400,6 +448,86 @@ def _stubllm_cmd(install_dir: Path, port: int, workdir: Path) -> list[str]:
     return [str(exe), "serve", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
 
 
+# llmock's streams end within ~50 ms; paced at 150 ms a chunk (8 events for the suite's long
+# prompt) they stay open about a second, long enough for a gateway's concurrency cap to meet
+# five open streams.
+PACED_STREAMS = ("--stream-chunk-delay-ms", "150")
+
+
+def _openai_forward_cmd(install_dir: Path, port: int, workdir: Path) -> list[str]:
+    del workdir
+    # uvicorn directly: `aifd run` binds 0.0.0.0
+    python = install_dir / "venv" / "bin" / "python"
+    app = "openai_forward.app:app"
+    return [str(python), "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
+
+
+# The Free plan's 60 requests/min, with the tool's default strategy (fixed window, started by
+# the first request of a key). Its limiter keys on path + Authorization, so the limit applies to
+# each endpoint separately; it sends no rate-limit headers and no Retry-After.
+OPENAI_FORWARD_ENV = {
+    "FORWARD_CONFIG": '[{"base_url": "{upstream}", "route": "/", "type": "openai"}]',
+    "GLOBAL_RATE_LIMIT": "60/minute",
+    "RATE_LIMIT_STRATEGY": "fixed-window",
+    "LOG_OPENAI": "false",
+    "CACHE_OPENAI": "false",
+}
+
+
+def _litellm_cmd(install_dir: Path, port: int, workdir: Path) -> list[str]:
+    python = install_dir / "venv" / "bin" / "python"
+    config = str(workdir / "config.yaml")
+    return [
+        str(python),
+        "-m",
+        "litellm.proxy.proxy_cli",
+        "--config",
+        config,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--num_workers",
+        "1",
+    ]
+
+
+# Without a database LiteLLM knows no virtual keys; its documented custom-auth hook is the way to
+# give keys limits from files alone. Two keys of the Free plan (60 requests/min, 5 concurrent),
+# enforced by LiteLLM's own limiter (per key, per calendar minute; only LLM calls count).
+LITELLM_AUTH = f"""\
+from fastapi import Request
+from litellm.proxy._types import UserAPIKeyAuth
+
+FREE_KEYS = {{"{DEFAULT_KEY}", "{ALT_KEY}"}}
+
+
+async def user_api_key_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
+    if api_key in FREE_KEYS:
+        return UserAPIKeyAuth(api_key=api_key, rpm_limit=60, max_parallel_requests=5)
+    raise Exception("unknown key")
+"""
+
+LITELLM_CONFIG = """\
+model_list:
+  - model_name: gpt-4o
+    litellm_params: {model: openai/gpt-4o, api_base: "{upstream}/v1", api_key: upstream-key}
+  - model_name: gpt-4o-mini
+    litellm_params: {model: openai/gpt-4o-mini, api_base: "{upstream}/v1", api_key: upstream-key}
+general_settings:
+  custom_auth: custom_auth.user_api_key_auth
+litellm_settings:
+  telemetry: false
+"""
+
+LITELLM_ENV = {
+    # the cost map bundled in the package, not the one on the network
+    "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+    "LITELLM_TELEMETRY": "False",
+    "LITELLM_LOG": "ERROR",
+    "DISABLE_ADMIN_UI": "True",
+}
+
 # No prompt-specific entries: mockllm's streaming path does not consult them (a configured
 # prompt streams the default answer but completes with the configured one), which would make
 # OP-STREAM-010 depend on the suite's prompts. With defaults only every answer is the same text.
@@ -459,6 +587,38 @@ SERVERS: dict[str, InteropServer] = {
             command=_stubllm_cmd,
             models=("gpt-4o", "gpt-4o-mini"),
             extra_args=("--plan", "free", "--deterministic"),
+        ),
+        InteropServer(
+            name="openai-forward",
+            version="0.8.1",
+            install_kind="pip",
+            package="openai-forward",
+            summary="Reverse proxy with per-key request limits (60/minute per key and path, "
+            "fixed window) in front of llmock; no rate-limit headers, no Retry-After, no auth.",
+            command=_openai_forward_cmd,
+            models=("gpt-4o", "gpt-4o-mini"),
+            extra_args=("--plan", "free", "--deterministic", "--alt-api-key", ALT_KEY),
+            env=OPENAI_FORWARD_ENV,
+            upstream="llmock",
+            upstream_argv=PACED_STREAMS,
+            # 0.8.1 imports yaml without declaring it
+            extra_packages=("pyyaml==6.0.2",),
+        ),
+        InteropServer(
+            name="litellm",
+            version="1.77.7",
+            install_kind="pip",
+            package="litellm[proxy]",
+            summary="LiteLLM proxy with two Free keys (custom auth: 60 requests/min, 5 concurrent) "
+            "in front of llmock; OpenAI-named x-ratelimit-*-requests headers, fractional "
+            "Retry-After.",
+            command=_litellm_cmd,
+            models=("gpt-4o", "gpt-4o-mini"),
+            extra_args=("--plan", "free", "--deterministic", "--alt-api-key", ALT_KEY),
+            config_files={"config.yaml": LITELLM_CONFIG, "custom_auth.py": LITELLM_AUTH},
+            env=LITELLM_ENV,
+            upstream="llmock",
+            upstream_argv=PACED_STREAMS,
         ),
     )
 }
