@@ -180,6 +180,7 @@ class _Identity:
     sent: deque[float]
     blocked_until: float = 0.0
     header_limit: int | None = None
+    header_convention: str | None = None
     # From this moment on, every request the key has seen in a window is one the run sent (the
     # window was observed from its start): a 429 then is evidence about the limit.
     observed_from: float = 0.0
@@ -227,9 +228,11 @@ class Pacer:
     def limit_of(self, label: str) -> int | None:
         return self._identity(label).limit
 
-    def header_limit(self, label: str) -> int | None:
-        """The requests/min the target's headers last stated for this key, if any."""
-        return self._identity(label).header_limit
+    def stated_limit(self, label: str) -> int | None:
+        """The requests/min the contract's X-RateLimit-Limit last stated for this key, if any
+        (another convention's figure is not the contract's statement)."""
+        identity = self._identity(label)
+        return identity.header_limit if identity.header_convention == CONTRACT else None
 
     def describe(self, label: str) -> str:
         identity = self._identity(label)
@@ -305,6 +308,7 @@ class Pacer:
             identity = self._identity(label)
             if info is not None:
                 identity.header_limit = info.limit
+                identity.header_convention = info.convention
                 if info.remaining == 0 and info.reset_seconds is not None:
                     until = now + min(info.reset_seconds, self.window) + 0.25
                     identity.blocked_until = max(identity.blocked_until, until)
