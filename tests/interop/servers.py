@@ -51,6 +51,10 @@ STOP_TIMEOUT_S = 5.0
 # second key lets the run judge per-key isolation (OP-RL-012).
 DEFAULT_KEY = "op_sk_interop_main"
 ALT_KEY = "op_sk_interop_alt"
+# The mocks check no key and limit nothing: a Pro identity for the bulk checks keeps the run
+# from pacing the whole suite at the Free plan's 60 requests/min (minutes, for nothing).
+PRO_KEY = "op_sk_interop_pro"
+MOCK_ARGS = ("--plan", "free", "--deterministic", "--pro-api-key", PRO_KEY)
 
 
 class InteropUnavailable(RuntimeError):
@@ -551,7 +555,7 @@ SERVERS: dict[str, InteropServer] = {
             "Express HTML 404s, one model without `created`.",
             command=_mock_llm_cmd,
             models=("gpt-5.2",),
-            extra_args=("--plan", "free", "--deterministic"),
+            extra_args=MOCK_ARGS,
             env={"HOST": "127.0.0.1", "PORT": "{port}"},
         ),
         InteropServer(
@@ -563,7 +567,7 @@ SERVERS: dict[str, InteropServer] = {
             "FastAPI {'detail': ...} error bodies with 422.",
             command=_mockllm_cmd,
             models=("gpt-4",),
-            extra_args=("--plan", "free", "--deterministic"),
+            extra_args=MOCK_ARGS,
             config_files={"responses.yml": MOCKLLM_RESPONSES},
         ),
         InteropServer(
@@ -575,7 +579,7 @@ SERVERS: dict[str, InteropServer] = {
             "validation), OpenAI-named rate-limit headers, no auth.",
             command=_llmock_cmd,
             models=("gpt-4o", "gpt-4o-mini"),
-            extra_args=("--plan", "free", "--deterministic"),
+            extra_args=MOCK_ARGS,
         ),
         InteropServer(
             name="stubllm",
@@ -586,7 +590,7 @@ SERVERS: dict[str, InteropServer] = {
             "codes, 422 on validation.",
             command=_stubllm_cmd,
             models=("gpt-4o", "gpt-4o-mini"),
-            extra_args=("--plan", "free", "--deterministic"),
+            extra_args=MOCK_ARGS,
         ),
         InteropServer(
             name="openai-forward",
