@@ -193,8 +193,18 @@ def _completion_schema(exchange: Exchange) -> str | bool | None:
 
 
 def _usage_adds_up(exchange: Exchange) -> str | bool | None:
-    body = _completion_json(exchange)
-    usage = body.get("usage") if body else None
+    """Non-streamed usage, and the usage chunk of a stream (include_usage): the arithmetic is
+    this requirement's wherever usage is reported; the chunk's shape is OP-STREAM-009's."""
+    if exchange.events is not None:
+        usage = None
+        if _is_chat(exchange) and _complete_stream(exchange):
+            usage = next(
+                (c["usage"] for c in _chunks(exchange) or [] if isinstance(c.get("usage"), dict)),
+                None,
+            )
+    else:
+        body = _completion_json(exchange)
+        usage = body.get("usage") if body else None
     if not isinstance(usage, dict):
         return False
     prompt, completion, total = (
@@ -316,6 +326,21 @@ def _closes(exchange: Exchange) -> str | bool | None:
     return None
 
 
+def _retry_after(exchange: Exchange) -> str | bool | None:
+    """Every 429, whatever limit it reports and whatever its body looks like: a client waits by
+    this header alone (the "no earlier than Reset" part needs the window, OP-RL-008's check)."""
+    if exchange.status != 429:
+        return False
+    value = exchange.header("retry-after")
+    if value is None:
+        return "429 without Retry-After"
+    if not value.strip().isdigit():
+        return f"Retry-After {value!r} is not an integer number of seconds"
+    if not 1 <= int(value) <= WINDOW_SECONDS:
+        return f"Retry-After {value} is outside 1..{WINDOW_SECONDS:g}"
+    return None
+
+
 def _no_5xx(exchange: Exchange) -> str | bool | None:
     if exchange.status is None or exchange.status < 500:
         return exchange.status is None and False
@@ -367,6 +392,8 @@ RULES: tuple[Rule, ...] = (
          owners=_CLIENT_INPUT, needs=("OP-CHAT-001",)),
     Rule("OP-CHAT-004", "completion_tokens never exceeds max_tokens", "answers with usage",
          _within_max_tokens, owners=_CLIENT_INPUT),
+    Rule("OP-RL-008", "every 429 carries Retry-After in whole seconds, 1..60", "429 answers",
+         _retry_after),
     Rule("OP-STREAM-001", "every stream is served as text/event-stream", "streams",
          _content_type),
     Rule("OP-STREAM-002", "every stream event is one JSON object", "streams", _json_events,

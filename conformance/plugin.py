@@ -523,6 +523,9 @@ def _judge(
         duration=round(call.duration, 4),
         warnings=list(warnings),
         needs=needs_of(item),
+        implied=[r for r in getattr(exc, "prerequisites", ()) if r and r not in ids]
+        if status in (FAIL, WARN)
+        else [],
         blocked_by=blocked_by,
         replay=[run.recorder.replay(e) for e in exchanges[-3:]] if status in (FAIL, WARN) else [],
         notes=list(run.notes.get(item.nodeid, [])),

@@ -165,8 +165,9 @@ def test_connection_closes_after_done(streams: list[Exchange], attach: Any, api:
     _each(ended, attach, judge)
 
 
+# No needs(OP-STREAM-002): this check judges its own stream, which stream_chunks blocks by
+# OP-STREAM-002 only when that stream itself cannot be read.
 @requirement("OP-STREAM-009")
-@pytest.mark.needs("OP-STREAM-002")
 def test_include_usage_adds_final_usage_chunk(api: ApiClient, bulk_key: str, model: str) -> None:
     exchange = _stream(api, bulk_key, model, stream_options={"include_usage": True})
     chunks = expect.stream_chunks(exchange)
@@ -175,14 +176,11 @@ def test_include_usage_adds_final_usage_chunk(api: ApiClient, bulk_key: str, mod
     last = chunks[with_usage[0]]
     assert with_usage[0] == len(chunks) - 1, "the usage chunk is not the last before [DONE]"
     assert last.get("choices") == [], f"the usage chunk has choices {last.get('choices')!r}"
-    usage = last["usage"]
-    assert usage.get("total_tokens") == usage.get("prompt_tokens", 0) + usage.get(
-        "completion_tokens", 0
-    ), f"streamed usage does not add up: {usage}"
+    # Whether its numbers add up is OP-CHAT-003's (an invariant over every usage, streamed or
+    # not): one wrong total is one root cause, not two.
 
 
 @requirement("OP-STREAM-010")
-@pytest.mark.needs("OP-STREAM-002")
 def test_streamed_text_equals_completion(
     api: ApiClient, bulk_key: str, model: str, target: Target, check: Check
 ) -> None:

@@ -98,17 +98,22 @@ def apply_prerequisites(results: list[CheckResult]) -> None:
     def depth(result: CheckResult, seen: frozenset[str] = frozenset()) -> int:
         deeper = [
             depth(other, seen | {rid})
-            for rid in result.needs
+            for rid in (*result.needs, *result.implied)
             if rid not in seen
             for other in by_requirement.get(rid, [])
             if other is not result
         ]
-        return 1 + max(deeper, default=0) if result.needs else 0
+        return 1 + max(deeper, default=0) if result.needs or result.implied else 0
 
     for result in sorted(results, key=depth):
-        if not result.needs or result.status not in (FAIL, WARN, ERROR, INCONCLUSIVE):
+        if not (result.needs or result.implied) or result.status not in (
+            FAIL,
+            WARN,
+            ERROR,
+            INCONCLUSIVE,
+        ):
             continue
-        for rid in result.needs:
+        for rid in (*result.needs, *result.implied):
             if rid in result.requirements:
                 continue
             culprits = [
