@@ -12,6 +12,12 @@ from opconform.contract import RATE_HEADERS
 from schemas.loader import validator
 
 
+def _showing(error: AssertionError, exchange: Exchange) -> AssertionError:
+    """The failure, with the exchange that shows it (the report's evidence and replay line)."""
+    error.exchange = exchange  # type: ignore[attr-defined]
+    return error
+
+
 class Deviation(AssertionError):
     """A failed expectation that is really about another requirement (the error body, the
     rate-limit headers, the stream's framing): when that requirement is broken elsewhere in the
@@ -37,7 +43,7 @@ def status(exchange: Exchange, expected: int | Iterable[int], about: str | None 
     if exchange.status in allowed:
         return
     message = f"{exchange.method} {exchange.path}: expected {shown}, got {preview(exchange)}"
-    raise Deviation(message, about) if about else AssertionError(message)
+    raise _showing(Deviation(message, about) if about else AssertionError(message), exchange)
 
 
 def schema_errors(instance: Any, schema: str) -> list[str]:
@@ -56,12 +62,13 @@ def json_body(exchange: Exchange, about: str | None = None) -> Any:
             f"{exchange.method} {exchange.path}: expected Content-Type application/json, got "
             f"{preview(exchange)}"
         )
-        raise Deviation(message, about) if about else AssertionError(message)
+        raise _showing(Deviation(message, about) if about else AssertionError(message), exchange)
     try:
         return exchange.json()
     except ValueError as exc:
         message = f"{exchange.method} {exchange.path}: {exc}"
-        raise (Deviation(message, about) if about else AssertionError(message)) from None
+        error = Deviation(message, about) if about else AssertionError(message)
+        raise _showing(error, exchange) from None
 
 
 def error_body(exchange: Exchange) -> dict[str, Any]:
@@ -74,11 +81,14 @@ def error_body(exchange: Exchange) -> dict[str, Any]:
         if not p.startswith("error/code") and "'code' is a required property" not in p
     ]
     if problems:
-        raise Deviation(
-            f"{exchange.method} {exchange.path} -> {exchange.status}: error body "
-            f"is not the documented format: {'; '.join(problems)}; body "
-            f"{json.dumps(body)[:200]}",
-            "OP-ERR-001",
+        raise _showing(
+            Deviation(
+                f"{exchange.method} {exchange.path} -> {exchange.status}: error body "
+                f"is not the documented format: {'; '.join(problems)}; body "
+                f"{json.dumps(body)[:200]}",
+                "OP-ERR-001",
+            ),
+            exchange,
         )
     return dict(body["error"])
 

@@ -507,11 +507,11 @@ def _judge(
         if cause is not None:
             status, blocked_by = BLOCKED, cause[0]
             message = f"{cause[1]}; here: {message}"
-    exchanges = list(run.recorder.current_exchanges)
+    exchanges = _evidence_first(list(run.recorder.current_exchanges), exc)
     if status in (FAIL, WARN) and not failed_assertion and warnings:
         message = "; ".join(warnings)
     if status in (FAIL, WARN) and exchanges and report.passed is False:
-        message = _name_request(message, exchanges[-1])
+        message = _name_request(message, exchanges[0])
     result = CheckResult(
         id=item.nodeid,
         name=item.name,
@@ -527,7 +527,7 @@ def _judge(
         if status in (FAIL, WARN)
         else [],
         blocked_by=blocked_by,
-        replay=[run.recorder.replay(e) for e in exchanges[-3:]] if status in (FAIL, WARN) else [],
+        replay=[run.recorder.replay(e) for e in exchanges[:3]] if status in (FAIL, WARN) else [],
         notes=list(run.notes.get(item.nodeid, [])),
     )
     matched = run.baseline.match(item.nodeid, item.name, ids)
@@ -549,6 +549,18 @@ def _judge(
         report.outcome = "skipped"
         report.longrepr = (str(item.path), item.location[1] or 0, f"Skipped: {message}")
     return result
+
+
+def _evidence_first(exchanges: list[Any], exc: BaseException | None) -> list[Any]:
+    """The check's exchanges, the one that showed the deviation first: the one the failure
+    names (expect attaches it), else the last the check did not abandon itself (streams a
+    check held and closed after its request are context, not the answer it judged); the rest
+    follow, newest first."""
+    named = getattr(exc, "exchange", None)
+    judged = [e for e in exchanges if not e.aborted]
+    focus = named if named is not None else (judged or exchanges or [None])[-1]
+    rest = [e for e in reversed(exchanges) if e is not focus]
+    return [focus, *rest] if focus is not None else rest
 
 
 def _assertion_text(exc: BaseException | None) -> str:
