@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from conformance.verdicts import transport_failure
 from opconform.client import Exchange
 from opconform.contract import RATE_HEADERS, WINDOW_SECONDS
 from schemas.loader import validator
@@ -117,6 +118,9 @@ class Rule:
     judge: Callable[[Exchange], str | bool | None]  # problem, None (holds) or False (n/a)
     owners: frozenset[str] = frozenset()
     needs: tuple[str, ...] = ()
+    # False for rules that judge the status line and headers only: those still hold evidence
+    # when the body broke off in transport.
+    reads_body: bool = True
 
 
 def _error_body(exchange: Exchange) -> str | bool | None:
@@ -378,13 +382,13 @@ RULES: tuple[Rule, ...] = (
         owners=frozenset({"OP-ERR-004", "OP-ERR-005"}),
     ),
     Rule("OP-RL-001", "every successful answer carries the rate-limit headers", "answers",
-         _headers("success")),
+         _headers("success"), reads_body=False),
     Rule("OP-RL-002", "every error answer to a keyed request carries the rate-limit headers",
-         "error answers", _headers("error"), needs=("OP-RL-001",)),
+         "error answers", _headers("error"), needs=("OP-RL-001",), reads_body=False),
     Rule("OP-RL-003", "every stream carries the rate-limit headers", "streams",
-         _headers("stream"), needs=("OP-RL-001",)),
+         _headers("stream"), needs=("OP-RL-001",), reads_body=False),
     Rule("OP-RL-014", "answers to unauthenticated requests carry the rate-limit headers",
-         "401 answers", _headers("anonymous"), needs=("OP-RL-001",)),
+         "401 answers", _headers("anonymous"), needs=("OP-RL-001",), reads_body=False),
     Rule("OP-MODELS-001", "every model list matches the schema", "model lists", _model_list),
     Rule("OP-CHAT-001", "every completion matches the response schema", "completions",
          _completion_schema, owners=_CLIENT_INPUT, needs=("OP-CHAT-006",)),
@@ -393,9 +397,9 @@ RULES: tuple[Rule, ...] = (
     Rule("OP-CHAT-004", "completion_tokens never exceeds max_tokens", "answers with usage",
          _within_max_tokens, owners=_CLIENT_INPUT),
     Rule("OP-RL-008", "every 429 carries Retry-After in whole seconds, 1..60", "429 answers",
-         _retry_after),
+         _retry_after, reads_body=False),
     Rule("OP-STREAM-001", "every stream is served as text/event-stream", "streams",
-         _content_type),
+         _content_type, reads_body=False),
     Rule("OP-STREAM-002", "every stream event is one JSON object", "streams", _json_events,
          owners=_STREAM_OWNERS, needs=("OP-STREAM-001",)),
     Rule("OP-STREAM-003", "every chunk matches the chunk schema", "streams",
@@ -411,7 +415,7 @@ RULES: tuple[Rule, ...] = (
     Rule("OP-STREAM-008", "the server closes every stream after [DONE]", "streams", _closes,
          owners=_STREAM_OWNERS, needs=("OP-STREAM-007",)),
     Rule("OP-VAL-008", "no request is answered with an unexpected 5xx", "answers", _no_5xx,
-         owners=_VALIDATION | _TEST_MODELS),
+         owners=_VALIDATION | _TEST_MODELS, reads_body=False),
 )  # fmt: skip
 
 
@@ -467,8 +471,9 @@ class Invariants:
 
     def observe(self, exchange: Exchange, context: Context) -> None:
         at = time.monotonic()
+        broken_off = transport_failure(exchange) is not None
         for rule in RULES:
-            if context.requirements & rule.owners:
+            if context.requirements & rule.owners or (broken_off and rule.reads_body):
                 continue
             problem = rule.judge(exchange)
             if problem is False:

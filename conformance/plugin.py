@@ -466,7 +466,7 @@ def _judge(
         CheckResult,
         level_of,
     )
-    from conformance.verdicts import Outcome, only_assertions, status_of
+    from conformance.verdicts import Outcome, only_assertions, status_of, transport_failure
     from opconform.client import RunStopped, TargetUnreachable, UnexpectedRateLimit
 
     ids = requirement_ids(item)
@@ -483,8 +483,11 @@ def _judge(
         else ""
     )
     warnings = tuple(run.warnings.get(item.nodeid, []))
+    exchanges = _evidence_first(list(run.recorder.current_exchanges), exc)
+    transport = transport_failure(exchanges[0]) if exchanges else None
     status, message, blocked_by = status_of(
-        Outcome(report.passed, report.skipped, failed_assertion, message, warnings), level
+        Outcome(report.passed, report.skipped, failed_assertion, message, warnings, transport),
+        level,
     )
     if isinstance(exc, RunStopped | TargetUnreachable):
         status, blocked_by = BLOCKED, "run"
@@ -507,7 +510,6 @@ def _judge(
         if cause is not None:
             status, blocked_by = BLOCKED, cause[0]
             message = f"{cause[1]}; here: {message}"
-    exchanges = _evidence_first(list(run.recorder.current_exchanges), exc)
     if status in (FAIL, WARN) and not failed_assertion and warnings:
         message = "; ".join(warnings)
     if status in (FAIL, WARN) and exchanges and report.passed is False:

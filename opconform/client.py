@@ -502,7 +502,11 @@ class ApiClient:
             self.consecutive_failures[endpoint] = 0
         self.pacer.observe(exchange.key_label or "anonymous", exchange.headers)
         self._account_tokens(exchange)
-        if exchange.error and "timed out" in exchange.error:
+        # After a 5xx the server may close the connection it sent it on (uvicorn does, once an
+        # app exception follows the 500 it already sent): the next request on that pooled
+        # connection is reset, measured 87 of 300 times against mockllm; a new pool, never.
+        crashed = exchange.status is not None and exchange.status >= 500
+        if crashed or (exchange.error and "timed out" in exchange.error):
             self.discard_connections()
         if self.on_exchange is not None:
             self.on_exchange(exchange)
