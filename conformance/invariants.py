@@ -45,12 +45,22 @@ class Tally:
     seen: int = 0
     broken: int = 0
     examples: list[tuple[str, Exchange, str]] = field(default_factory=list)  # message, ex, check
+    # Requirements every broken exchange's problem is really about (see Rule.implied): when
+    # one of them is broken, this tally is a consequence, blocked by it.
+    implied: frozenset[str] | None = None
 
-    def add(self, problem: str | None, exchange: Exchange, context: Context) -> None:
+    def add(
+        self,
+        problem: str | None,
+        exchange: Exchange,
+        context: Context,
+        implied: frozenset[str] = frozenset(),
+    ) -> None:
         self.seen += 1
         if problem is None:
             return
         self.broken += 1
+        self.implied = implied if self.implied is None else self.implied & implied
         if len(self.examples) < EXAMPLES_KEPT:
             self.examples.append((problem, exchange, context.check))
 
@@ -118,6 +128,9 @@ class Rule:
     judge: Callable[[Exchange], str | bool | None]  # problem, None (holds) or False (n/a)
     owners: frozenset[str] = frozenset()
     needs: tuple[str, ...] = ()
+    # What a broken exchange's problem is really about, if another requirement's deviation
+    # explains it (a stream cut for running past max_tokens: OP-CHAT-004's).
+    implied: Callable[[Exchange], frozenset[str]] = lambda exchange: frozenset()
     # False for rules that judge the status line and headers only: those still hold evidence
     # when the body broke off in transport.
     reads_body: bool = True
@@ -240,7 +253,7 @@ def _within_max_tokens(exchange: Exchange) -> str | bool | None:
     return f"completion_tokens {tokens} for max_tokens {limit}" if tokens > limit else None
 
 
-def _stream_rule(judge: Callable[[Exchange, list[dict[str, Any]]], str | None]) -> Any:
+def _stream_rule(judge: Callable[[Exchange, list[dict[str, Any]]], str | bool | None]) -> Any:
     def rule(exchange: Exchange) -> str | bool | None:
         if not _complete_stream(exchange):
             return False
@@ -300,7 +313,9 @@ def _role_first(exchange: Exchange, chunks: list[dict[str, Any]]) -> str | None:
     return None if role == "assistant" else f"first chunk's delta role is {role!r}"
 
 
-def _one_finish(exchange: Exchange, chunks: list[dict[str, Any]]) -> str | None:
+def _one_finish(exchange: Exchange, chunks: list[dict[str, Any]]) -> str | bool | None:
+    if exchange.error_kind == "stream-cap":
+        return False  # we cut it before its end: its finish_reason may still have been coming
     reasons = [
         choice.get("finish_reason")
         for chunk in chunks
@@ -320,6 +335,13 @@ def _done_last(exchange: Exchange) -> str | bool | None:
     if exchange.events_after_done:
         return f"{exchange.events_after_done} events after [DONE]"
     return None
+
+
+def _past_max_tokens(exchange: Exchange) -> frozenset[str]:
+    """A stream we cut for more events than its max_tokens allows went on past max_tokens:
+    a target that ignores max_tokens ends such streams only later, so no [DONE] by then is
+    OP-CHAT-004's deviation when that one is broken."""
+    return frozenset({"OP-CHAT-004"}) if exchange.past_event_cap else frozenset()
 
 
 def _closes(exchange: Exchange) -> str | bool | None:
@@ -411,7 +433,7 @@ RULES: tuple[Rule, ...] = (
     Rule("OP-STREAM-006", "exactly one finish_reason per stream", "streams",
          _stream_rule(_one_finish), owners=_STREAM_OWNERS, needs=("OP-STREAM-002",)),
     Rule("OP-STREAM-007", "[DONE] once and last in every stream", "streams", _done_last,
-         owners=_STREAM_OWNERS, needs=("OP-STREAM-001",)),
+         owners=_STREAM_OWNERS, needs=("OP-STREAM-001",), implied=_past_max_tokens),
     Rule("OP-STREAM-008", "the server closes every stream after [DONE]", "streams", _closes,
          owners=_STREAM_OWNERS, needs=("OP-STREAM-007",)),
     Rule("OP-VAL-008", "no request is answered with an unexpected 5xx", "answers", _no_5xx,
@@ -478,8 +500,12 @@ class Invariants:
             problem = rule.judge(exchange)
             if problem is False:
                 continue
+            broken = isinstance(problem, str)
             self.tallies[rule.requirement].add(
-                problem if isinstance(problem, str) else None, exchange, context
+                problem if isinstance(problem, str) else None,
+                exchange,
+                context,
+                rule.implied(exchange) if broken else frozenset(),
             )
         self.limits.observe(exchange, context, at)
 

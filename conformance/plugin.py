@@ -467,7 +467,12 @@ def _judge(
         level_of,
     )
     from conformance.verdicts import Outcome, only_assertions, status_of, transport_failure
-    from opconform.client import RunStopped, TargetUnreachable, UnexpectedRateLimit
+    from opconform.client import (
+        RunStopped,
+        StreamsDoNotEnd,
+        TargetUnreachable,
+        UnexpectedRateLimit,
+    )
 
     ids = requirement_ids(item)
     level = level_of(ids)
@@ -492,6 +497,10 @@ def _judge(
     if isinstance(exc, RunStopped | TargetUnreachable):
         status, blocked_by = BLOCKED, "run"
         message = f"not sent: {exc}"
+    elif isinstance(exc, StreamsDoNotEnd):
+        # Judged once, by the stream that ran past its cap (OP-STREAM-007's invariant).
+        status, blocked_by = BLOCKED, "OP-STREAM-007"
+        message = f"blocked by OP-STREAM-007: {exc}"
     elif (isinstance(exc, UnexpectedRateLimit) or type(exc).__name__ == "RateLimitError") and (
         run.invariants is not None and "OP-RL-007" in run.invariants.broken()
     ):
@@ -662,6 +671,7 @@ def _invariant_results(run: ConformanceRun) -> list[Any]:
                 status=status,
                 message=run.redactor.text(message),
                 needs=list(run.invariants.needs_of(tally.requirement)),
+                implied=sorted(tally.implied or ()),
                 samples=tally.rate,
                 replay=[run.recorder.replay(e) for _, e, _ in tally.examples],
             )

@@ -14,6 +14,7 @@ requirement = pytest.mark.requirement
 
 
 @requirement("OP-SDK-001")
+@pytest.mark.needs("OP-STREAM-007")  # an SDK stream waits for [DONE] too
 def test_python_sdk_lists_completes_streams(
     api: ApiClient, bulk_key: str, model: str, target: Target
 ) -> None:
@@ -74,6 +75,7 @@ def test_python_sdk_maps_401_and_403(
 
 
 @requirement("OP-SDK-003")
+@pytest.mark.needs("OP-STREAM-007")  # an SDK stream waits for [DONE] too
 def test_node_sdk_lists_completes_streams(
     api: ApiClient, bulk_key: str, model: str, target: Target
 ) -> None:

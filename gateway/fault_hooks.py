@@ -36,6 +36,7 @@ UNUSABLE_MODEL_ID = "gpt-3.5-turbo-legacy"
 # chaos-endless-stream: 10 ms a piece for at most 10 minutes.
 _ENDLESS_PIECES = 60_000
 _ENDLESS_TPOT_MS = 10.0
+_NEVER_ENDS_TPOT_MS = 50.0
 # Every fault is switched on and off per process, so "every fifth" counts per process too.
 _EVERY = 5
 
@@ -281,11 +282,17 @@ class FaultHooks:
     def stream_pieces(
         self, pieces: Sequence[str], latency: Latency
     ) -> tuple[Sequence[str], Latency]:
-        """chaos-endless-stream: the answer repeated, 10 ms a piece, for up to 10 minutes."""
-        if not self.on(Faults.CHAOS_ENDLESS_STREAM):
+        """chaos-endless-stream: the answer repeated, 10 ms a piece, for up to 10 minutes;
+        stream-never-ends: the same at 50 ms a piece (a pace no event cap catches quickly)."""
+        if self.on(Faults.CHAOS_ENDLESS_STREAM):
+            tpot = _ENDLESS_TPOT_MS
+        elif self.on(Faults.STREAM_NEVER_ENDS):
+            tpot = _NEVER_ENDS_TPOT_MS
+        else:
             return pieces, latency
-        endless = tuple(itertools.islice(itertools.cycle(pieces or (" x",)), _ENDLESS_PIECES))
-        return endless, Latency(latency.ttft_ms, _ENDLESS_TPOT_MS)
+        count = int(_ENDLESS_PIECES * _ENDLESS_TPOT_MS / tpot)  # 10 minutes at either pace
+        endless = tuple(itertools.islice(itertools.cycle(pieces or (" x",)), count))
+        return endless, Latency(latency.ttft_ms, tpot)
 
     def stream_head(self, headers: dict[str, str], media_type: str) -> tuple[dict[str, str], str]:
         if self.on(Faults.RATELIMIT_HEADERS_MISSING_ON_STREAM):

@@ -109,6 +109,16 @@ class UnexpectedRateLimit(Exception):
         self.exchange = exchange
 
 
+class StreamsDoNotEnd(Exception):
+    """A stream of this run went past its cap without [DONE]: another stream read to its end
+    would only wait out its own cap (one never-ending stream is one finding, not one per
+    check). Raised instead of sending; holding a stream open is still allowed."""
+
+    def __init__(self, exchange: Exchange) -> None:
+        super().__init__(f"not sent: an earlier stream did not end ({exchange.error})")
+        self.exchange = exchange
+
+
 class BudgetExhausted(Exception):
     """The run's --max-tokens-total would be exceeded by another completion."""
 
@@ -134,6 +144,9 @@ class Exchange:
     # deadline (our run's deadline cut it: no evidence about the target)
     error_kind: str | None = None
     aborted: bool = False  # a check disconnected on purpose (held streams)
+    # stream-cap reached by the count of events the request's max_tokens allows (not by time):
+    # the stream went on past max_tokens, which says nothing yet about whether it would end
+    past_event_cap: bool = False
     elapsed: float = 0.0
     time_to_headers: float | None = None
     time_to_first_byte: float | None = None
@@ -281,6 +294,7 @@ class ApiClient:
         self.on_exchange = on_exchange
         self.breaker = TargetBreaker(self.limits)
         self.on_external: Callable[[str, int], None] | None = None
+        self.unended: Exchange | None = None  # the first stream cut at its cap (StreamsDoNotEnd)
         self.sent: dict[str, int] = {}
         # Transport failures in a row per endpoint: a target whose chat endpoint hangs fails
         # fast after a few, while its other endpoints are still checked.
@@ -341,6 +355,8 @@ class ApiClient:
     ) -> Exchange:
         """Send one request as `key` (a label: main, alt, pro, restricted ...; None: no
         Authorization header unless `authorization` gives one verbatim) and read it to the end."""
+        if stream and self.unended is not None:
+            raise StreamsDoNotEnd(self.unended)
         exchange = self._send(
             method,
             path,
@@ -502,6 +518,8 @@ class ApiClient:
             self.consecutive_failures[endpoint] = 0
         self.pacer.observe(exchange.key_label or "anonymous", exchange.headers)
         self._account_tokens(exchange)
+        if exchange.error_kind == "stream-cap" and not exchange.aborted and self.unended is None:
+            self.unended = exchange
         # After a 5xx the server may close the connection it sent it on (uvicorn does, once an
         # app exception follows the 500 it already sent): the next request on that pooled
         # connection is reset, measured 87 of 300 times against mockllm; a new pool, never.
@@ -696,6 +714,7 @@ class Transfer:
                             f"[DONE] for max_tokens {self._max_tokens}"
                         )
                         exchange.error_kind = "stream-cap"
+                        exchange.past_event_cap = True
                         break
                 elif kind == "end":
                     if self._done_at is not None:
