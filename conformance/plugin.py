@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -488,7 +489,7 @@ def _judge(
         else ""
     )
     warnings = tuple(run.warnings.get(item.nodeid, []))
-    exchanges = _evidence_first(list(run.recorder.current_exchanges), exc)
+    exchanges = _evidence_first(list(run.recorder.current_exchanges), exc, message)
     transport = transport_failure(exchanges[0]) if exchanges else None
     status, message, blocked_by = status_of(
         Outcome(report.passed, report.skipped, failed_assertion, message, warnings, transport),
@@ -562,12 +563,22 @@ def _judge(
     return result
 
 
-def _evidence_first(exchanges: list[Any], exc: BaseException | None) -> list[Any]:
+REQUEST_NAMED = re.compile(r"\b(GET|POST|PUT|DELETE|PATCH) (/[^\s:?\]]*)")
+
+
+def _evidence_first(exchanges: list[Any], exc: BaseException | None, message: str) -> list[Any]:
     """The check's exchanges, the one that showed the deviation first: the one the failure
-    names (expect attaches it), else the last the check did not abandon itself (streams a
-    check held and closed after its request are context, not the answer it judged); the rest
-    follow, newest first."""
+    carries (expect attaches it), else the last whose request the message names ("GET
+    /models -> 401: ..."), else the last the check did not abandon itself (streams a check
+    held and closed after its request are context, not the answer it judged); the rest follow,
+    newest first."""
     named = getattr(exc, "exchange", None)
+    request = REQUEST_NAMED.search(message)
+    if named is None and request is not None:
+        method, path = request.groups()
+        named = next(
+            (e for e in reversed(exchanges) if e.method == method and e.path == path), None
+        )
     judged = [e for e in exchanges if not e.aborted]
     focus = named if named is not None else (judged or exchanges or [None])[-1]
     rest = [e for e in reversed(exchanges) if e is not focus]

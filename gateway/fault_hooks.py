@@ -177,9 +177,9 @@ class FaultHooks:
         if field == "max_tokens" and keyword == "minimum":
             return self.on(Faults.VALIDATION_MAX_TOKENS_UNCHECKED)
         if field == "messages" and len(path) == 3 and path[2] == "role" and keyword == "enum":
-            return self.on(Faults.VALIDATION_UNKNOWN_ROLE_ACCEPTED) or self.on(
-                Faults.VALIDATION_MESSAGES_UNCHECKED
-            )
+            # An unknown role is OP-VAL-010's alone: validation-messages-unchecked breaks
+            # OP-VAL-005 and nothing else.
+            return self.on(Faults.VALIDATION_UNKNOWN_ROLE_ACCEPTED)
         if field == "messages" and not (len(path) == 1 and keyword == "type"):
             return self.on(Faults.VALIDATION_MESSAGES_UNCHECKED)
         return False

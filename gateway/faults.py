@@ -252,7 +252,7 @@ FAULTS: dict[str, Fault] = {
         Fault(
             Faults.VALIDATION_MESSAGES_UNCHECKED,
             ("OP-VAL-005",),
-            "messages are not validated (empty list, unknown roles accepted)",
+            "messages are not validated (an empty list, a message without role or content)",
         ),
         Fault(
             Faults.VALIDATION_MAX_TOKENS_UNCHECKED,

@@ -4,7 +4,6 @@ the check that names the requirement the fault breaks. Also writes the matrix as
 from __future__ import annotations
 
 import os
-import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import pytest
 
 from conformance.catalogue import requirements
+from conformance.plugin import REQUEST_NAMED
 from gateway.embedded import EmbeddedGateway
 from gateway.faults import FAULTS, Fault
 from tests.conftest import SuiteRun, run_suite
@@ -147,7 +147,6 @@ COMBINATIONS: tuple[tuple[str, ...], ...] = (
 # Misattributions the full matrix found and that are not fixed yet: strict, so a fix shows.
 KNOWN_MISATTRIBUTED: dict[str, str] = {}
 FULL_MATRIX = [(name,) for name in REQUIREMENT_FAULTS] + list(COMBINATIONS)
-REQUEST_NAMED = re.compile(r"\b(GET|POST|PUT|DELETE|PATCH) (/[^\s:?\]]*)")
 
 
 def _run_full(names: tuple[str, ...], folder: Path) -> SuiteRun:
