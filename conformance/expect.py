@@ -9,6 +9,7 @@ from typing import Any
 
 from opconform.client import Exchange
 from opconform.contract import RATE_HEADERS
+from opconform.text import elide
 from schemas.loader import validator
 
 
@@ -85,7 +86,7 @@ def error_body(exchange: Exchange) -> dict[str, Any]:
             Deviation(
                 f"{exchange.method} {exchange.path} -> {exchange.status}: error body "
                 f"is not the documented format: {'; '.join(problems)}; body "
-                f"{json.dumps(body)[:200]}",
+                f"{elide(json.dumps(body), 200)}",
                 "OP-ERR-001",
             ),
             exchange,

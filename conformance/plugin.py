@@ -27,6 +27,7 @@ from opconform.config import (
     resolve,
 )
 from opconform.exitcodes import UsageError
+from opconform.text import elide
 
 if TYPE_CHECKING:  # the client is imported when a run starts, not when pytest loads plugins
     from conformance.evidence import Recorder
@@ -406,7 +407,7 @@ def _broken(run: ConformanceRun, rid: str) -> tuple[str, str] | None:
     for result in run.results:
         failed = rid in result.requirements and result.status in (FAIL, WARN)
         if failed and result.baseline != "expected":
-            return rid, f"blocked by {rid}: {result.message[:200]}"
+            return rid, f"blocked by {rid}: {elide(result.message, 200)}"
     known = run.baseline.match(f"invariant::{rid}", f"invariant: {rid}", [rid])
     if run.invariants is not None and rid in run.invariants.broken() and not known:
         tally = next(t for t in run.invariants.all_tallies() if t.requirement == rid)
@@ -596,7 +597,7 @@ def _name_request(message: str, exchange: Any) -> str:
     named = f"{exchange.method} {exchange.path}"
     if any(f"{method} /" in message for method in ("GET", "POST", "PUT", "DELETE", "PATCH")):
         return message
-    body = exchange.request_body[:160].decode("utf-8", errors="replace")
+    body = elide(exchange.request_body[:2000].decode("utf-8", errors="replace"), 160)
     return f"{message} [request: {named}{' ' + body if body else ''}]"
 
 
@@ -823,6 +824,6 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         for cause in causes:
             extra = f" (blocks {len(cause['blocked'])})" if cause["blocked"] else ""
             lines.append(
-                f"  {cause['status']} {cause['requirement']}{extra}: {cause['message'][:160]}"
+                f"  {cause['status']} {cause['requirement']}{extra}: {elide(cause['message'], 160)}"
             )
     return lines

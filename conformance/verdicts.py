@@ -20,6 +20,7 @@ from conformance.results import (
     WARN,
     CheckResult,
 )
+from opconform.text import elide
 
 if TYPE_CHECKING:
     from opconform.client import Exchange
@@ -145,7 +146,7 @@ def apply_prerequisites(results: list[CheckResult]) -> None:
                 and other.baseline != "expected"
             ]
             if culprits:
-                result.message = f"blocked by {rid} ({culprits[0].message[:160]}); here: " + (
+                result.message = f"blocked by {rid} ({elide(culprits[0].message, 160)}); here: " + (
                     result.message or result.status.lower()
                 )
                 result.status, result.blocked_by = BLOCKED, rid
