@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -137,7 +137,8 @@ def test_every_check_fails_under_some_fault(matrix: dict[str, SuiteRun]) -> None
 # ---------------------------------------------------------------------------- full-suite matrix
 # The narrowed matrix above cannot see a fault that also breaks, or is blamed on, another
 # requirement. This one runs the whole default suite per fault, and per combination of faults,
-# and asserts the exact set of root causes. It takes ~15 min on 2 cores: `make test-nightly`.
+# and asserts the exact set of root causes. All of it takes ~10 min on 2 cores: `make
+# test-nightly`; `make test` runs the cases of issue 17 (EVERY_BUILD) in ~30 s.
 COMBINATIONS: tuple[tuple[str, ...], ...] = (
     # Each broken requirement is a root cause of its own, never hidden as BLOCKED by the other.
     ("stream-no-done", "429-no-retry-after"),
@@ -147,6 +148,13 @@ COMBINATIONS: tuple[tuple[str, ...], ...] = (
 # Misattributions the full matrix found and that are not fixed yet: strict, so a fix shows.
 KNOWN_MISATTRIBUTED: dict[str, str] = {}
 FULL_MATRIX = [(name,) for name in REQUIREMENT_FAULTS] + list(COMBINATIONS)
+NEVER_ENDING_RUN_BOUND_S = 120.0
+EVERY_BUILD = {
+    *COMBINATIONS,
+    ("429-no-retry-after",),  # once blamed on OP-RL-010 as well
+    ("chat-usage-mismatch",),  # once a WARN of OP-STREAM-009 as well
+    ("stream-never-ends",),  # once every stream check waited out its own cap
+}
 
 
 def _run_full(names: tuple[str, ...], folder: Path) -> SuiteRun:
@@ -163,10 +171,23 @@ def _run_full(names: tuple[str, ...], folder: Path) -> SuiteRun:
 
 
 @pytest.fixture(scope="module")
-def full_matrix(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, ...], SuiteRun]:
+def full_matrix(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> dict[tuple[str, ...], SuiteRun]:
+    """The full runs of the cases this session runs (not skipped as nightly), all at once."""
+    wanted: set[tuple[str, ...]] = {
+        tuple(cast(tuple[str, ...], item.callspec.params["names"]))
+        for item in request.session.items
+        if isinstance(item, pytest.Function)
+        and item.module is request.module
+        and hasattr(item, "callspec")
+        and "names" in item.callspec.params
+        and not item.get_closest_marker("skip")
+    }
     folder = tmp_path_factory.mktemp("full-matrix")
     slow = [(name,) for name in SLOW_FIRST]
-    schedule = slow + [names for names in FULL_MATRIX if names not in slow]
+    schedule = [names for names in slow + FULL_MATRIX if names in wanted]
+    schedule = list(dict.fromkeys(schedule))
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
         return dict(
             zip(schedule, pool.map(lambda names: _run_full(names, folder), schedule), strict=True)
@@ -193,20 +214,16 @@ def _evidence_problems(cause: dict[str, Any], checks: dict[str, dict[str, Any]])
     return problems
 
 
-@pytest.mark.nightly
+def _marks(names: tuple[str, ...]) -> list[pytest.MarkDecorator]:
+    marks = [] if names in EVERY_BUILD else [pytest.mark.nightly]
+    if len(names) == 1 and names[0] in KNOWN_MISATTRIBUTED:
+        marks.append(pytest.mark.xfail(strict=True, reason=KNOWN_MISATTRIBUTED[names[0]]))
+    return marks
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "names",
-    [
-        pytest.param(
-            names,
-            id="+".join(names),
-            marks=[pytest.mark.xfail(strict=True, reason=KNOWN_MISATTRIBUTED[names[0]])]
-            if len(names) == 1 and names[0] in KNOWN_MISATTRIBUTED
-            else [],
-        )
-        for names in FULL_MATRIX
-    ],
+    "names", [pytest.param(names, id="+".join(names), marks=_marks(names)) for names in FULL_MATRIX]
 )
 def test_full_run_blames_exactly_the_fault(
     full_matrix: dict[tuple[str, ...], SuiteRun], names: tuple[str, ...]
@@ -221,3 +238,9 @@ def test_full_run_blames_exactly_the_fault(
     checks = {check["id"]: check for check in results["checks"]}
     problems = [p for cause in causes.values() for p in _evidence_problems(cause, checks)]
     assert not problems, problems
+    if "stream-never-ends" in names:
+        # Found once: the later stream checks are blocked by it instead of each waiting out its
+        # own cap (a bound, like the hostile runs', not a speed goal: measured ~16 s).
+        blocked = causes["OP-STREAM-007"]["blocked"]
+        assert blocked, "no check was blocked by the stream that never ended"
+        assert results["duration_s"] <= NEVER_ENDING_RUN_BOUND_S, results["duration_s"]
