@@ -114,20 +114,29 @@ def error_objects(exchanges: Iterable[Exchange]) -> list[tuple[Exchange, dict[st
     return found
 
 
+def headers_requirement(exchange: Exchange) -> str:
+    """Which requirement puts the rate-limit headers on this kind of answer."""
+    if exchange.status == 401 and exchange.key_label is None:
+        return "OP-RL-014"
+    if exchange.status is not None and exchange.status >= 400:
+        return "OP-RL-002"
+    return "OP-RL-003" if exchange.events is not None else "OP-RL-001"
+
+
 def rate_headers(exchange: Exchange) -> dict[str, int]:
+    about = headers_requirement(exchange)
     missing = [h for h in RATE_HEADERS if exchange.header(h) is None]
     if missing:
         raise Deviation(
             f"{exchange.method} {exchange.path} -> {exchange.status}: missing "
             f"{', '.join(missing)} (present: {', '.join(sorted(exchange.headers)) or 'none'})",
-            "OP-RL-001",
+            about,
         )
     values = {h: exchange.header(h) or "" for h in RATE_HEADERS}
     bad = {h: v for h, v in values.items() if not v.strip().isdigit()}
     if bad:
         raise Deviation(
-            f"{exchange.method} {exchange.path}: rate-limit headers not integers: {bad}",
-            "OP-RL-001",
+            f"{exchange.method} {exchange.path}: rate-limit headers not integers: {bad}", about
         )
     return {h: int(v) for h, v in values.items()}
 

@@ -136,6 +136,15 @@ class Rule:
     reads_body: bool = True
 
 
+def _documented(exchange: Exchange) -> bool:
+    """A request the reference documents (GET /models, GET /models/{id}, POST
+    /chat/completions)."""
+    path = exchange.path.split("?")[0]
+    if exchange.method == "GET":
+        return path == "/models" or path.startswith("/models/")
+    return exchange.method == "POST" and path == "/chat/completions"
+
+
 def _error_body(exchange: Exchange) -> str | bool | None:
     if exchange.status is None or exchange.status < 400 or exchange.status == 401:
         return False  # 401 bodies are OP-AUTH-007's
@@ -143,6 +152,8 @@ def _error_body(exchange: Exchange) -> str | bool | None:
         return False  # we stopped reading: the body we have is not the server's whole answer
     if exchange.status >= 500 and exchange.status not in (502, 503):
         return False  # a crash is OP-VAL-008's problem, whatever its body looks like
+    if not _documented(exchange):
+        return False  # an unknown path or a wrong method: OP-ERR-004/005's, whoever sent it
     if exchange.content_type != "application/json":
         return f"{exchange.status} served as {exchange.content_type or '(no content-type)'}"
     try:

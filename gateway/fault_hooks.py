@@ -125,7 +125,9 @@ class FaultHooks:
     ) -> Response:
         """The error answer the contract built (`body` is the inside of {"error": ...})."""
         on = self.on
-        if on(Faults.RATELIMIT_HEADERS_MISSING_ON_ERRORS):
+        # 401s are OP-RL-014's (ratelimit-headers-missing-on-401) and OP-AUTH-007's
+        # (auth-error-type-wrong): the error-wide faults leave them alone.
+        if on(Faults.RATELIMIT_HEADERS_MISSING_ON_ERRORS) and status != 401:
             headers = _without_rate_headers(headers)
         if status == 401:
             if on(Faults.RATELIMIT_HEADERS_MISSING_ON_401):
@@ -136,7 +138,7 @@ class FaultHooks:
                 )
             if on(Faults.AUTH_ERROR_TYPE_WRONG):
                 body["type"] = "invalid_request_error"
-        if on(Faults.ERROR_TYPE_GENERIC):
+        if on(Faults.ERROR_TYPE_GENERIC) and status != 401:
             body["type"] = "error"
         if on(Faults.ERROR_CODE_STRING):
             body["code"] = "invalid_api_key" if status == 401 else "error"
