@@ -239,6 +239,10 @@ def test_full_run_blames_exactly_the_fault(
     causes = {cause["requirement"]: cause for cause in results["root_causes"]}
     shown = {rid: cause["message"][:200] for rid, cause in causes.items()}
     assert set(causes) == wanted, f"root causes {shown}, expected {sorted(wanted)}"
+    # A SHOULD broken alone is a passing gate: nothing it blocks may turn it into "could not
+    # judge" (exit 3).
+    must = any(requirements()[rid].level == "MUST" for rid in wanted)
+    assert run.code == (1 if must else 0), f"exit {run.code}: {results['counts']}"
     checks = {check["id"]: check for check in results["checks"]}
     problems = [p for cause in causes.values() for p in _evidence_problems(cause, checks)]
     assert not problems, problems
