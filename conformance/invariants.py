@@ -454,7 +454,8 @@ RULES: tuple[Rule, ...] = (
     Rule("OP-STREAM-008", "the server closes every stream after [DONE]", "streams", _closes,
          owners=_STREAM_OWNERS, needs=("OP-STREAM-007",)),
     Rule("OP-VAL-008", "no request is answered with an unexpected 5xx", "answers", _no_5xx,
-         owners=_VALIDATION | _TEST_MODELS | _PROVOKE_ERRORS, reads_body=False),
+         owners=_VALIDATION | _TEST_MODELS | _PROVOKE_ERRORS | {"OP-STREAM-011"},
+         reads_body=False),
 )  # fmt: skip
 
 
