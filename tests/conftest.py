@@ -25,8 +25,9 @@ NIGHTLY = "nightly"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Cases marked nightly (the full-suite mutation matrix) run only when selected by name
-    (`-m nightly`, as `make test-nightly` does): `make test` and .ci/run leave them out."""
+    """Cases marked nightly (the full-suite mutation matrix) run only when a -m expression
+    names them (`make test-nightly`: -m "nightly or not nightly"): `make test` and .ci/run
+    leave them out."""
     if NIGHTLY in (config.getoption("markexpr", "") or ""):
         return
     skip = pytest.mark.skip(reason="nightly: run with `make test-nightly`")
