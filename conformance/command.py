@@ -7,9 +7,12 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-from opconform.config import AREAS, OPTIONS, Target, add_arguments, resolve
+from opconform import __version__
+from opconform.config import AREAS, OPTIONS, Target, add_arguments, parse_slo, resolve
 from opconform.exitcodes import HARNESS, USAGE, UsageError
+from opconform.preflight import check_report_dir, discard_report_dir, make_report_dir
 from opconform.redact import sweep
 from opconform.transport import TransportSettings
 
@@ -22,12 +25,11 @@ def add_run(sub: argparse._SubParsersAction) -> None:
         "run",
         help="check a deployment against the contract",
         description="Run the conformance suite. With no --base-url it starts the embedded "
-        "reference gateway on a free loopback port and checks that.",
+        "reference gateway on a free loopback port and checks that. Exit 0: conformant (or, for "
+        "a narrowed run, the selection passed); 1: a MUST is broken; 2: bad usage, nothing "
+        "written; 3: could not judge.",
     )
     add_arguments(p.add_argument, OPTIONS)
-    p.add_argument(
-        "--report-dir", type=Path, help=f"run folder (default {DEFAULT_REPORTS}/<timestamp>)"
-    )
     p.add_argument("--config", type=Path, help="settings file (default ./opconform.toml)")
     p.add_argument(
         "-m",
@@ -36,23 +38,57 @@ def add_run(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("-k", dest="keyword", help="pytest keyword expression")
     p.add_argument("-q", "--quiet", action="store_true", help="less output")
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="more output: each check by name, pytest-benchmark's table",
+    )
     p.add_argument("pytest_args", nargs="*", help="after --: passed to pytest as they are")
     p.set_defaults(handler=run)
+
+
+# Plugins other installed packages register that a conformance run never uses: locust's alone
+# costs a second of start-up (gevent), about half of a one-requirement run.
+_NO_PLUGINS = [
+    "-p",
+    "no:cacheprovider",
+    "-p",
+    "no:locust",
+    "-p",
+    "no:schemathesis",
+    "-p",
+    "no:anyio",
+]
+
+
+def _selection_args(args: argparse.Namespace) -> list[str]:
+    """What selects checks and configures the run: shared by the collection pass and the run."""
+    argv: list[str] = []
+    if args.markexpr:
+        argv += ["-m", args.markexpr]
+    if args.keyword:
+        argv += ["-k", args.keyword]
+    if args.config:
+        argv += ["--opconform-config", str(args.config)]
+    for option in OPTIONS:
+        value = getattr(args, option.name)
+        if value is None or option.name == "report_dir":  # the run's own, given explicitly
+            continue
+        if option.kind == "bool":
+            argv.append(option.flag)
+        elif option.kind in ("lines", "list"):  # repeatable (add_arguments): one flag each
+            for item in value:
+                argv += [option.flag, str(item)]
+        else:
+            argv += [option.flag, str(value)]
+    return argv
 
 
 def _pytest_args(args: argparse.Namespace, report_dir: Path) -> list[str]:
     argv = [
         str(SUITE_DIR),
-        "-p",
-        "no:cacheprovider",
-        # Plugins other installed packages register that a conformance run never uses: locust's
-        # alone costs a second of start-up (gevent), about half of a one-requirement run.
-        "-p",
-        "no:locust",
-        "-p",
-        "no:schemathesis",
-        "-p",
-        "no:anyio",
+        *_NO_PLUGINS,
         "--tb=short",
         "-rN",
         "--report-dir",
@@ -81,31 +117,55 @@ def _pytest_args(args: argparse.Namespace, report_dir: Path) -> list[str]:
         "ignore::pytest.PytestAssertRewriteWarning",
     ]
     argv += ["-q"] if args.quiet else []
-    if args.markexpr:
-        argv += ["-m", args.markexpr]
-    if args.keyword:
-        argv += ["-k", args.keyword]
-    if args.config:
-        argv += ["--opconform-config", str(args.config)]
-    for option in OPTIONS:
-        value = getattr(args, option.name)
-        if value is None:
-            continue
-        if option.kind == "bool":
-            argv.append(option.flag)
-        elif option.kind in ("lines", "list"):  # repeatable (add_arguments): one flag each
-            for item in value:
-                argv += [option.flag, str(item)]
-        else:
-            argv += [option.flag, str(value)]
-    return argv + list(args.pytest_args)
+    argv += ["-v"] if args.verbose else []
+    return argv + _selection_args(args) + list(args.pytest_args)
 
 
-def validate(args: argparse.Namespace) -> list[str]:
+def _narrowed(args: argparse.Namespace, values: dict[str, Any]) -> bool:
+    return bool(
+        args.markexpr or args.keyword or args.pytest_args or values["area"] or values["requirement"]
+    )
+
+
+def check_selection(args: argparse.Namespace) -> None:
+    """A selection (-k, -m, --area, --requirement, pytest arguments) that matches no check is a
+    usage error before anything is written: collected once, quietly, by the plugin's own rules
+    (pytest_collection_finish raises "... selects no check")."""
+    import contextlib
+    import io
+
+    import pytest
+
+    argv = [
+        str(SUITE_DIR),
+        *_NO_PLUGINS,
+        "--collect-only",
+        "-p",
+        "no:junitxml",  # a collection writes nothing, even with OP_REPORT_DIR set
+        "-q",
+        "--no-header",
+        "-W",
+        "ignore::pytest.PytestAssertRewriteWarning",
+        *_selection_args(args),
+        *args.pytest_args,
+    ]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        code = pytest.main(argv)
+    if code == pytest.ExitCode.USAGE_ERROR:
+        errors = [line for line in out.getvalue().splitlines() if line.startswith("ERROR: ")]
+        raise UsageError(errors[0].removeprefix("ERROR: ") if errors else "bad pytest arguments")
+    if code == pytest.ExitCode.NO_TESTS_COLLECTED:
+        raise UsageError(f"{' '.join(args.pytest_args) or 'the selection'} selects no check")
+
+
+def validate(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
     """Everything the plugin would refuse, checked before a run folder exists or pytest prints
-    a line: options, config file, target, TLS files, headers, areas, requirement IDs, baseline.
-    Starts nothing. Returns the secrets the final sweep must scrub (keys, secret headers)."""
+    a line: options, config file, target, TLS files, headers, areas, requirement IDs, SLOs,
+    baseline, the run folder, the embedded gateway's arguments, the selection. Starts nothing.
+    Returns the resolved values and the secrets the final sweep must scrub."""
     from conformance.results import Baseline
+    from gateway.command import check_gateway_args
 
     cli = {option.name: getattr(args, option.name) for option in OPTIONS}
     values = resolve(cli, config_file=args.config)
@@ -114,6 +174,8 @@ def validate(args: argparse.Namespace) -> list[str]:
         secrets = target.secrets()
     else:  # the embedded gateway brings its own keys; the way to it is still ours to check
         secrets = TransportSettings.from_values(values).secret_values()
+        check_gateway_args(values["gateway_args"])
+    parse_slo(values["latency_slo"])
     unknown_areas = sorted(set(values["area"] or []) - set(AREAS))
     if unknown_areas:
         raise UsageError(
@@ -126,19 +188,79 @@ def validate(args: argparse.Namespace) -> list[str]:
         if unknown:
             raise UsageError(f"--requirement: unknown ID(s) {', '.join(unknown)}")
     Baseline.load(values["expected_failures"])
-    return secrets
+    values["report_dir"] = Path(
+        values["report_dir"] or DEFAULT_REPORTS / time.strftime("%Y%m%dT%H%M%S")
+    )
+    check_report_dir(values["report_dir"])
+    if _narrowed(args, values):
+        check_selection(args)
+    return values, secrets
+
+
+def _unreachable(values: dict[str, Any]) -> str | None:
+    """Why a remote target cannot be reached at all (one connection, TLS handshake), else None."""
+    from opconform.client import Limits
+    from opconform.preflight import reach
+
+    if not values.get("base_url"):
+        return None  # the embedded gateway: started by the plugin, on loopback
+    target = Target.from_values(values)
+    limits = Limits(
+        connect_timeout=target.connect_timeout,
+        read_timeout=target.read_timeout,
+        request_timeout=target.request_timeout,
+    )
+    return reach(target.base_url, target.transport, limits)
+
+
+def _write_unreachable(report_dir: Path, values: dict[str, Any], why: str) -> None:
+    """The one file an unreachable target leaves: results.json that says so, nothing judged."""
+    from conformance.results import counts, verdict
+    from schemas.loader import schema_hashes
+
+    summary, code = verdict([], why)
+    target = Target.from_values(values)
+    now = time.time()
+    document = {
+        "kind": "conformance",
+        "suite": {"name": "opconform", "version": __version__},
+        "target": {**target.describe(), "insecure": target.transport.insecure},
+        "started_at": now,
+        "finished_at": now,
+        "duration_s": 0.0,
+        "verdict": summary,
+        "exit_code": code,
+        "partial": why,
+        "selection": None,
+        "counts": counts([]),
+        "root_causes": [],
+        "samples": target.samples,
+        "requests_sent": {},
+        "tokens_spent": 0,
+        "baseline": {"file": values["expected_failures"], "unused_entries": []},
+        "schema_hashes": schema_hashes(),
+        "checks": [],
+        "requirements": [],
+    }
+    make_report_dir(report_dir)
+    (report_dir / "results.json").write_text(json.dumps(document, indent=2), encoding="utf-8")
 
 
 def run(args: argparse.Namespace) -> int:
     import pytest
 
-    report_dir = args.report_dir or DEFAULT_REPORTS / time.strftime("%Y%m%dT%H%M%S")
-    if report_dir.exists() and any(report_dir.iterdir()):
-        raise UsageError(f"--report-dir {report_dir} is not empty: choose a new folder")
-    secrets = validate(args)
-    report_dir.mkdir(parents=True, exist_ok=True)
+    values, secrets = validate(args)
+    report_dir: Path = values["report_dir"]
+    why = _unreachable(values)
+    if why is not None:
+        _write_unreachable(report_dir, values, why)
+        print(f"opconform run: {why}", file=sys.stderr)
+        return HARNESS
+    created = make_report_dir(report_dir)
     code = pytest.main(_pytest_args(args, report_dir))
-    if code == pytest.ExitCode.USAGE_ERROR:
+    if code in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.NO_TESTS_COLLECTED):
+        # Whatever pytest printed, the run leaves no folder behind: a corrected rerun can use it.
+        discard_report_dir(report_dir, created)
         return USAGE
     if code == pytest.ExitCode.INTERRUPTED:
         return HARNESS
@@ -148,25 +270,11 @@ def run(args: argparse.Namespace) -> int:
         return HARNESS
     document = json.loads(results.read_text(encoding="utf-8"))
     sweep(report_dir, secrets)
-    _render(report_dir)
     if document.get("partial"):
-        # The one line that says why the run could not judge everything (unreachable target,
-        # a certificate that does not verify, the deadline, a target broken at the transport).
+        # The one line that says why the run could not judge everything (a certificate that
+        # does not verify, the deadline, a target broken at the transport).
         print(f"opconform run: {document['partial']}", file=sys.stderr)
-    counts = ", ".join(f"{n} {s}" for s, n in document["counts"].items() if n)
-    print(
-        f"opconform: {document['verdict']} ({counts}); exit {document['exit_code']}; "
-        f"report: {report_dir / 'report.html'}"
-    )
     return int(document["exit_code"])
-
-
-def _render(report_dir: Path) -> None:
-    try:
-        from reports.render import render_run
-    except ImportError:  # reports land with their own issue
-        return
-    render_run(report_dir)
 
 
 def add_requirements(sub: argparse._SubParsersAction) -> None:

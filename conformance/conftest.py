@@ -22,6 +22,19 @@ def bulk_key(api: ApiClient) -> str:
     return "pro" if api.has_key("pro") else "main"
 
 
+# A bulk identity allowed no more requests per minute than this is run frugally: measurements
+# nothing judges are left out and generated cases are fewer, so a run with one Free key fits
+# in three of its windows (README: "One Free key").
+FRUGAL_REQUESTS_PER_MIN = 60
+
+
+@pytest.fixture(scope="session")
+def frugal(api: ApiClient, bulk_key: str) -> bool:
+    """The bulk identity's plan leaves little room: spend requests only on what is judged."""
+    limit = api.pacer.limit_of(bulk_key)
+    return limit is not None and limit <= FRUGAL_REQUESTS_PER_MIN
+
+
 @pytest.fixture(scope="session")
 def listed_models(api: ApiClient, bulk_key: str, target: Target) -> list[str]:
     """The ids GET /models lists. A list that cannot be read blocks what stands on it (its own

@@ -9,6 +9,7 @@ from typing import Any
 
 from opconform.client import Exchange
 from opconform.contract import RATE_HEADERS
+from opconform.ratelimit import other_convention
 from opconform.text import elide
 from schemas.loader import validator
 
@@ -127,9 +128,12 @@ def rate_headers(exchange: Exchange) -> dict[str, int]:
     about = headers_requirement(exchange)
     missing = [h for h in RATE_HEADERS if exchange.header(h) is None]
     if missing:
+        # Another convention is reported, never accepted: the contract names its headers.
+        other = other_convention(exchange.headers)
+        seen = other or f"present: {', '.join(sorted(exchange.headers)) or 'none'}"
         raise Deviation(
             f"{exchange.method} {exchange.path} -> {exchange.status}: missing "
-            f"{', '.join(missing)} (present: {', '.join(sorted(exchange.headers)) or 'none'})",
+            f"{', '.join(missing)} ({seen})",
             about,
         )
     values = {h: exchange.header(h) or "" for h in RATE_HEADERS}

@@ -14,7 +14,6 @@ exchanges it leaves to them.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -460,57 +459,34 @@ RULES: tuple[Rule, ...] = (
 
 
 class PrematureLimits:
-    """A 429 on a key that has sent far fewer requests in the last minute than its plan allows:
-    the limit is below the documented one (OP-RL-007), whichever check met it."""
+    """A 429 on a key that had sent fewer requests than its plan allows in a window the run saw
+    from its start: the limit is below the documented one (OP-RL-007), whichever check met it.
+    The client's pacer judges each 429 (`Exchange.below_plan`); a 429 it explains (the window
+    spent by the run, or perhaps by another client before the run could see a whole window) is
+    no evidence, and is not counted here."""
 
-    def __init__(self, expected: dict[str, int]) -> None:
-        self.expected = expected  # key label -> documented requests/min
-        self.sent: dict[str, list[float]] = {}
+    def __init__(self) -> None:
         self.tally = Tally("OP-RL-007", "no 429 below the plan's requests/min", "429 answers")
 
-    def count(self, label: str, n: int = 1, at: float | None = None) -> None:
-        """Requests the suite's client did not send itself (the SDK checks)."""
-        self.sent.setdefault(label, []).extend([at or time.monotonic()] * n)
-
-    def observe(self, exchange: Exchange, context: Context, at: float) -> None:
-        label = exchange.key_label
-        if label is None or exchange.status is None:
+    def observe(self, exchange: Exchange, context: Context) -> None:
+        if exchange.key_label is None or exchange.status != 429:
             return
-        sent = self.sent.setdefault(label, [])
-        if exchange.status != 429:
-            sent.append(at)
-            return
-        limit = self.expected.get(label)
         # Concurrency, tokens/day and per-key isolation are those checks' own situations.
         owned = context.requirements & {"OP-RL-010", "OP-RL-011", "OP-RL-012", "OP-RL-013"}
-        if limit is None or owned or _about_tokens(exchange):
+        if owned or exchange.limit_note is None:
             return
-        recent = sum(1 for t in sent if at - t <= WINDOW_SECONDS)
-        # Two requests of slack: the SDK checks' own counts arrive after they finish.
-        problem = (
-            f"429 on the {label} key after {recent} requests in the last minute; the plan "
-            f"allows {limit}"
-            if recent + 2 < limit
-            else None
-        )
-        self.tally.add(problem, exchange, context)
-
-
-def _about_tokens(exchange: Exchange) -> bool:
-    text = exchange.body[:400].decode("utf-8", errors="replace").lower()
-    return any(word in text for word in ("token", "quota", "per day", "daily"))
+        self.tally.add(exchange.limit_note if exchange.below_plan else None, exchange, context)
 
 
 class Invariants:
     """Fed every exchange of the run; judged at the end (or whenever asked)."""
 
-    def __init__(self, expected_limits: dict[str, int] | None = None) -> None:
+    def __init__(self) -> None:
         self.tallies = {rule.requirement: Tally(rule.requirement, rule.description, rule.unit)
                         for rule in RULES}  # fmt: skip
-        self.limits = PrematureLimits(expected_limits or {})
+        self.limits = PrematureLimits()
 
     def observe(self, exchange: Exchange, context: Context) -> None:
-        at = time.monotonic()
         broken_off = transport_failure(exchange) is not None
         for rule in RULES:
             if context.requirements & rule.owners or (broken_off and rule.reads_body):
@@ -525,7 +501,7 @@ class Invariants:
                 context,
                 rule.implied(exchange) if broken else frozenset(),
             )
-        self.limits.observe(exchange, context, at)
+        self.limits.observe(exchange, context)
 
     def all_tallies(self) -> Iterator[Tally]:
         yield from self.tallies.values()

@@ -8,6 +8,7 @@ transcripts into --report-dir. It stays inert for suites without `requirement` m
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -37,6 +38,10 @@ OPT_IN_MARKERS = ("slow", "quota")
 DISABLED_PREFIX = "[disabled] "
 _RUN = pytest.StashKey["ConformanceRun"]()
 _RESULT = pytest.StashKey[Any]()
+_DESELECTED = pytest.StashKey[set[str]]()
+SUITE_DIR = Path(__file__).resolve().parent
+INVARIANT_PREFIX = "invariant::"  # the id of a whole-run rule's result
+SELECTION_PASSED = "selection passed"  # the verdict of a narrowed run without a failure
 
 
 def disabled(reason: str) -> NoReturn:
@@ -47,12 +52,6 @@ def disabled(reason: str) -> NoReturn:
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("opconform", "OriginalPoint conformance (opconform)")
     add_arguments(group.addoption, OPTIONS, dest_prefix="op_")
-    group.addoption(
-        "--report-dir",
-        dest="op_report_dir",
-        default=None,
-        help="write results.json and transcripts here",
-    )
     group.addoption(
         "--opconform-config",
         dest="op_config_file",
@@ -73,6 +72,31 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", line)
     for area in AREAS:
         config.addinivalue_line("markers", f"{_area_marker(area)}: checks of the {area} area")
+    report_dir = _report_dir_option(config)
+    if report_dir is not None:
+        from opconform.preflight import check_report_dir
+
+        try:  # a file in its path: one line now, not a traceback once the run has finished
+            check_report_dir(report_dir, empty=False)
+        except UsageError as exc:
+            raise pytest.UsageError(str(exc)) from None
+    junit = config.pluginmanager.has_plugin("junitxml")
+    if report_dir is not None and junit and not config.option.xmlpath:
+        # Plain `pytest conformance --report-dir DIR` writes what `opconform run` writes. Set
+        # here, before the junitxml plugin's own configure reads the option.
+        config.option.xmlpath = str(report_dir / "junit.xml")
+
+
+def _report_dir_option(config: pytest.Config) -> Path | None:
+    """--report-dir (or OP_REPORT_DIR, or the settings file) as far as it can be read before
+    collection; a bad setting is reported once the run resolves its options."""
+    file = config.getoption("op_config_file", None)
+    cli = {o.name: config.getoption(f"op_{o.name}", None) for o in OPTIONS}
+    try:
+        value = resolve(cli, config_file=Path(file) if file else None)["report_dir"]
+    except UsageError:
+        return None
+    return Path(value) if value else None
 
 
 def _area_marker(area: str) -> str:
@@ -104,7 +128,7 @@ class ConformanceRun:
                 f"--area: unknown area(s) {', '.join(unknown_areas)}; known: {', '.join(AREAS)}"
             )
         self.baseline = Baseline.load(self.values["expected_failures"])
-        report_dir = config.getoption("op_report_dir")
+        report_dir = self.values["report_dir"]
         self.report_dir = Path(report_dir) if report_dir else None
         self.redactor = Redactor()
         self.recorder = Recorder(self.redactor, observe=self._observe)
@@ -119,12 +143,15 @@ class ConformanceRun:
         self.warnings: dict[str, list[str]] = {}
         self.notes: dict[str, list[str]] = {}
         self.unreachable: str | None = None  # why the target could not be reached at all
+        self.collected = 0  # checks collected, before any selection
+        self.selection: str | None = None  # "selected --area auth (12 of 121 checks)"
 
     def start(self) -> Target:
         if self.target is not None:
             return self.target
         from conformance.invariants import Context, Invariants
         from opconform.client import ApiClient, Budget, Limits, TargetBreaker
+        from opconform.ratelimit import Pacer
 
         values = dict(self.values)
         embedded = not values.get("base_url")
@@ -145,6 +172,7 @@ class ConformanceRun:
                 "request_timeout",
                 "deadline",
                 "samples",
+                "window_seconds",
                 "latency_slo",
                 "area",
                 "requirement",
@@ -161,23 +189,38 @@ class ConformanceRun:
             read_timeout=self.target.read_timeout,
             request_timeout=self.target.request_timeout,
         )
-        self.invariants = Invariants(expected_limits(self.target))
+        self.invariants = Invariants()
         self.context = Context()
+        breaker = TargetBreaker(limits, time.monotonic() + self.target.deadline)
         self.client = ApiClient(
             self.target.base_url,
             self.target.keys,
             limits,
             budget=Budget(self.target.max_tokens_total),
+            pacer=Pacer(
+                plan_limits(self.target),
+                window=self.target.window_seconds,
+                time_left=breaker.remaining,
+                on_wait=self.say,
+            ),
             on_exchange=self.recorder,
             transport=self.target.transport,
         )
-        self.client.breaker = TargetBreaker(limits, time.monotonic() + self.target.deadline)
-        self.client.pacer.expected_limits = expected_limits(self.target)
-        self.client.on_external = self.invariants.limits.count
+        self.client.breaker = breaker
+        self.client.concurrency = concurrency_limits(self.target)
         from opconform.preflight import reach
 
         self.unreachable = reach(self.target.base_url, self.target.transport, limits)
         return self.target
+
+    def say(self, message: str) -> None:
+        """A line on the console while checks run (pytest's capture does not hide it)."""
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        capture = self.config.pluginmanager.get_plugin("capturemanager")
+        if reporter is None:
+            return
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            reporter.write_line(f"opconform: {self.redactor.text(message)}")
 
     def _observe(self, exchange: Any) -> None:
         if self.invariants is not None:
@@ -195,17 +238,28 @@ class ConformanceRun:
             self.gateway.stop()
 
 
-def expected_limits(target: Target) -> dict[str, int]:
-    """Documented requests/min per key label, where the run knows it."""
+def plan_limits(target: Target) -> dict[str, tuple[str, int | None]]:
+    """Each identity's plan and its documented requests/min, for the pacer. The main and alt
+    keys are of --plan (the restricted key too: nothing says otherwise); --pro-api-key is Pro."""
     from opconform.contract import PLANS
 
-    limits: dict[str, int] = {}
-    if target.requests_per_min:
-        limits["main"] = limits["alt"] = target.requests_per_min
-    pro = PLANS["pro"].requests_per_min
-    if pro:
-        limits["pro"] = pro
-    return limits
+    own = (target.plan, target.requests_per_min)
+    return {
+        "main": own,
+        "alt": own,
+        "restricted": own,
+        "pro": ("pro", PLANS["pro"].requests_per_min),
+    }
+
+
+def concurrency_limits(target: Target) -> dict[str, int]:
+    """Requests at once per identity for independent requests: the plan's concurrency less one
+    slot (a server may free a finished stream's slot a moment late); one where it is unknown."""
+    from opconform.contract import PLANS
+
+    own = max(1, (target.concurrent or 2) - 1)
+    pro = max(1, (PLANS["pro"].concurrent or 2) - 1)
+    return {"main": own, "alt": own, "restricted": own, "pro": pro}
 
 
 def _is_check(item: pytest.Item) -> bool:
@@ -221,6 +275,7 @@ def area_of(item: pytest.Item) -> str:
     return str(mark.args[0]) if mark else "other"
 
 
+@pytest.hookimpl(tryfirst=True)  # before -k and -m deselect: the run counts what was collected
 def pytest_collection_modifyitems(
     session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
 ) -> None:
@@ -232,6 +287,8 @@ def pytest_collection_modifyitems(
     except UsageError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[_RUN] = run
+    run.collected = len(checks)
+    _quiet_benchmarks(config)
     areas = set(run.values["area"] or [])
     wanted = set(run.values["requirement"] or [])
     from conformance.catalogue import requirements
@@ -271,9 +328,68 @@ def pytest_collection_modifyitems(
     items[:] = sorted(keep, key=rank)
 
 
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    """Remember the checks a selection (-k, -m, --area, --requirement) left out: a run that
+    leaves any out says so and gives no verdict on the whole contract."""
+    for item in items:
+        if _is_check(item):
+            item.config.stash.setdefault(_DESELECTED, set()).add(item.nodeid)
+
+
+def _quiet_benchmarks(config: pytest.Config) -> None:
+    """pytest-benchmark's table and "Wrote benchmark data" only when asked (-v or
+    --benchmark-verbose): the perf checks report their figures themselves."""
+    session = getattr(config, "_benchmarksession", None)
+    if session is None or session.verbose or config.get_verbosity() > 0:
+        return
+    session.quiet = True
+    session.logger.level = session.logger.QUIET
+
+
+def _selection(config: pytest.Config, run: ConformanceRun, selected: int) -> str | None:
+    """What a narrowed run selected, e.g. "selected --area auth (12 of 121 checks)"; None for
+    the whole suite (every check but the opt-in ones, or more)."""
+    opt_in = {item.nodeid for item in run.disabled_items}
+    left_out = config.stash.get(_DESELECTED, set()) - opt_in
+    paths = [Path(arg.split("::")[0]).resolve() for arg in config.args]
+    whole = any(path == SUITE_DIR or path in SUITE_DIR.parents for path in paths)
+    if not left_out and whole:
+        return None
+    parts = [
+        f"{flag} {','.join(run.values[name])}"
+        for flag, name in (("--area", "area"), ("--requirement", "requirement"))
+        if run.values[name]
+    ]
+    parts += [
+        f"{flag} {value}"
+        for flag, value in (
+            ("-k", config.getoption("keyword", "")),
+            ("-m", config.getoption("markexpr", "")),
+        )
+        if value
+    ]
+    if not whole:
+        parts += [str(arg) for arg in config.args]
+    total = f"{selected} of {selected + len(left_out)}" if whole else str(selected)
+    return f"selected {' '.join(parts) or 'part of the suite'} ({total} checks)"
+
+
+def config_keyword_or_mark(config: pytest.Config) -> bool:
+    return bool(config.getoption("keyword", "") or config.getoption("markexpr", ""))
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     run = session.config.stash.get(_RUN, None)
-    if run is None or not session.items or session.config.option.collectonly:
+    if run is None:
+        return
+    selected = sum(1 for item in session.items if _is_check(item))
+    run.selection = _selection(session.config, run, selected)
+    if not selected:
+        what = (run.selection or "the selection").removeprefix("selected ").split(" (")[0]
+        only_opt_in = run.disabled_items and not config_keyword_or_mark(session.config)
+        hint = " (opt-in checks need -m slow or -m quota)" if only_opt_in else ""
+        raise pytest.UsageError(f"{what} selects no check{hint}")
+    if not session.items or session.config.option.collectonly:
         return
     try:
         run.start()
@@ -285,6 +401,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     run = config.stash.get(_RUN, None)
     if run is not None:
         run.stop()
+        _verdict_line(config, run)
 
 
 # ---------------------------------------------------------------------------- fixtures
@@ -361,6 +478,28 @@ def _opconform_evidence(request: pytest.FixtureRequest) -> Any:
         blocked("run", f"the run stopped sending: {run.stopped}")
     yield
     item.stash[_RESULT] = run.recorder.take()
+
+
+_SENT_BEFORE = pytest.StashKey[dict[str, int]]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """What the run had sent before this check's fixtures: the check's own requests, shared
+    fixtures it is first to use included, are the difference (results.json `sent`)."""
+    run = item.config.stash.get(_RUN, None)
+    if run is not None and run.client is not None and _is_check(item):
+        item.stash[_SENT_BEFORE] = dict(run.client.sent)
+
+
+def _sent_by(run: ConformanceRun, item: pytest.Item) -> dict[str, int]:
+    before = item.stash.get(_SENT_BEFORE, None)
+    if before is None or run.client is None:
+        return {}
+    after = run.client.sent
+    return {
+        label: n - before.get(label, 0) for label, n in after.items() if n > before.get(label, 0)
+    }
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -470,6 +609,7 @@ def _judge(
     )
     from conformance.verdicts import Outcome, only_assertions, status_of, transport_failure
     from opconform.client import (
+        LimitSpent,
         RunStopped,
         StreamsDoNotEnd,
         TargetUnreachable,
@@ -496,7 +636,7 @@ def _judge(
         Outcome(report.passed, report.skipped, failed_assertion, message, warnings, transport),
         level,
     )
-    if isinstance(exc, RunStopped | TargetUnreachable):
+    if isinstance(exc, RunStopped | TargetUnreachable | LimitSpent):
         status, blocked_by = BLOCKED, "run"
         message = f"not sent: {exc}"
     elif isinstance(exc, StreamsDoNotEnd):
@@ -542,6 +682,7 @@ def _judge(
         blocked_by=blocked_by,
         replay=[run.recorder.replay(e) for e in exchanges[:3]] if status in (FAIL, WARN) else [],
         notes=list(run.notes.get(item.nodeid, [])),
+        sent=_sent_by(run, item),
     )
     matched = run.baseline.match(item.nodeid, item.name, ids)
     if matched and status == FAIL:
@@ -675,7 +816,7 @@ def _invariant_results(run: ConformanceRun) -> list[Any]:
             message = f"{tally.rule}: broken in {tally.rate}: {shown}"
         results.append(
             CheckResult(
-                id=f"invariant::{tally.requirement}",
+                id=f"{INVARIANT_PREFIX}{tally.requirement}",
                 name=f"invariant: {tally.rule}",
                 area=req.area,
                 requirements=[tally.requirement],
@@ -760,6 +901,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         f"the run stopped sending: {run.stopped}" if run.stopped else None
     )
     summary, code = verdict(run.results, partial)
+    if run.selection and summary == "conformant":
+        summary = SELECTION_PASSED  # a narrowed run says nothing about the whole contract
+    selection = f"partial: {run.selection}" if run.selection else None
     causes = root_causes(run.results)
     unused = sorted(set(run.baseline.entries) - run.baseline.used)
     run.summary = {  # type: ignore[attr-defined]
@@ -768,6 +912,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         "counts": counts(run.results),
         "root_causes": causes,
         "partial": partial,
+        "selection": selection,
+        "checks": len(run.results),
+        "tests": sum(1 for r in run.results if not r.id.startswith(INVARIANT_PREFIX)),
+        "requirements": len({rid for r in run.results for rid in r.requirements}),
     }
     if run.report_dir is None:
         return
@@ -783,11 +931,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         "verdict": summary,
         "exit_code": code,
         "partial": partial,
+        "selection": selection,
         "counts": counts(run.results),
         "root_causes": causes,
         "samples": run.target.samples,
         "requests_sent": dict(run.client.sent) if run.client else {},
         "tokens_spent": run.client.budget.spent if run.client else 0,
+        # Where the run waited for a key's window, and why (the plan's rate, or a 429).
+        "pacing": {
+            "waited_s": round(run.client.pacer.waited, 1) if run.client else 0,
+            "waits": list(run.client.pacer.waits) if run.client else [],
+        },
         "baseline": {
             "file": str(run.baseline.path) if run.baseline.path else None,
             "unused_entries": unused,
@@ -797,6 +951,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     }
     text = run.redactor.text(json.dumps(document, indent=2))
     (run.report_dir / "results.json").write_text(text, encoding="utf-8")
+    from reports.render import render_run
+
+    render_run(run.report_dir)
+    run.summary["report"] = str(run.report_dir / "report.html")  # type: ignore[attr-defined]
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -806,8 +964,27 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         return
     for line in summary_lines(summary):
         terminalreporter.write_line(line)
+
+
+def _verdict_line(config: pytest.Config, run: ConformanceRun) -> None:
+    """The last lines of a run, after pytest's own counts: what opconform counted (which is
+    not what pytest counted), then the verdict, its exit code and the report."""
+    summary = getattr(run, "summary", None)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if not summary or reporter is None:
+        return
+    invariants, requirements = summary["checks"] - summary["tests"], summary["requirements"]
+    reporter.write_line(
+        f"opconform: {summary['checks']} checks = {summary['tests']} tests + {invariants} "
+        f"whole-run invariants, over {requirements} requirement{'s' * (requirements != 1)} "
+        "(pytest counts tests only: WARN as passed, BLOCKED and DISABLED as skipped or deselected)"
+    )
     tally = ", ".join(f"{n} {s}" for s, n in summary["counts"].items() if n)
-    terminalreporter.write_sep("=", f"opconform: {summary['verdict'].upper()} ({tally})")
+    report = f"; report: {summary['report']}" if summary.get("report") else ""
+    reporter.write_sep(
+        "=",
+        f"opconform: {summary['verdict'].upper()} ({tally}); exit {summary['exit_code']}{report}",
+    )
 
 
 def summary_lines(summary: dict[str, Any]) -> list[str]:
@@ -816,6 +993,8 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     lines = []
     if summary.get("partial"):
         lines.append(f"PARTIAL RUN: {summary['partial']}")
+    if summary.get("selection"):
+        lines.append(f"{summary['selection']}: no verdict on the whole contract")
     if causes:
         blocked_total = sum(len(c["blocked"]) for c in causes)
         lines.append(

@@ -46,6 +46,7 @@ class CheckResult:
     replay: list[str] = field(default_factory=list)  # curl commands of the failing exchanges
     samples: str | None = None  # "3 of 41 streams": how much evidence a judgement rests on
     notes: list[str] = field(default_factory=list)  # measurements, e.g. how long a slot took
+    sent: dict[str, int] = field(default_factory=dict)  # requests sent by the check, per key
 
     @property
     def breaks_gate(self) -> bool:

@@ -14,6 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from conformance import expect, gosdk
 from conformance.plugin import disabled
 from opconform.client import ApiClient
 from opconform.config import Target
@@ -168,43 +171,146 @@ def run_node(
     node = node_available()
     if node is None:
         disabled("the Node SDK needs node and `npm ci` in conformance/node (make setup does it)")
-    env = {
+    env = _sdk_env(api, target, mode, key=key, model=model, restricted_model=restricted_model)
+    return _run_sdk_process(api, target, "node", [node, str(NODE_SCRIPT)], env, key=key)[-1]
+
+
+def run_go(
+    api: ApiClient,
+    target: Target,
+    library: str,
+    mode: str,
+    *,
+    key: str,
+    model: str = "",
+    restricted_model: str = "",
+) -> dict[str, Any]:
+    """Run one Go SDK (`library`: go-openai or openai-go) through the Go runner, built once per
+    run; DISABLED when there is no Go toolchain or its modules cannot be had."""
+    binary = gosdk.binary(api.breaker.remaining())
+    if isinstance(binary, gosdk.Unavailable):
+        disabled(binary.reason)
+    env = _sdk_env(api, target, mode, key=key, model=model, restricted_model=restricted_model)
+    env["OP_SDK_LIBRARY"] = library
+    return _run_sdk_process(api, target, library, [str(binary)], env, key=key)[-1]
+
+
+# What each step of the Go runner's basic scenario stands on: a step that fails because the wire
+# answer already breaks one of these is blocked by it. go-openai reads a stream line by line
+# (OP-COMPAT-003/004/005 are its rules), openai-go as the Python SDK does.
+GO_STEPS: dict[str | None, tuple[str, ...]] = {
+    "list models": ("OP-MODELS-001",),
+    "chat completion": ("OP-CHAT-007", "OP-CHAT-001"),
+    "stream": (
+        "OP-STREAM-001",
+        "OP-STREAM-002",
+        "OP-STREAM-007",
+        "OP-COMPAT-001",
+        "OP-COMPAT-002",
+        "OP-COMPAT-003",
+        "OP-COMPAT-004",
+        "OP-COMPAT-005",
+    ),
+}
+
+
+def go_typed_error(
+    library: str, case: str, seen: dict[str, Any], status: int, wire_requirement: str
+) -> None:
+    """A Go SDK met an error answer (`seen`, from the runner): with `status` on the wire it must
+    return its typed API error carrying that status and the error's message. Another status on
+    the wire is `wire_requirement`'s deviation; a body the SDK could not read, OP-ERR-001's; a
+    call the SDK refused before sending anything says nothing about the target (INCONCLUSIVE)."""
+    if seen.get("sent") is False:
+        pytest.skip(sdk_refused(library, case, str(seen.get("message", ""))))
+    if seen.get("status") != status:
+        raise expect.Deviation(
+            f"{library}, {case}: the answer was {seen.get('status') or 'none'}, not {status} "
+            f"({seen.get('type')}: {str(seen.get('message', ''))[:160]})",
+            wire_requirement,
+        )
+    expected = gosdk.TYPED_ERRORS[library]
+    if not (
+        seen.get("type") == expected and seen.get("sdk_status") == status and seen.get("message")
+    ):
+        raise expect.Deviation(
+            f"{library} on a {status} ({case}) returned {seen.get('type')} (status "
+            f"{seen.get('sdk_status')}, message {seen.get('message', '')[:160]!r}), not {expected} "
+            "with the status and the error's message",
+            "OP-ERR-001",
+        )
+
+
+def sdk_refused(library: str, step: str, message: str) -> str:
+    return (
+        f"{library} refused {step} before sending anything ({message[:160]}): no evidence about "
+        "the target (go-openai refuses max_tokens for reasoning models: choose another with "
+        "--models)"
+    )
+
+
+def _sdk_env(
+    api: ApiClient, target: Target, mode: str, *, key: str, model: str, restricted_model: str
+) -> dict[str, str]:
+    """What an SDK runner process reads (conformance/node/sdk_check.mjs, conformance/go)."""
+    request = expect.chat_request(model)
+    return {
         **os.environ,
         "OP_SDK_BASE_URL": target.base_url,
         "OP_SDK_KEY": api.secret(key),
         "OP_SDK_MODEL": model,
+        "OP_SDK_PROMPT": request["messages"][0]["content"],
+        "OP_SDK_MAX_TOKENS": str(request["max_tokens"]),
         "OP_SDK_RESTRICTED_MODEL": restricted_model,
         "OP_SDK_RESTRICTED_KEY": api.keys.get("restricted") or "",
         "OP_SDK_MODE": mode,
         "OP_SDK_TIMEOUT_MS": str(int(target.request_timeout * 1000)),
-        # TLS (NODE_EXTRA_CA_CERTS, client certificate, --insecure), proxies and --header.
+        # TLS (extra CAs, client certificate, --insecure), proxies and --header.
         **target.transport.node_env(),
+        "OP_SDK_CA_BUNDLE": target.transport.ca_bundle or "",
     }
-    # The script makes up to three requests, each with the SDK's own timeout; a stream's body
-    # is not covered by it, so the process is killed at this deadline whatever it is doing
+
+
+def _run_sdk_process(
+    api: ApiClient, target: Target, sdk: str, command: list[str], env: dict[str, str], *, key: str
+) -> list[dict[str, Any]]:
+    """Run an SDK runner and read its JSON lines (keys redacted); every request it reports is
+    counted in api.sent under sdk-<name>:<key>."""
+    # A runner makes up to three requests, each with the SDK's own timeout; a stream's body is
+    # not covered by every SDK's, so the process is killed at this deadline whatever it is doing
     # (subprocess.run kills the child when the timeout expires).
     deadline = target.request_timeout * 3
     run_left = api.breaker.remaining()  # never past the run's --deadline
     if run_left is not None:
         deadline = max(1.0, min(deadline, run_left))
+    label = f"sdk-{sdk}:{key}"
     try:
         done = subprocess.run(
-            [str(node), str(NODE_SCRIPT)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=deadline,
-            check=False,
+            command, env=env, capture_output=True, text=True, timeout=deadline, check=False
         )
     except subprocess.TimeoutExpired:
-        raise AssertionError(f"the Node SDK did not finish in {deadline:g}s; killed") from None
-    api.count_sent(f"sdk-node:{key}", key, 0)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if not lines:
+        raise AssertionError(f"the {sdk} SDK did not finish in {deadline:g}s; killed") from None
+    redactor = Redactor([*api.keys.values(), *target.secrets()])
+    api.count_sent(label, key, 0)
+    results = []
+    for line in done.stdout.splitlines():
+        if line.startswith("{"):
+            results.append(_redacted(json.loads(line), redactor))
+    if not results:
         raise RuntimeError(
-            f"the Node SDK script printed no result (exit {done.returncode}): "
-            f"{Redactor([*api.keys.values(), *target.secrets()]).text(done.stderr[-500:])}"
+            f"the {sdk} SDK runner printed no result (exit {done.returncode}): "
+            f"{redactor.text(done.stderr[-500:])}"
         )
-    result: dict[str, Any] = json.loads(lines[-1])
-    api.count_sent(f"sdk-node:{key}", key, int(result.get("requests", 0)))
-    return result
+    api.count_sent(label, key, sum(int(r.get("requests", 0)) for r in results))
+    return results
+
+
+def _redacted(value: Any, redactor: Redactor) -> Any:
+    """A runner's result with every string redacted (an error message may echo a key)."""
+    if isinstance(value, str):
+        return redactor.text(value)
+    if isinstance(value, dict):
+        return {k: _redacted(v, redactor) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redacted(v, redactor) for v in value]
+    return value

@@ -68,7 +68,7 @@ def test_usage_adds_up(api: ApiClient, bulk_key: str, model: str) -> None:
 def cut_completions(api: ApiClient, bulk_key: str, model: str, target: Target) -> list[Exchange]:
     """--samples completions of a long answer asked with max_tokens 5."""
     body = expect.chat_request(model, COUNTING, max_tokens=5)
-    return [api.chat(body, key=bulk_key) for _ in range(target.samples)]
+    return api.gather([lambda: api.chat(body, key=bulk_key)] * target.samples, key=bulk_key)
 
 
 @requirement("OP-CHAT-004")

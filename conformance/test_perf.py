@@ -47,7 +47,15 @@ def _judge(benchmark: Any, target: Target, name: str) -> None:
         )
 
 
-def _measure(benchmark: Any, action: Callable[[], Any]) -> None:
+def _measure(
+    benchmark: Any, action: Callable[[], Any], target: Target, name: str, frugal: bool
+) -> None:
+    if frugal and not any(slo.partition("_")[0] == name for slo in target.latency_slo):
+        # Nothing would judge the measurement, and a Free key's minute is the run's budget.
+        disabled(
+            f"not measured: no --latency-slo {name}_p95=DURATION to judge it, and the bulk "
+            "key is a Free key (give --pro-api-key to measure anyway)"
+        )
     benchmark.pedantic(action, rounds=ROUNDS, iterations=1, warmup_rounds=1)
 
 
@@ -65,33 +73,33 @@ def _payloads(events: list[SSEEvent]) -> list[Any]:
 
 @requirement("OP-PERF-001")
 def test_time_to_first_byte_of_models(
-    benchmark: Any, api: ApiClient, bulk_key: str, target: Target
+    benchmark: Any, api: ApiClient, bulk_key: str, target: Target, frugal: bool
 ) -> None:
     def action() -> None:
         listed = api.request("GET", "/models", key=bulk_key)
         if listed.status != 200:
             raise expect.Deviation(f"GET /models: {expect.preview(listed)}", "OP-MODELS-001")
 
-    _measure(benchmark, action)
+    _measure(benchmark, action, target, "ttfb", frugal)
     _judge(benchmark, target, "ttfb")
 
 
 @requirement("OP-PERF-001")
 @pytest.mark.needs("OP-CHAT-007")
 def test_small_completion_latency(
-    benchmark: Any, api: ApiClient, bulk_key: str, model: str, target: Target
+    benchmark: Any, api: ApiClient, bulk_key: str, model: str, target: Target, frugal: bool
 ) -> None:
     def action() -> None:
         expect.status(api.chat(expect.chat_request(model, max_tokens=8), key=bulk_key), 200)
 
-    _measure(benchmark, action)
+    _measure(benchmark, action, target, "completion", frugal)
     _judge(benchmark, target, "completion")
 
 
 @requirement("OP-PERF-001")
 @pytest.mark.needs("OP-STREAM-001")
 def test_time_to_first_token(
-    benchmark: Any, api: ApiClient, bulk_key: str, model: str, target: Target
+    benchmark: Any, api: ApiClient, bulk_key: str, model: str, target: Target, frugal: bool
 ) -> None:
     """Clocked to the first event with content, not the role-only first chunk."""
     body = expect.chat_request(model, max_tokens=8)
@@ -107,5 +115,5 @@ def test_time_to_first_token(
         finally:
             held.abort()
 
-    _measure(benchmark, action)
+    _measure(benchmark, action, target, "ttft", frugal)
     _judge(benchmark, target, "ttft")

@@ -27,15 +27,17 @@ def _stream(api: ApiClient, key: str, model: str, **extra: Any) -> Exchange:
 def streams(api: ApiClient, bulk_key: str, model: str, target: Target) -> list[Exchange]:
     """--samples streams of the same request: a property that fails in one stream of five is
     not missed by judging one. Once one never ends, the others would only wait out their cap:
-    the ones read so far are the sample (none: blocked by OP-STREAM-007, StreamsDoNotEnd)."""
-    sampled: list[Exchange] = []
-    for _ in range(target.samples):
+    the ones read to their end are the sample (none: blocked by OP-STREAM-007)."""
+
+    def one() -> Exchange | None:
         try:
-            sampled.append(_stream(api, bulk_key, model))
+            return _stream(api, bulk_key, model)
         except StreamsDoNotEnd:
-            if not sampled:
-                raise
-            break
+            return None
+
+    sampled = [e for e in api.gather([one] * target.samples, key=bulk_key) if e is not None]
+    if not sampled and api.unended is not None:
+        raise StreamsDoNotEnd(api.unended)
     return sampled
 
 
@@ -235,7 +237,9 @@ def test_stream_honours_max_tokens(
     body = expect.chat_request(
         model, COUNTING_PROMPT, max_tokens=5, stream_options={"include_usage": True}
     )
-    exchanges = [api.chat(body, key=bulk_key, stream=True) for _ in range(target.samples)]
+    exchanges = api.gather(
+        [lambda: api.chat(body, key=bulk_key, stream=True)] * target.samples, key=bulk_key
+    )
 
     def judge(exchange: Exchange) -> None:
         chunks = expect.stream_chunks(exchange)

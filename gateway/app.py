@@ -142,11 +142,12 @@ class Gateway:
     def rate_headers(self, verdict: Verdict) -> dict[str, str]:
         if self.hooks:
             verdict = self.hooks.shown_verdict(verdict)
-        return {
+        headers = {
             "x-ratelimit-limit": str(verdict.limit),
             "x-ratelimit-remaining": str(verdict.remaining),
             "x-ratelimit-reset": str(verdict.reset),
         }
+        return self.hooks.rate_convention(headers, verdict) if self.hooks else headers
 
     def error_response(self, error: ApiError) -> Response:
         body = {"message": error.message, "type": error.error_type, "code": error.status}
@@ -552,7 +553,8 @@ class Gateway:
             HTTPException: self.not_found,
             Exception: self.server_error,
         }
-        return Starlette(routes=routes, exception_handlers=handlers)
+        middleware = self.hooks.middleware() if self.hooks else None
+        return Starlette(routes=routes, exception_handlers=handlers, middleware=middleware)
 
 
 def create_app(config: GatewayConfig) -> Starlette:

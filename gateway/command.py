@@ -4,12 +4,26 @@ point, like every subcommand)."""
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 import sys
 from pathlib import Path
+from typing import Any, NoReturn
 
 from gateway.options import SERVE_OPTIONS, SERVE_SECTION
 from opconform.config import add_arguments, resolve
 from opconform.exitcodes import HARNESS, UsageError
+
+
+def _add_options(p: argparse.ArgumentParser) -> None:
+    add_arguments(p.add_argument, SERVE_OPTIONS)
+    p.add_argument("--config", type=Path, help="settings file (default ./opconform.toml)")
+    p.add_argument("--list-faults", action="store_true", help="list the faults and exit")
+    p.add_argument(
+        "--print-env",
+        action="store_true",
+        help="print shell-ready OP_* variables for this gateway before serving",
+    )
 
 
 def add_serve(sub: argparse._SubParsersAction) -> None:
@@ -20,24 +34,38 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
         "come from the command line, OP_SERVE_* variables and the [serve] section of "
         "opconform.toml.",
     )
-    add_arguments(p.add_argument, SERVE_OPTIONS)
-    p.add_argument("--config", type=Path, help="settings file (default ./opconform.toml)")
-    p.add_argument("--list-faults", action="store_true", help="list the faults and exit")
-    p.add_argument(
-        "--print-env",
-        action="store_true",
-        help="print shell-ready OP_* variables for this gateway before serving",
-    )
+    _add_options(p)
     p.set_defaults(handler=_serve)
 
 
-def _serve(args: argparse.Namespace) -> int:
-    from dataclasses import replace
+class _ArgsParser(argparse.ArgumentParser):
+    """The serve parser for --gateway-args: its errors become one UsageError line."""
 
-    from gateway.catalogue import Latency
-    from gateway.faults import FAULTS, unknown_faults
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def check_gateway_args(text: str | None, *, flag: str = "--gateway-args") -> None:
+    """Refuse, as a usage error, what the embedded gateway would refuse to start with (an
+    unknown option or fault, a missing file): parsed and checked by serve's own parser and
+    checks, so the run or load command never starts a gateway that dies on its arguments."""
+    if not text:
+        return
+    parser = _ArgsParser(prog="serve", add_help=False)
+    _add_options(parser)
+    try:
+        args = parser.parse_args(shlex.split(text))
+        # As the embedded gateway starts: its arguments alone, no OP_SERVE_* and no file.
+        _settings(args, config_file=Path(os.devnull), env={})
+    except UsageError as exc:
+        raise UsageError(f"{flag} {text!r}: {exc}") from None
+    except ValueError as exc:  # shlex: an unclosed quote
+        raise UsageError(f"{flag} {text!r}: {exc}") from None
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from gateway.faults import FAULTS
     from gateway.server import serve
-    from gateway.settings import ConfigError, load_config
 
     if args.list_faults:
         width = max(len(name) for name in FAULTS)
@@ -45,16 +73,49 @@ def _serve(args: argparse.Namespace) -> int:
             breaks = ",".join(fault.breaks) or "chaos"
             print(f"{fault.name:<{width}}  {breaks:<24}  {fault.description}")
         return 0
+    config, values = _settings(args, config_file=args.config)
+    tls_cert, tls_key = values["tls_cert"], values["tls_key"]
+    host, port = values["host"], values["port"]
+    try:
+        serve(
+            config,
+            host,
+            port,
+            print_env=args.print_env,
+            quiet=values["quiet"],
+            access_log=values["access_log"],
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+        )
+    except OSError as exc:
+        print(f"opconform serve: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
+        return HARNESS
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _settings(
+    args: argparse.Namespace, *, config_file: Path | None, env: dict[str, str] | None = None
+) -> tuple[Any, dict[str, Any]]:
+    """The gateway's configuration and resolved values, every check applied (UsageError)."""
+    from dataclasses import replace
+
+    from gateway.catalogue import Latency
+    from gateway.faults import unknown_faults
+    from gateway.settings import ConfigError, load_config
+
     values = resolve(
         {option.name: getattr(args, option.name) for option in SERVE_OPTIONS},
-        config_file=args.config,
+        env,
+        config_file,
         options=SERVE_OPTIONS,
         section=SERVE_SECTION,
     )
     names = values["fault"]
     unknown = unknown_faults(names)
     if unknown:
-        raise UsageError(f"unknown fault(s): {', '.join(unknown)} (see --list-faults)")
+        raise UsageError(f"unknown fault(s): {', '.join(unknown)} (see serve --list-faults)")
     plans = Path(values["plans"]) if values["plans"] else None
     try:
         config = load_config(plans)
@@ -74,13 +135,17 @@ def _serve(args: argparse.Namespace) -> int:
         if not timing_log.parent.is_dir():
             raise UsageError(f"--timing-log {timing_log}: no such folder")
         config = replace(config, timing_log=timing_log)
-    if values["ttft_ms"] is not None or values["tpot_ms"] is not None:
+    ttft, tpot = values["ttft_ms"], values["tpot_ms"]
+    if ttft is not None and tpot is None:
+        # Either one replaces every model's latency profile: a TTFT alone would silently make
+        # every later token arrive at once. (--tpot-ms alone, a first token without a wait, is
+        # what some faults use to hold streams open.)
+        raise UsageError("--ttft-ms needs --tpot-ms too (alone, every model's per-token time is 0)")
+    if values["jitter_ms"] and tpot is None:
+        raise UsageError("--jitter-ms needs --tpot-ms (it jitters the token times)")
+    if ttft is not None or tpot is not None:
         config = config.with_latency(
-            Latency(
-                ttft_ms=values["ttft_ms"] or 0.0,
-                tpot_ms=values["tpot_ms"] or 0.0,
-                jitter_ms=values["jitter_ms"],
-            )
+            Latency(ttft_ms=ttft or 0.0, tpot_ms=tpot or 0.0, jitter_ms=values["jitter_ms"])
         )
     tls_cert, tls_key = values["tls_cert"], values["tls_key"]
     if tls_key and not tls_cert:
@@ -100,21 +165,4 @@ def _serve(args: argparse.Namespace) -> int:
         except (ssl.SSLError, ValueError) as exc:
             reason = getattr(exc, "reason", None) or exc
             raise UsageError(f"--tls-cert {tls_cert}: cannot load it ({reason})") from None
-    host, port = values["host"], values["port"]
-    try:
-        serve(
-            config,
-            host,
-            port,
-            print_env=args.print_env,
-            quiet=values["quiet"],
-            access_log=values["access_log"],
-            tls_cert=tls_cert,
-            tls_key=tls_key,
-        )
-    except OSError as exc:
-        print(f"opconform serve: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
-        return HARNESS
-    except KeyboardInterrupt:
-        pass
-    return 0
+    return config, values

@@ -65,7 +65,9 @@ class EmbeddedGateway:
         try:
             assert self._process.stdout is not None
             for line in self._process.stdout:
-                name, _, value = line.strip().removeprefix("export ").partition("=")
+                # `# NAME=value` lines carry what no command reads (the Enterprise key).
+                text = line.strip().removeprefix("export ").removeprefix("# ")
+                name, _, value = text.partition("=")
                 if name.startswith("OP_"):
                     self.env[name] = value
                 if name == LAST_VARIABLE:

@@ -18,17 +18,20 @@ import itertools
 import json
 import os
 import secrets
-from collections.abc import AsyncIterator, Iterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
 import orjson
+from starlette.middleware import Middleware
 from starlette.responses import HTMLResponse, Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.catalogue import CREATED, Latency, MockModel
 from gateway.faults import Faults
 from gateway.limits import Verdict
+from opconform.contract import WINDOW_SECONDS
 
 JSON = "application/json"
 DONE_EVENT = b"data: [DONE]\n\n"
@@ -106,6 +109,25 @@ class FaultHooks:
             else verdict.reset,
         )
 
+    def rate_convention(self, headers: dict[str, str], verdict: Verdict) -> dict[str, str]:
+        """The X-RateLimit-* headers as the chosen convention says them (or not at all)."""
+        on = self.on
+        if on(Faults.RATELIMIT_HEADERS_OFF):
+            return {}
+        seconds = max(0, verdict.reset - int(time.time()))
+        if on(Faults.RATELIMIT_HEADERS_OPENAI):
+            return {
+                "x-ratelimit-limit-requests": str(verdict.limit),
+                "x-ratelimit-remaining-requests": str(verdict.remaining),
+                "x-ratelimit-reset-requests": f"{seconds}s",
+            }
+        if on(Faults.RATELIMIT_HEADERS_IETF):
+            return {
+                "ratelimit-policy": f'"permin";q={verdict.limit};w={int(WINDOW_SECONDS)}',
+                "ratelimit": f'"permin";r={verdict.remaining};t={seconds}',
+            }
+        return headers
+
     def success_headers(self, headers: dict[str, str]) -> dict[str, str]:
         return {} if self.on(Faults.RATELIMIT_HEADERS_MISSING_ON_SUCCESS) else headers
 
@@ -153,6 +175,18 @@ class FaultHooks:
         if status != 405 and self.on(Faults.NOT_FOUND_HTML):
             return HTMLResponse("<h1>404 Not Found</h1>", 404, headers=headers)
         return None
+
+    def middleware(self) -> list[Middleware]:
+        """The faults aimed at one Go SDK bend whole answers on their way out."""
+        go_faults = (
+            Faults.GO_OPENAI_SPLIT_DATA_LINES,
+            Faults.GO_OPENAI_ERROR_MESSAGE_OBJECT,
+            Faults.OPENAI_GO_EVENTS_NOT_SEPARATED,
+            Faults.OPENAI_GO_ERROR_AS_STRING,
+        )
+        if any(self.on(name) for name in go_faults):
+            return [Middleware(GoClientFaults, on=self.on)]
+        return []
 
     # ------------------------------------------------------------------ requests
     def refuses_client(self, user_agent: str) -> bool:
@@ -444,3 +478,105 @@ def _coerce_types(payload: dict[str, Any]) -> None:
         payload["stream"] = payload["stream"].lower() == "true"
     if isinstance(payload.get("model"), int | float):
         payload["model"] = str(payload["model"])
+
+
+def _split_data_lines(chunk: bytes) -> bytes:
+    """go-openai-split-data-lines: each JSON payload over two data: lines, cut after its first
+    comma, so an SSE parser that joins data lines with a newline still reads valid JSON."""
+    out = []
+    for line in chunk.split(b"\n"):
+        if line.startswith(b"data: {") and b"," in line:
+            head, _, tail = line.partition(b",")
+            line = head + b",\ndata: " + tail
+        out.append(line)
+    return b"\n".join(out)
+
+
+class GoClientFaults:
+    """ASGI middleware for the faults aimed at one Go SDK, known by its User-Agent: the answer
+    every other client gets stays right, so only that SDK's check can notice."""
+
+    def __init__(self, app: ASGIApp, on: Callable[[str], bool]) -> None:
+        self.app, self.on = app, on
+
+    def _faults(self, user_agent: bytes) -> tuple[str | None, str | None]:
+        """(stream fault, error fault) that apply to this client."""
+        on = self.on
+        if user_agent.startswith(b"Go-http-client/"):
+            return (
+                Faults.GO_OPENAI_SPLIT_DATA_LINES
+                if on(Faults.GO_OPENAI_SPLIT_DATA_LINES)
+                else None,
+                Faults.GO_OPENAI_ERROR_MESSAGE_OBJECT
+                if on(Faults.GO_OPENAI_ERROR_MESSAGE_OBJECT)
+                else None,
+            )
+        if user_agent.startswith(b"OpenAI/Go"):
+            return (
+                Faults.OPENAI_GO_EVENTS_NOT_SEPARATED
+                if on(Faults.OPENAI_GO_EVENTS_NOT_SEPARATED)
+                else None,
+                Faults.OPENAI_GO_ERROR_AS_STRING if on(Faults.OPENAI_GO_ERROR_AS_STRING) else None,
+            )
+        return None, None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = dict(scope.get("headers") or []) if scope["type"] == "http" else {}
+        stream_fault, error_fault = self._faults(headers.get(b"user-agent", b""))
+        if not (stream_fault or error_fault):
+            await self.app(scope, receive, send)
+            return
+        held: dict[str, Any] = {}  # an error answer's start, until its body is rewritten
+        body = bytearray()
+
+        async def bent(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                content_type = dict(message["headers"]).get(b"content-type", b"")
+                if (
+                    error_fault
+                    and message["status"] >= 400
+                    and content_type.startswith(b"application/json")
+                ):
+                    held["start"] = message
+                    return
+                held["stream"] = stream_fault and content_type.startswith(b"text/event-stream")
+                await send(message)
+                return
+            if message["type"] != "http.response.body":
+                await send(message)
+                return
+            if "start" in held:
+                body.extend(message.get("body", b""))
+                if message.get("more_body"):
+                    return
+                rewritten = self._error(error_fault, bytes(body))
+                start = held.pop("start")
+                kept = [(k, v) for k, v in start["headers"] if k != b"content-length"]
+                kept.append((b"content-length", str(len(rewritten)).encode()))
+                await send({**start, "headers": kept})
+                await send({"type": "http.response.body", "body": rewritten})
+                return
+            if held.get("stream"):
+                chunk = message.get("body", b"")
+                if stream_fault == Faults.GO_OPENAI_SPLIT_DATA_LINES:
+                    chunk = _split_data_lines(chunk)
+                else:
+                    chunk = chunk.replace(b"\n\n", b"\n")
+                message = {**message, "body": chunk}
+            await send(message)
+
+        await self.app(scope, receive, bent)
+
+    @staticmethod
+    def _error(fault: str | None, body: bytes) -> bytes:
+        try:
+            payload = json.loads(body)
+            error = payload["error"]
+            message = error["message"]
+        except (ValueError, KeyError, TypeError):
+            return body
+        if fault == Faults.GO_OPENAI_ERROR_MESSAGE_OBJECT:
+            error["message"] = {"text": message}
+        else:
+            payload["error"] = message
+        return orjson.dumps(payload)

@@ -102,9 +102,17 @@ class Faults:
     RATELIMIT_SHARED_ACROSS_KEYS: Final = "ratelimit-shared-across-keys"
     TOKENS_PER_DAY_NOT_ENFORCED: Final = "tokens-per-day-not-enforced"
     RATELIMIT_HEADERS_MISSING_ON_401: Final = "ratelimit-headers-missing-on-401"
+    # Limits enforced as documented, signalled in another convention (or not at all).
+    RATELIMIT_HEADERS_OFF: Final = "ratelimit-headers-off"
+    RATELIMIT_HEADERS_OPENAI: Final = "ratelimit-headers-openai"
+    RATELIMIT_HEADERS_IETF: Final = "ratelimit-headers-ietf"
     # SDKs
     REJECT_PYTHON_SDK_USER_AGENT: Final = "reject-python-sdk-user-agent"
     REJECT_NODE_SDK_USER_AGENT: Final = "reject-node-sdk-user-agent"
+    GO_OPENAI_SPLIT_DATA_LINES: Final = "go-openai-split-data-lines"
+    GO_OPENAI_ERROR_MESSAGE_OBJECT: Final = "go-openai-error-message-object"
+    OPENAI_GO_EVENTS_NOT_SEPARATED: Final = "openai-go-events-not-separated"
+    OPENAI_GO_ERROR_AS_STRING: Final = "openai-go-error-as-string"
     # performance
     SLOW_FIRST_TOKEN: Final = "slow-first-token"
     SLOW_MODEL_LIST: Final = "slow-model-list"
@@ -469,6 +477,21 @@ FAULTS: dict[str, Fault] = {
             ("OP-RL-014",),
             "401 answers carry no X-RateLimit-* headers",
         ),
+        Fault(
+            Faults.RATELIMIT_HEADERS_OFF,
+            ("OP-RL-001",),
+            "no answer carries X-RateLimit-* headers (limits still enforced, Retry-After kept)",
+        ),
+        Fault(
+            Faults.RATELIMIT_HEADERS_OPENAI,
+            ("OP-RL-001",),
+            "OpenAI's x-ratelimit-*-requests headers instead of X-RateLimit-*",
+        ),
+        Fault(
+            Faults.RATELIMIT_HEADERS_IETF,
+            ("OP-RL-001",),
+            "the IETF draft's RateLimit/RateLimit-Policy fields instead of X-RateLimit-*",
+        ),
         # SDKs
         Fault(
             Faults.REJECT_PYTHON_SDK_USER_AGENT,
@@ -479,6 +502,32 @@ FAULTS: dict[str, Fault] = {
             Faults.REJECT_NODE_SDK_USER_AGENT,
             ("OP-SDK-003",),
             "requests from the Node SDK (User-Agent OpenAI/JS) get 400",
+        ),
+        # Go SDKs: the wire is right for every other client; go-openai sends Go's default
+        # User-Agent (Go-http-client/), openai-go sends OpenAI/Go.
+        Fault(
+            Faults.GO_OPENAI_SPLIT_DATA_LINES,
+            ("OP-SDK-006",),
+            "streams to go-openai carry each JSON payload over two data: lines (valid SSE, but "
+            "go-openai reads every data: line as its own message)",
+        ),
+        Fault(
+            Faults.GO_OPENAI_ERROR_MESSAGE_OBJECT,
+            ("OP-SDK-007",),
+            "errors to go-openai carry error.message as an object, so go-openai returns "
+            "*openai.RequestError instead of *openai.APIError",
+        ),
+        Fault(
+            Faults.OPENAI_GO_EVENTS_NOT_SEPARATED,
+            ("OP-SDK-008",),
+            "streams to openai-go end each event with one newline, no blank line, so openai-go "
+            "never dispatches an event",
+        ),
+        Fault(
+            Faults.OPENAI_GO_ERROR_AS_STRING,
+            ("OP-SDK-009",),
+            'errors to openai-go are {"error": "<message>"}, a string where openai-go expects '
+            "the error object",
         ),
         # performance
         Fault(

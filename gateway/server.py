@@ -12,7 +12,7 @@ import uvicorn
 from gateway.app import create_app
 from gateway.options import PRINTED_LAST
 from gateway.settings import GatewayConfig
-from opconform.config import variable
+from opconform.config import OPTIONS, variable
 from opconform.contract import IDENTITIES
 
 # Which identity each printed variable carries; the conformance suite reads the same names.
@@ -55,6 +55,17 @@ def environment(config: GatewayConfig, url: str) -> dict[str, str]:
     return env
 
 
+def env_lines(env: dict[str, str]) -> list[str]:
+    """`--print-env`: an `export` for each variable some opconform command reads; the others
+    (the Enterprise key) only as comments, so a sourced file sets nothing nobody reads."""
+    read = {option.env for option in OPTIONS}
+    lines = [f"export {name}={value}" for name, value in env.items() if name in read]
+    others = [f"# {name}={value}" for name, value in env.items() if name not in read]
+    if others:
+        lines[-1:-1] = ["# read by no command; e.g. the Enterprise key, as OP_API_KEY:", *others]
+    return lines
+
+
 def describe(config: GatewayConfig, url: str, out: TextIO) -> None:
     print(f"opconform reference gateway on {url}", file=out)
     for key in config.keys.values():
@@ -88,8 +99,8 @@ def serve(
     sock = bind_socket(host, port)
     url = base_url(host, sock.getsockname()[1], tls=bool(tls_cert))
     if print_env:
-        for name, value in environment(config, url).items():
-            print(f"export {name}={value}")
+        for line in env_lines(environment(config, url)):
+            print(line)
         sys.stdout.flush()
     if not quiet:
         describe(config, url, sys.stderr if print_env else sys.stdout)

@@ -9,6 +9,7 @@ load.json says so, so a hostile target gets a verdict, never a hang.
 from __future__ import annotations
 
 import argparse
+import ast
 import ipaddress
 import json
 import os
@@ -16,7 +17,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -35,11 +36,13 @@ from loadtests.workload import Distribution, read_dataset
 from opconform.config import (
     ENTERPRISE_LIMIT_OPTIONS,
     OPTION_BY_NAME,
+    Option,
     add_arguments,
     stated_limits,
 )
 from opconform.contract import IDENTITY_BY_LABEL, KEY_VARIABLES, parse_duration
 from opconform.exitcodes import HARNESS, USAGE, UsageError
+from opconform.preflight import check_report_dir, make_report_dir
 from opconform.redact import sweep
 from opconform.slo import parse_slo
 from opconform.transport import TransportSettings
@@ -78,8 +81,9 @@ def add_load(sub: argparse._SubParsersAction) -> None:
         "generator was the limit, or the run could not finish). Settings come from the "
         "command line, OP_* variables and opconform.toml ([load] for the load options).",
     )
-    p.add_argument("profile", choices=sorted(PROFILES))
-    add_arguments(p.add_argument, (*SHARED_OPTIONS, *LOAD_OPTIONS))
+    p.add_argument("profile", nargs="?", choices=sorted(PROFILES), help="see --list")
+    p.add_argument("--list", action="store_true", help="list the profiles, one line each")
+    add_arguments(p.add_argument, (*(_for_load(o) for o in SHARED_OPTIONS), *LOAD_OPTIONS))
     p.add_argument("--config", type=Path, help="settings file (default ./opconform.toml)")
     p.add_argument(
         "--allow-remote-target",
@@ -87,6 +91,35 @@ def add_load(sub: argparse._SubParsersAction) -> None:
         help="permit a target that is not on this machine (only one you operate)",
     )
     p.set_defaults(handler=run_load)
+
+
+# What the shared identities do in a load run (the run's help says what they do in the suite).
+_LOAD_HELP = {
+    "alt_api_key": "a second key of the same plan: the abusive client of rpm-burst, the steady "
+    "key B of key-isolation",
+    "pro_api_key": "a Pro key: the bystander that rpm-burst and key-isolation check stays unharmed",
+}
+
+
+def _for_load(option: Option) -> Option:
+    return replace(option, help=_LOAD_HELP[option.name]) if option.name in _LOAD_HELP else option
+
+
+def profile_summary(name: str) -> str:
+    """The first sentence of a profile's own docstring, read without importing Locust."""
+    path = PROFILE_DIR / PROFILES[name].file
+    doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+    first = " ".join(doc.split("\n\n")[0].split())
+    if first.startswith(name):  # "quota (opt-in): burns ..." -> "(opt-in) burns ..."
+        first = first[len(name) :].replace(":", "", 1).strip()
+    return first
+
+
+def list_profiles() -> int:
+    width = max(len(name) for name in PROFILES)
+    for name in sorted(PROFILES):
+        print(f"{name:<{width}}  {profile_summary(name)}")
+    return 0
 
 
 @dataclass(frozen=True)
@@ -160,6 +193,11 @@ def _resolve(args: argparse.Namespace) -> LoadRun:
             raise UsageError(f"--arrival {arrival} needs --rate (requests/s)")
     if rate is not None and rate <= 0:
         raise UsageError("--rate must be positive")
+    if rate is not None and arrival == "closed":
+        raise UsageError(
+            "--rate is the open-loop rate and closed-loop arrival ignores it: add --arrival "
+            "constant or poisson (closed loop paces with --profile-option rate=R)"
+        )
     if args.profile == "concurrency-cap" and options["processes"] > 1:
         raise UsageError("concurrency-cap counts open streams in one process: --processes 1")
     return LoadRun(args.profile, shared, options, duration_s, cli_plan=args.plan)
@@ -185,16 +223,22 @@ def _limits(run: LoadRun, plan: str) -> dict[str, int | None]:
 
 
 def run_load(args: argparse.Namespace) -> int:
+    from gateway.command import check_gateway_args
     from gateway.embedded import EmbeddedGateway
 
+    if args.list:
+        return list_profiles()
+    if not args.profile:
+        raise UsageError("which profile? (see --list)")
     run = _resolve(args)
     transport = TransportSettings.from_values(run.shared)
     report_dir = Path(
         run.options["report_dir"]
         or Path("reports") / "runs" / f"load-{run.profile}-{time.strftime('%Y%m%dT%H%M%S')}"
     )
-    if report_dir.exists() and any(report_dir.iterdir()):
-        raise UsageError(f"--report-dir {report_dir} is not empty: choose a new folder")
+    check_report_dir(report_dir)
+    if not run.shared.get("base_url"):
+        check_gateway_args(run.shared.get("gateway_args"))
 
     env = {**os.environ, **transport_to_environment(transport)}
     for label in ("main", "alt", "pro"):
@@ -224,7 +268,7 @@ def run_load(args: argparse.Namespace) -> int:
         if not env.get(KEY_VARIABLES["main"]):
             raise UsageError("--api-key (or OP_API_KEY) is required for a remote target")
         limits = _limits(run, plan)
-        report_dir.mkdir(parents=True, exist_ok=True)
+        make_report_dir(report_dir)
         document = settings_document(
             {**run.options, "report_dir": report_dir},
             plan=plan,

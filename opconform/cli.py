@@ -16,6 +16,12 @@ from opconform import __version__
 from opconform.exitcodes import USAGE, UsageError
 
 COMMAND_GROUP = "opconform.commands"
+PURPOSE = (
+    "Check that a deployment of the OriginalPoint API (an OpenAI-compatible gateway to many "
+    "LLMs) keeps its documented contract: a conformance suite with a CI-ready verdict, a load "
+    "tester, and a reference gateway to try both on. Exit codes: 0 conformant (thresholds "
+    "met), 1 not conformant, 2 bad usage (one line, nothing written), 3 could not judge."
+)
 
 
 class Parser(argparse.ArgumentParser):
@@ -24,7 +30,12 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="opconform", description=__doc__.split("\n\n")[0])
+    parser = Parser(
+        prog="opconform",
+        description=PURPOSE,
+        epilog="Each command has its own --help; every option also reads an OP_* variable "
+        "and opconform.toml.",
+    )
     parser.add_argument("--version", action="version", version=f"opconform {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for entry in sorted(entry_points(group=COMMAND_GROUP), key=lambda e: e.name):

@@ -9,23 +9,33 @@ the deadline by the caller's clock, never by the target's good will.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import queue
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 from opconform import __version__
 from opconform.config import OPTION_BY_NAME
+from opconform.ratelimit import (
+    Pacer,
+    PacingStopped,
+    about_tokens,
+    read_rate_headers,
+    retry_after_seconds,
+)
 from opconform.sse import SSEDecoder, SSEEvent, SSEStats
 from opconform.transport import TransportSettings
 
 USER_AGENT = f"opconform/{__version__}"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -97,14 +107,14 @@ class TargetBreaker:
 
 
 class UnexpectedRateLimit(Exception):
-    """A 429 in a check that is not about rate limits: the run's pacing or a noisy neighbour,
-    not that check's failure."""
+    """A 429 in a check that is not about rate limits, that waiting for the window did not
+    cure (or that is not the requests/min limit)."""
 
     def __init__(self, exchange: Exchange) -> None:
+        why = exchange.limit_note or "the key's limits were hit by something other than this check"
         super().__init__(
-            f"unexpected 429 from {exchange.method} {exchange.path} (key {exchange.key_label}; "
-            f"Retry-After {exchange.header('retry-after')!r}): the key's limits were hit by "
-            "something other than this check"
+            f"429 from {exchange.method} {exchange.path} (key {exchange.key_label}; "
+            f"Retry-After {exchange.header('retry-after')!r}): {why}"
         )
         self.exchange = exchange
 
@@ -117,6 +127,11 @@ class StreamsDoNotEnd(Exception):
     def __init__(self, exchange: Exchange) -> None:
         super().__init__(f"not sent: an earlier stream did not end ({exchange.error})")
         self.exchange = exchange
+
+
+class LimitSpent(Exception):
+    """A 429 for a limit the plan explains whose reset lies beyond the run (tokens/day, or a
+    window the deadline does not leave time to wait for): not sent, and no failure."""
 
 
 class BudgetExhausted(Exception):
@@ -157,6 +172,10 @@ class Exchange:
     events_after_done: int = 0
     closed_after_done: bool | None = None
     incomplete_tail: bytes = b""
+    # A 429 as the pacer judged it: `limit_note` says why (explained or not); `below_plan` is
+    # set when the run had sent fewer than the plan allows in a window it saw from its start.
+    limit_note: str | None = None
+    below_plan: bool = False
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
@@ -193,66 +212,6 @@ class Exchange:
         if self.error:
             return f"{self.method} {self.path} -> {self.error}"
         return f"{self.method} {self.path} -> {self.status} {self.content_type or '(no type)'}"
-
-
-@dataclass
-class _KeyWindow:
-    remaining: int | None = None
-    reset_at: float | None = None  # monotonic time
-    limit: int | None = None
-
-
-class Pacer:
-    """Reads X-RateLimit-Remaining/Reset per key and waits for the next window rather than trip
-    a limit that the current check is not testing."""
-
-    def __init__(self, max_wait: float = 65.0, sleep: Callable[[float], None] = time.sleep) -> None:
-        self.max_wait = max_wait
-        self._sleep = sleep
-        self._windows: dict[str, _KeyWindow] = {}
-        self.waited = 0.0
-        # Documented requests/min per key label: a key whose X-RateLimit-Limit is below it is
-        # not waited for (that is a deviation to report, and waiting would only hide it).
-        self.expected_limits: dict[str, int] = {}
-
-    def observe(self, label: str, headers: Mapping[str, str]) -> None:
-        remaining, reset = headers.get("x-ratelimit-remaining"), headers.get("x-ratelimit-reset")
-        if remaining is None or not remaining.isdigit():
-            return
-        window = self._windows.setdefault(label, _KeyWindow())
-        window.remaining = int(remaining)
-        limit = headers.get("x-ratelimit-limit")
-        window.limit = int(limit) if limit is not None and limit.isdigit() else None
-        seconds = reset_in_seconds(reset) if reset else None
-        window.reset_at = time.monotonic() + seconds if seconds is not None else None
-
-    def before(self, label: str, needed: int = 1) -> None:
-        window = self._windows.get(label)
-        if window is None or window.remaining is None or window.remaining >= needed:
-            return
-        if window.reset_at is None:
-            return
-        expected = self.expected_limits.get(label)
-        if expected is not None and window.limit is not None and window.limit < expected:
-            return
-        wait = min(self.max_wait, window.reset_at - time.monotonic() + 0.25)
-        if wait > 0:
-            self._sleep(wait)
-            self.waited += wait
-        window.remaining, window.reset_at = None, None
-
-
-def reset_in_seconds(value: str, now: float | None = None) -> float | None:
-    """X-RateLimit-Reset as seconds from now: epoch seconds (GitHub's convention) or a delta
-    (early IETF drafts). None if it is neither a number nor plausible."""
-    try:
-        number = float(value)
-    except ValueError:
-        return None
-    now = time.time() if now is None else now
-    if number > 1e9:
-        return max(0.0, number - now)
-    return max(0.0, number)
 
 
 class Budget:
@@ -293,12 +252,17 @@ class ApiClient:
         self.pacer = pacer or Pacer()
         self.on_exchange = on_exchange
         self.breaker = TargetBreaker(self.limits)
-        self.on_external: Callable[[str, int], None] | None = None
         self.unended: Exchange | None = None  # the first stream cut at its cap (StreamsDoNotEnd)
         self.sent: dict[str, int] = {}
         # Transport failures in a row per endpoint: a target whose chat endpoint hangs fails
         # fast after a few, while its other endpoints are still checked.
         self.consecutive_failures: dict[str, int] = {}
+        # Requests at once per identity in `gather` (a plan's concurrency, less one slot for a
+        # server that frees slots a moment late); one where nothing says more.
+        self.concurrency: dict[str, int] = {}
+        # Checks may send one identity's independent requests from several threads (`gather`):
+        # the counts, breakers, budget and evidence are updated under this lock.
+        self._lock = threading.RLock()
         self._http = self._new_http()
 
     def _new_http(self) -> httpx.Client:
@@ -323,14 +287,24 @@ class ApiClient:
 
     def count_sent(self, label: str, key: str, n: int = 1) -> None:
         """Requests sent for this run by another client (the SDK checks), as `label`, with the
-        identity `key`: counted like our own, and told to whoever watches a key's traffic (our
-        own reach it as exchanges, through `on_exchange`)."""
+        identity `key`: counted like our own, in the run's count and in the key's window."""
         self._count(label, n)
-        if self.on_external is not None and n:
-            self.on_external(key, n)
+        if n:
+            self.pacer.sent(key, n)
 
     def _count(self, label: str, n: int = 1) -> None:
-        self.sent[label] = self.sent.get(label, 0) + n
+        with self._lock:
+            self.sent[label] = self.sent.get(label, 0) + n
+
+    def gather(self, calls: Sequence[Callable[[], T]], *, key: str) -> list[T]:
+        """Run independent requests of one identity at once (each call sends one and reads it
+        to the end), within its plan's concurrency; results in the order of `calls`. The
+        pacer still spaces them within the plan's requests/min."""
+        workers = max(1, min(len(calls), self.concurrency.get(key, 1)))
+        if workers == 1:
+            return [call() for call in calls]
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="opconform") as pool:
+            return list(pool.map(lambda call: call(), calls))
 
     def has_key(self, label: str) -> bool:
         return label in self.keys
@@ -354,10 +328,16 @@ class ApiClient:
         pace: bool = True,
     ) -> Exchange:
         """Send one request as `key` (a label: main, alt, pro, restricted ...; None: no
-        Authorization header unless `authorization` gives one verbatim) and read it to the end."""
+        Authorization header unless `authorization` gives one verbatim) and read it to the end.
+
+        A 429 this request did not ask for (`allow_429` false) that the plan explains (the
+        window was spent by the run, or perhaps by another client or an earlier run) makes the
+        run wait for the reset the target named, or the documented window, and send it once
+        more; one the plan does not explain raises UnexpectedRateLimit."""
         if stream and self.unended is not None:
             raise StreamsDoNotEnd(self.unended)
-        exchange = self._send(
+        send = functools.partial(
+            self._send,
             method,
             path,
             key=key,
@@ -367,10 +347,35 @@ class ApiClient:
             authorization=authorization,
             stream=stream,
             pace=pace,
-        ).collect()
-        if exchange.status == 429 and not allow_429:
+        )
+        exchange = send().collect()
+        if exchange.status != 429 or allow_429:
+            return exchange
+        label = key or "anonymous"
+        if exchange.below_plan:
             raise UnexpectedRateLimit(exchange)
-        return exchange
+        self._wait_out(label, exchange)
+        again = send().collect()
+        if again.status == 429:
+            raise UnexpectedRateLimit(again)
+        return again
+
+    def _wait_out(self, label: str, exchange: Exchange) -> None:
+        """Wait as a 429 the plan explains asks; LimitSpent when its reset is out of reach."""
+        info = read_rate_headers(exchange.headers)
+        remaining = info.remaining if info is not None else None
+        if _about_tokens(exchange) or (remaining is not None and remaining > 0):
+            wait = retry_after_seconds(exchange.headers)
+            if _about_tokens(exchange) or (wait is not None and wait > self.pacer.window):
+                raise LimitSpent(
+                    f"{exchange.describe()} for a limit other than requests/min "
+                    f"(Retry-After {exchange.header('retry-after')!r}): the run cannot wait "
+                    "for it"
+                )
+        try:
+            self.pacer.wait_out_429(label, exchange.headers)
+        except PacingStopped as exc:
+            raise LimitSpent(str(exc)) from None
 
     def hold_stream(self, body: dict[str, Any], *, key: str = "main") -> Transfer:
         """Open a streamed completion and return once its headers (and first event, if it is a
@@ -478,12 +483,16 @@ class ApiClient:
         )
         label = key or "anonymous"
         if pace:
-            self.pacer.before(label)
+            try:
+                self.pacer.before(label)
+            except PacingStopped as exc:
+                raise LimitSpent(str(exc)) from None
         transfer = Transfer(
             self, method, path, label if key else None, request_headers, content or b"", stream
         )
         transfer.start()
         self._count(label)
+        self.pacer.sent(label)
         return transfer
 
     # What a Transfer asks of its client: a response to read, a fresh connection pool when the
@@ -510,13 +519,20 @@ class ApiClient:
         by the target, at a deadline or a cap, or abandoned by the check that held it): the
         breakers (a disconnect of our own is no failure of the target), the pacer, the token
         budget, then the evidence and the invariants (`on_exchange`)."""
+        with self._lock:
+            self._settle(exchange)
+
+    def _settle(self, exchange: Exchange) -> None:
         self.breaker.record(exchange)
         endpoint = _endpoint(exchange.method, exchange.path)
         if _failed(exchange):
             self.consecutive_failures[endpoint] = self.consecutive_failures.get(endpoint, 0) + 1
         else:
             self.consecutive_failures[endpoint] = 0
-        self.pacer.observe(exchange.key_label or "anonymous", exchange.headers)
+        label = exchange.key_label or "anonymous"
+        self.pacer.observe(label, exchange.status, exchange.headers)
+        if exchange.status == 429:
+            self._judge_429(label, exchange)
         self._account_tokens(exchange)
         if exchange.error_kind == "stream-cap" and not exchange.aborted and self.unended is None:
             self.unended = exchange
@@ -528,6 +544,28 @@ class ApiClient:
             self.discard_connections()
         if self.on_exchange is not None:
             self.on_exchange(exchange)
+
+    def _judge_429(self, label: str, exchange: Exchange) -> None:
+        """Say whether the plan explains a 429, before the evidence and the invariants see it."""
+        info = read_rate_headers(exchange.headers)
+        if _about_tokens(exchange):
+            exchange.limit_note = "a tokens/day (quota) refusal"
+            return
+        if info is not None and info.remaining is not None and info.remaining > 0:
+            exchange.limit_note = (
+                f"not the requests/min limit ({info.convention} Remaining {info.remaining})"
+            )
+            return
+        explained = self.pacer.explains_429(label)
+        if explained is not None:
+            exchange.limit_note = f"the plan explains it: {explained}"
+            return
+        exchange.below_plan = True
+        exchange.limit_note = (
+            f"429 after {self.pacer.recent(label) - 1} requests on the {label} key in a window "
+            f"the run saw from its start; {self.pacer.describe(label)} allows "
+            f"{self.pacer.limit_of(label)}"
+        )
 
 
 class Transfer:
@@ -795,6 +833,10 @@ class Transfer:
             inbox.put(("error", _describe_transport_error(exc), time.perf_counter()))
         except Exception as exc:  # the worker must always report, whatever broke
             inbox.put(("error", f"{exc.__class__.__name__}: {exc}", time.perf_counter()))
+
+
+def _about_tokens(exchange: Exchange) -> bool:
+    return about_tokens(exchange.body[:400].decode("utf-8", errors="replace"))
 
 
 def _endpoint(method: str, path: str) -> str:

@@ -22,7 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from opconform import slo as slo_grammar
-from opconform.contract import IDENTITY_BY_LABEL, PLAN_NAMES, PLANS, PlanLimits, parse_duration
+from opconform.contract import (
+    IDENTITY_BY_LABEL,
+    PLAN_NAMES,
+    PLANS,
+    WINDOW_SECONDS,
+    PlanLimits,
+    parse_duration,
+)
 from opconform.exitcodes import UsageError
 from opconform.transport import TransportSettings, split_headers
 
@@ -38,6 +45,7 @@ class Option:
     choices: tuple[str, ...] | None = None
     aliases: tuple[str, ...] = ()  # other spellings of the flag
     metavar: str | None = None
+    normalise: Callable[[str], str] | None = None  # each value (list item), e.g. str.upper
 
     @property
     def flag(self) -> str:
@@ -156,6 +164,14 @@ OPTIONS: tuple[Option, ...] = (
         default=900.0,
     ),
     Option(
+        "window_seconds",
+        "OP_WINDOW_SECONDS",
+        "the target's requests/min window that the run paces by (the contract says 60; less only "
+        "for a test gateway started with --window-seconds)",
+        kind="float",
+        default=WINDOW_SECONDS,
+    ),
+    Option(
         "samples",
         "OP_SAMPLES",
         "streams and completions judged per property that can fail intermittently",
@@ -169,13 +185,25 @@ OPTIONS: tuple[Option, ...] = (
         kind="list",
     ),
     Option(
-        "area", "OP_AREA", "only these areas (comma-separated), e.g. auth,streaming", kind="list"
+        "area",
+        "OP_AREA",
+        "only these areas (comma-separated), e.g. auth,streaming",
+        kind="list",
+        normalise=str.lower,
     ),
     Option(
         "requirement",
         "OP_REQUIREMENT",
-        "only the checks of these requirement IDs (comma-separated), e.g. OP-STREAM-007",
+        "only the checks of these requirement IDs (comma-separated, any case), e.g. OP-STREAM-007",
         kind="list",
+        normalise=str.upper,
+    ),
+    Option(
+        "report_dir",
+        "OP_REPORT_DIR",
+        "run folder: results.json, reports, junit.xml, transcripts; must be new or empty "
+        "(default reports/runs/<timestamp>)",
+        metavar="DIR",
     ),
     Option(
         "expected_failures",
@@ -285,7 +313,7 @@ def _convert(option: Option, value: Any, source: str) -> Any:
     if option.kind == "list":  # comma-separated, and repeatable: --fault a,b --fault c
         items = value if isinstance(value, list) else [value]
         parts = [part.strip() for item in items for part in str(item).split(",")]
-        return [part for part in parts if part]
+        return [option.normalise(part) if option.normalise else part for part in parts if part]
     text = str(value)
     if option.choices and text not in option.choices:
         raise UsageError(f"{source}: {text!r} is not one of {', '.join(option.choices)}")
@@ -445,6 +473,7 @@ class Target:
     request_timeout: float
     deadline: float
     samples: int
+    window_seconds: float = WINDOW_SECONDS
     latency_slo: dict[str, float] = field(default_factory=dict)
     embedded: bool = False
     transport: TransportSettings = field(default_factory=TransportSettings)
@@ -491,6 +520,7 @@ class Target:
             latency_slo=parse_slo(values.get("latency_slo")),
             deadline=_positive(values, "deadline"),
             samples=_positive(values, "samples"),
+            window_seconds=_positive(values, "window_seconds"),
             embedded=embedded,
             transport=transport,
         )

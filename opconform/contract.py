@@ -71,9 +71,13 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
-def parse_duration(text: str, *, what: str = "duration", default_unit: str = "s") -> float:
-    """ "800ms" -> 0.8, "2m" -> 120.0, "1.5" -> 1.5 (seconds). UsageError names `what`."""
+def parse_duration(text: str, *, what: str = "duration", default_unit: str | None = "s") -> float:
+    """ "800ms" -> 0.8, "2m" -> 120.0, "1.5" -> 1.5 (seconds, or `default_unit`; with None a
+    bare number is refused). UsageError names `what`."""
     match = _DURATION.match(str(text))
     if not match:
         raise UsageError(f"{what}: expected a duration like 800ms, 30s, 5m or 1h, not {text!r}")
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2) or default_unit]
+    number, unit = match.group(1), match.group(2) or default_unit
+    if unit is None:
+        raise UsageError(f"{what}: {number} has no unit; write {number}ms or {number}s")
+    return float(number) * _UNIT_SECONDS[unit]

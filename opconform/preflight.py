@@ -1,5 +1,8 @@
-"""Can the target be reached at all? One connection (and TLS handshake) before a run starts.
+"""Checks made before a run starts anything: can the run folder be used, can the target be
+reached at all.
 
+A run folder that cannot be created (a file in its path, a parent that is not writable) or that
+already holds a run is bad usage: one line and exit 2 before pytest or Locust prints anything.
 A target that refuses connections, has no DNS name or presents a certificate that does not
 verify gives no evidence about the contract: the run ends at once with exit 3 and one line
 saying what failed, instead of a page of failed checks.
@@ -7,15 +10,69 @@ saying what failed, instead of a page of failed checks.
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import ssl
 import urllib.request
+from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
+
+from opconform.exitcodes import UsageError
 
 if TYPE_CHECKING:
     from opconform.client import Limits
     from opconform.transport import TransportSettings
+
+
+def check_report_dir(path: Path, flag: str = "--report-dir", *, empty: bool = True) -> None:
+    """UsageError unless `path` is a folder this process may write (and, with `empty`, holds
+    nothing yet), or can be made one."""
+    where = f"{flag} {path}"
+    if path.exists():
+        if not path.is_dir():
+            raise UsageError(f"{where}: exists and is not a folder")
+        if empty and any(path.iterdir()):
+            raise UsageError(f"{where} is not empty: choose a new folder")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise UsageError(f"{where}: not writable")
+        return
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(f"{where}: cannot create it, {parent} is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{where}: cannot create it, {parent} is not writable")
+
+
+def make_report_dir(path: Path, flag: str = "--report-dir") -> Path | None:
+    """Create the checked run folder. Returns the outermost folder this call created (the run
+    folder or a parent of it), None when it existed: what discard_report_dir removes."""
+    created = None
+    for folder in (path, *path.parents):
+        if folder.exists():
+            break
+        created = folder
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # checked just before; a race or a read-only file system
+        raise UsageError(f"{flag} {path}: cannot create it ({exc.strerror})") from None
+    return created
+
+
+def discard_report_dir(path: Path, created: Path | None) -> None:
+    """Leave no trace of a run that ended in a usage error: the folder as it was before (gone,
+    with the parents make_report_dir created, or empty if it was given empty)."""
+    if created is not None:
+        shutil.rmtree(created, ignore_errors=True)
+        return
+    for entry in path.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
 
 
 def _through_proxy(url: str, scheme: str, host: str) -> bool:

@@ -1,8 +1,9 @@
 """The one grammar of latency and rate thresholds (SLOs), shared by `opconform run --latency-slo`
 and `opconform load --slo`.
 
-    ttft_p95=800ms   a latency metric, a statistic (pNN or mean), a duration (ms, s, m; bare
-                     numbers are seconds, as contract.parse_duration reads them)
+    ttft_p95=800ms   a latency metric, a statistic (pNN or mean), a duration with its unit
+                     (ms, s, m): a bare number is refused, since "800" meant as milliseconds
+                     would be read as seconds and make a gate that cannot fail
     error_rate=0.01  a ratio between 0 and 1: at most this share of requests failed
     goodput_rps=5    a floor: at least this many per second (achieved_rps, output_tokens_per_s,
                      goodput_rps)
@@ -54,7 +55,7 @@ def parse_slo(spec: str | Iterable[str] | None, *, what: str = "--slo") -> dict[
             raise SloError(f"{what}: expected NAME=VALUE ({EXAMPLES}), not {item.strip()!r}")
         if split_latency(name):
             try:
-                slo[name] = parse_duration(value, what=f"{what} {name}")
+                slo[name] = parse_duration(value, what=f"{what} {name}", default_unit=None)
             except UsageError as exc:
                 raise SloError(str(exc)) from None
         elif name in RATIO_SLOS or name in FLOOR_SLOS:

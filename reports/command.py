@@ -18,7 +18,8 @@ def add_report(sub: argparse._SubParsersAction) -> None:
         help="(re)build a run's report, or diff two runs",
         description="opconform report RUN_DIR rebuilds report.html and report.md of a "
         "conformance or load run; opconform report diff OLD NEW lists what "
-        "regressed (exit 1), what was fixed and what is new.",
+        "regressed (exit 1), what improved, coverage that was lost (a check that passed and "
+        "is now disabled or gone) and what is new.",
     )
     p.add_argument("paths", nargs="+", metavar="RUN_DIR | diff OLD NEW")
     p.add_argument(
@@ -33,6 +34,11 @@ def add_report(sub: argparse._SubParsersAction) -> None:
         help="load diffs: relative change that counts as a regression (0.10)",
     )
     p.add_argument("--json", action="store_true", help="diff as JSON")
+    p.add_argument(
+        "--fail-on-lost-coverage",
+        action="store_true",
+        help="diff: exit 1 also when a check that passed is now disabled, not judged or gone",
+    )
     p.set_defaults(handler=report)
 
 
@@ -63,7 +69,8 @@ def _diff(old: Path, new: Path, args: argparse.Namespace) -> int:
             raise UsageError(f"{folder} is not a folder")
     result = diff_runs(old, new, args.tolerance)
     print(json.dumps(result, indent=2, default=str) if args.json else format_diff(result))
-    return NOT_CONFORMANT if result["regressed"] else 0
+    lost = args.fail_on_lost_coverage and result["lost_coverage"]
+    return NOT_CONFORMANT if result["regressed"] or lost else 0
 
 
 def allure_command() -> str | None:

@@ -1,4 +1,5 @@
-"""`opconform report diff OLD NEW`: what regressed, what was fixed, what is new."""
+"""`opconform report diff OLD NEW`: what regressed, what improved, what coverage was lost, what
+is new."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import Any
 from reports.render import ReportError, kind_of, load_document
 
 # Conformance statuses from good to bad, for "did it get worse".
-# Skipped or disabled is a change of coverage, listed as CHANGED, not a regression.
+# Skipped or disabled is a change of coverage, not a regression: a check that passed and is now
+# not judged at all is listed as lost coverage (LOST_COVERAGE), other moves as CHANGED.
 _RANK = {
     "PASS": 0,
     "SKIP": 0,  # runs written before INCONCLUSIVE replaced it
@@ -33,6 +35,9 @@ LOWER_IS_BETTER = [
     ("ttfb", "p95"),
 ]
 HIGHER_IS_BETTER = ["achieved_rps", "output_tokens_per_s", "goodput_rps"]
+# A check that passed and now is not judged: the gate no longer covers what it did.
+JUDGED = ("PASS", "WARN")
+NOT_JUDGED = ("DISABLED", "SKIP", "INCONCLUSIVE", "UNTESTABLE", "RETIRED")
 
 
 def diff_runs(old_dir: Path, new_dir: Path, tolerance: float = 0.10) -> dict[str, Any]:
@@ -48,7 +53,7 @@ def diff_runs(old_dir: Path, new_dir: Path, tolerance: float = 0.10) -> dict[str
 def _conformance(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     before = {c["id"]: c for c in old["checks"]}
     after = {c["id"]: c for c in new["checks"]}
-    regressed, fixed, changed = [], [], []
+    regressed, improved, changed, lost = [], [], [], []
     for check_id in sorted(set(before) & set(after)):
         was, now = before[check_id]["status"], after[check_id]["status"]
         if was == now:
@@ -62,15 +67,29 @@ def _conformance(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
         }
         if _RANK[now] > _RANK[was]:
             regressed.append(row)
+        elif was in JUDGED and now in NOT_JUDGED:
+            lost.append(row)
         elif _RANK[now] < _RANK[was]:
-            fixed.append(row)
+            improved.append(row)
         else:
             changed.append(row)
+    lost += [
+        {
+            "id": c,
+            "requirements": before[c]["requirements"],
+            "old": before[c]["status"],
+            "new": "REMOVED",
+            "message": "",
+        }
+        for c in sorted(set(before) - set(after))
+        if before[c]["status"] in JUDGED
+    ]
     return {
         "kind": "conformance",
         "verdict": {"old": old["verdict"], "new": new["verdict"]},
         "regressed": regressed,
-        "fixed": fixed,
+        "improved": improved,
+        "lost_coverage": lost,
         "changed": changed,
         "new_checks": [
             {"id": c, "status": after[c]["status"]} for c in sorted(set(after) - set(before))
@@ -87,7 +106,7 @@ def _relative(old: float | None, new: float | None) -> float | None:
 
 def _load(old: dict[str, Any], new: dict[str, Any], tolerance: float) -> dict[str, Any]:
     metrics_old, metrics_new = old.get("metrics", {}), new.get("metrics", {})
-    deltas, regressed, fixed = [], [], []
+    deltas, regressed, improved = [], [], []
     for metric, stat in LOWER_IS_BETTER:
         a = (metrics_old.get(metric) or {}).get(stat)
         b = (metrics_new.get(metric) or {}).get(stat)
@@ -97,7 +116,7 @@ def _load(old: dict[str, Any], new: dict[str, Any], tolerance: float) -> dict[st
         if change is not None and change > tolerance:
             regressed.append(row)
         elif change is not None and change < -tolerance:
-            fixed.append(row)
+            improved.append(row)
     for name in HIGHER_IS_BETTER:
         a, b = metrics_old.get(name), metrics_new.get(name)
         change = _relative(a, b)
@@ -106,7 +125,7 @@ def _load(old: dict[str, Any], new: dict[str, Any], tolerance: float) -> dict[st
         if change is not None and change < -tolerance:
             regressed.append(row)
         elif change is not None and change > tolerance:
-            fixed.append(row)
+            improved.append(row)
     a, b = metrics_old.get("error_rate"), metrics_new.get("error_rate")
     row = {
         "metric": "error_rate",
@@ -130,7 +149,7 @@ def _load(old: dict[str, Any], new: dict[str, Any], tolerance: float) -> dict[st
         if now == "fail":
             regressed.append(row)
         elif before == "fail":
-            fixed.append(row)
+            improved.append(row)
         else:
             changed.append(row)
     return {
@@ -140,7 +159,8 @@ def _load(old: dict[str, Any], new: dict[str, Any], tolerance: float) -> dict[st
         "tolerance": tolerance,
         "deltas": deltas,
         "regressed": regressed,
-        "fixed": fixed,
+        "improved": improved,
+        "lost_coverage": [],
         "changed": changed,
     }
 
@@ -159,7 +179,8 @@ def format_diff(result: dict[str, Any]) -> str:
     if result["kind"] == "conformance":
         for title, rows in (
             ("REGRESSED", result["regressed"]),
-            ("FIXED", result["fixed"]),
+            ("LOST", result["lost_coverage"]),
+            ("IMPROVED", result["improved"]),
             ("CHANGED", result["changed"]),
         ):
             for row in rows:
@@ -169,8 +190,10 @@ def format_diff(result: dict[str, Any]) -> str:
                 )
         for row in result["new_checks"]:
             lines.append(f"{'NEW':<9} {row['id']}: {row['status']}")
+        lost = {row["id"] for row in result["lost_coverage"]}
         for check_id in result["removed_checks"]:
-            lines.append(f"{'REMOVED':<9} {check_id}")
+            if check_id not in lost:
+                lines.append(f"{'REMOVED':<9} {check_id}")
     else:
         for row in result["deltas"]:
             change = row["change"]
@@ -179,22 +202,39 @@ def format_diff(result: dict[str, Any]) -> str:
                 if change is None
                 else (f"{change:+.4f}" if row["metric"] == "error_rate" else f"{change:+.1%}")
             )
+            unit = _unit(row["metric"])
             lines.append(
-                f"{row['metric']:<22} {_num(row['old']):>12} -> {_num(row['new']):>12}  {shown}"
+                f"{row['metric']:<22} {_num(row['old'], unit):>12} -> "
+                f"{_num(row['new'], unit):>12}  {shown}"
             )
         for title, rows in (
             ("REGRESSED", result["regressed"]),
-            ("IMPROVED", result["fixed"]),
+            ("IMPROVED", result["improved"]),
             ("CHANGED", result["changed"]),
         ):
             for row in rows:
                 moved = f": {row['old']} -> {row['new']}" if row["change"] is None else ""
                 lines.append(f"{title:<9} {row['metric']}{moved}")
-    lines.append(f"{len(result['regressed'])} regressed, {len(result['fixed'])} fixed")
+    lines.append(
+        f"{len(result['regressed'])} regressed, {len(result['improved'])} improved, "
+        f"{len(result['lost_coverage'])} lost coverage"
+    )
     return "\n".join(lines)
 
 
-def _num(value: Any) -> str:
+_LATENCIES = {f"{metric}_{stat}" for metric, stat in LOWER_IS_BETTER}
+
+
+def _unit(metric: str) -> str:
+    """Latencies are recorded in seconds and read in milliseconds."""
+    return "ms" if metric in _LATENCIES else ""
+
+
+def _num(value: Any, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    if unit == "ms":
+        return f"{value * 1000:.1f} ms"
     if isinstance(value, float):
         return f"{value:.4f}"
-    return "-" if value is None else str(value)
+    return str(value)

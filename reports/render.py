@@ -181,6 +181,7 @@ def conformance_context(document: dict[str, Any], run_dir: Path) -> dict[str, An
     return {
         **document,
         "partial": document.get("partial"),
+        "selection": document.get("selection"),  # runs before it was recorded: the whole suite
         "root_causes": causes,
         "reproduce": reproduction(causes, checks, document.get("target") or {}),
         "blocked_total": sum(len(c["blocked"]) for c in causes),

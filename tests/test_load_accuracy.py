@@ -152,10 +152,13 @@ def test_the_kernel_stamps_each_read_with_its_arrival() -> None:
     server = socket.create_server(("127.0.0.1", 0))
     sent: list[float] = []
     was_sent, may_close = threading.Event(), threading.Event()
+    # Bytes that arrive before the option is set carry no stamp: send only after it is.
+    stamping = threading.Event()
 
     def send() -> None:
         connection, _ = server.accept()
         with connection:
+            stamping.wait(10)
             sent.append(time.time())
             connection.sendall(b"data: 1\n\n")
             was_sent.set()
@@ -165,6 +168,7 @@ def test_the_kernel_stamps_each_read_with_its_arrival() -> None:
     thread.start()
     with socket.create_connection(server.getsockname()) as client:
         assert receive_time.enable(client)
+        stamping.set()
         assert was_sent.wait(10)
         time.sleep(0.2)  # the reader is late: the bytes wait in the kernel
         read_at = time.time()

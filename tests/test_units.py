@@ -9,9 +9,10 @@ import pytest
 from gateway import mock
 from gateway.limits import RateLimiter
 from gateway.settings import DEFAULT_PLANS, ConfigError, load_config
-from opconform.client import Budget, BudgetExhausted, Pacer, reset_in_seconds
+from opconform.client import Budget, BudgetExhausted
 from opconform.config import Target, parse_slo, resolve
 from opconform.exitcodes import UsageError
+from opconform.ratelimit import Pacer, reset_in_seconds
 from opconform.redact import Redactor
 
 
@@ -107,7 +108,7 @@ def test_reset_classification_budget_and_pacer() -> None:
         budget.reserve(16)
     slept: list[float] = []
     pacer = Pacer(sleep=slept.append)
-    pacer.observe("main", {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "3"})
+    pacer.observe("main", 200, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "3"})
     pacer.before("main")
     assert slept and 2.5 < slept[0] <= 3.3
 

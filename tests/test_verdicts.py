@@ -177,22 +177,23 @@ def test_invariants_leave_a_situation_to_the_checks_that_provoke_it() -> None:
     assert "OP-STREAM-007" in invariants.broken()
 
 
-def test_a_429_far_below_the_plan_is_a_limit_below_the_plan() -> None:
-    invariants = Invariants({"main": 60})
-    ok = _stream()
-    ok.key_label = "main"
-    for _ in range(3):
-        invariants.observe(ok, Context())
-    refused = _stream()
-    refused.key_label, refused.status, refused.body = "main", 429, b'{"error":{}}'
-    invariants.observe(refused, Context())
+def test_only_a_429_the_plan_does_not_explain_is_a_limit_below_the_plan() -> None:
+    """The client's pacer judges each 429 (below_plan, limit_note); the invariant counts only
+    those it could not explain, and never a tokens/day refusal."""
+    invariants = Invariants()
+    explained = _stream()
+    explained.key_label, explained.status, explained.body = "main", 429, b'{"error":{}}'
+    explained.limit_note = "the plan explains it: the run sent 60 requests in the last minute"
+    invariants.observe(explained, Context())
+    assert "OP-RL-007" not in invariants.broken()
+    below = _stream()
+    below.key_label, below.status, below.body = "main", 429, b'{"error":{}}'
+    below.below_plan, below.limit_note = True, "429 after 3 requests on the main key"
+    invariants.observe(below, Context())
     assert "OP-RL-007" in invariants.broken()
-    quota = _stream()
-    quota.key_label, quota.status = "main", 429
-    quota.body = b'{"error":{"message":"daily token quota spent"}}'
-    other = Invariants({"main": 60})
-    other.observe(quota, Context())
-    assert "OP-RL-007" not in other.broken()  # tokens/day, not requests/min
+    owned = Invariants()
+    owned.observe(below, Context(frozenset({"OP-RL-010"})))  # the concurrency cap's own 429
+    assert "OP-RL-007" not in owned.broken()
 
 
 @pytest.mark.parametrize("scheme", ["Bearer", "Basic"])

@@ -1,0 +1,347 @@
+"""Rate limits as a client meets them: the header conventions a target may speak, and the pacer
+that keeps each identity of a run inside its plan's documented limit.
+
+The contract's headers are `X-RateLimit-Limit/-Remaining/-Reset`. Targets in the field also send
+OpenAI's per-resource names (`x-ratelimit-limit-requests`, ... with reset as a duration such as
+"6m0s") or the IETF httpapi draft's structured fields (`RateLimit-Policy: "permin";q=60;w=60`,
+`RateLimit: "permin";r=59;t=30`), and `Retry-After` (seconds or an HTTP date) or `retry-after-ms`
+on a 429. `read_rate_headers` reads all of them into one `RateInfo`; the checks still require the
+contract's own names, and say which other convention they found.
+
+The pacer sets the pace from the plan, not from the server (as Locust's `constant_pacing` and
+k6's constant-arrival-rate do): an identity never has more requests in any trailing window than
+its plan allows, which no fixed-window, sliding-window or token-bucket limiter of that size
+refuses. Headers can only make it slower (Remaining 0 until Reset, Retry-After after a 429).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from opconform.contract import RATE_HEADERS, WINDOW_SECONDS
+
+CONTRACT = "X-RateLimit-*"
+OPENAI = "OpenAI's x-ratelimit-*-requests"
+IETF = "the IETF draft's RateLimit/RateLimit-Policy"
+OPENAI_HEADERS = (
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-reset-requests",
+)
+
+
+@dataclass(frozen=True)
+class RateInfo:
+    """What a response says about its key's request limit, in whichever convention."""
+
+    convention: str  # CONTRACT, OPENAI or IETF
+    limit: int | None = None
+    remaining: int | None = None
+    reset_seconds: float | None = None  # from the moment the response was read
+
+    def mapped(self) -> str:
+        """What the contract's headers would have said."""
+        parts = [
+            f"X-RateLimit-Limit {self.limit}" if self.limit is not None else None,
+            f"X-RateLimit-Remaining {self.remaining}" if self.remaining is not None else None,
+            f"X-RateLimit-Reset in {self.reset_seconds:g}s"
+            if self.reset_seconds is not None
+            else None,
+        ]
+        return ", ".join(part for part in parts if part) or "nothing usable"
+
+
+def reset_in_seconds(value: str, now: float | None = None) -> float | None:
+    """X-RateLimit-Reset as seconds from now: epoch seconds (GitHub's convention) or a delta
+    (early IETF drafts). None if it is neither a number nor plausible."""
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    now = time.time() if now is None else now
+    if number > 1e9:
+        return max(0.0, number - now)
+    return max(0.0, number)
+
+
+_GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_GO_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def duration_seconds(value: str) -> float | None:
+    """OpenAI's reset durations ("1s", "6m0s", "12ms", "1h2m3.5s"); a bare number is seconds."""
+    text = value.strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    parts = _GO_DURATION.findall(text)
+    if not parts or "".join(number + unit for number, unit in parts) != text:
+        return None
+    return sum(float(number) * _GO_UNITS[unit] for number, unit in parts)
+
+
+def _integer(value: str | None) -> int | None:
+    if value is None:
+        return None
+    text = value.strip()
+    return int(text) if text.isdigit() else None
+
+
+def _structured_params(value: str) -> list[dict[str, str]]:
+    """An IETF structured-field list ('"permin";q=60;w=60, "day";q=1000') as parameter maps."""
+    items = []
+    for member in value.split(","):
+        params = {}
+        for part in member.split(";")[1:]:
+            name, _, raw = part.strip().partition("=")
+            params[name.strip().lower()] = raw.strip().strip('"')
+        items.append(params)
+    return items
+
+
+def read_rate_headers(headers: Mapping[str, str], now: float | None = None) -> RateInfo | None:
+    """The first convention present, in the contract's order of preference. Header names must
+    be lower case (the client stores them so)."""
+    if any(name in headers for name in RATE_HEADERS):
+        reset = headers.get("x-ratelimit-reset")
+        return RateInfo(
+            CONTRACT,
+            _integer(headers.get("x-ratelimit-limit")),
+            _integer(headers.get("x-ratelimit-remaining")),
+            reset_in_seconds(reset, now) if reset else None,
+        )
+    if any(name in headers for name in OPENAI_HEADERS):
+        reset = headers.get("x-ratelimit-reset-requests")
+        return RateInfo(
+            OPENAI,
+            _integer(headers.get("x-ratelimit-limit-requests")),
+            _integer(headers.get("x-ratelimit-remaining-requests")),
+            duration_seconds(reset) if reset else None,
+        )
+    state = headers.get("ratelimit")
+    if state is not None or "ratelimit-policy" in headers:
+        policies = _structured_params(headers.get("ratelimit-policy", ""))
+        current = _structured_params(state or "")
+        quota = _integer(policies[0].get("q")) if policies else None
+        remaining = _integer(current[0].get("r")) if current else None
+        until = _integer(current[0].get("t")) if current else None
+        return RateInfo(IETF, quota, remaining, float(until) if until is not None else None)
+    return None
+
+
+def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """The wait a 429 asks for, as the SDKs read it: `retry-after-ms`, then `Retry-After` in
+    seconds (decimals allowed) or as an HTTP date."""
+    millis = headers.get("retry-after-ms")
+    if millis is not None:
+        try:
+            return max(0.0, float(millis) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when - (time.time() if now is None else now))
+
+
+def other_convention(headers: Mapping[str, str]) -> str | None:
+    """For a check of the contract's headers that failed: the convention the target speaks
+    instead, and what it would map to; None when it sends none."""
+    info = read_rate_headers(headers)
+    if info is None or info.convention == CONTRACT:
+        return None
+    return f"found {info.convention} instead ({info.mapped()})"
+
+
+# ---------------------------------------------------------------------------- the pacer
+class PacingStopped(Exception):
+    """Waiting for a key's window would pass the run's deadline."""
+
+
+@dataclass
+class _Identity:
+    limit: int | None  # requests per window; None: the plan states none (Enterprise unknown)
+    plan: str
+    sent: deque[float]
+    blocked_until: float = 0.0
+    header_limit: int | None = None
+    # From this moment on, every request the key has seen in a window is one the run sent (the
+    # window was observed from its start): a 429 then is evidence about the limit.
+    observed_from: float = 0.0
+    waiting_since: float | None = None
+
+
+class Pacer:
+    """Keeps each identity within its plan: at most `limit` requests of the run in any trailing
+    window, and no request before a Reset or Retry-After the target asked for. Thread-safe: the
+    run may send one identity's requests from several threads."""
+
+    def __init__(
+        self,
+        limits: Mapping[str, tuple[str, int | None]] | None = None,
+        *,
+        window: float = WINDOW_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        time_left: Callable[[], float | None] = lambda: None,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> None:
+        self.window = window
+        self._clock = clock
+        self._sleep = sleep
+        self._time_left = time_left
+        self.on_wait = on_wait
+        self._lock = threading.Lock()
+        started = clock()
+        self._identities: dict[str, _Identity] = {}
+        for label, (plan, limit) in (limits or {}).items():
+            # What other clients (or an earlier run) sent before this run is unknown for one
+            # window; after that, every request in a trailing window is the run's own.
+            self._identities[label] = _Identity(limit, plan, deque(), observed_from=started)
+        self.waited = 0.0
+        self.waits: list[str] = []
+
+    def _identity(self, label: str) -> _Identity:
+        identity = self._identities.get(label)
+        if identity is None:
+            identity = self._identities[label] = _Identity(
+                None, "unknown", deque(), observed_from=self._clock()
+            )
+        return identity
+
+    def limit_of(self, label: str) -> int | None:
+        return self._identity(label).limit
+
+    def describe(self, label: str) -> str:
+        identity = self._identity(label)
+        plan = identity.plan.capitalize()
+        rate = f"{identity.limit} requests/min" if identity.limit else "no stated limit"
+        return f"the {label} key ({plan}: {rate})"
+
+    def _prune(self, identity: _Identity, now: float) -> None:
+        while identity.sent and identity.sent[0] <= now - self.window:
+            identity.sent.popleft()
+
+    def recent(self, label: str) -> int:
+        """The run's requests on this key in the trailing window."""
+        with self._lock:
+            identity = self._identity(label)
+            self._prune(identity, self._clock())
+            return len(identity.sent)
+
+    def _delay(self, identity: _Identity, needed: int, now: float, fresh: bool) -> float:
+        self._prune(identity, now)
+        delay = max(0.0, identity.blocked_until - now)
+        limit = identity.limit
+        if identity.header_limit is not None and limit is not None:
+            # A key whose headers state a lower limit than its plan is not waited for beyond
+            # the plan: waiting would hide that deviation (OP-RL-004/007 judge it).
+            limit = max(limit, identity.header_limit)
+        if fresh and identity.sent:
+            delay = max(delay, identity.sent[-1] + self.window - now)
+        elif limit is not None and identity.sent and len(identity.sent) + needed > limit:
+            # The oldest requests that must leave the window before `needed` more fit in it.
+            index = min(len(identity.sent) - 1, max(0, len(identity.sent) + needed - limit - 1))
+            delay = max(delay, identity.sent[index] + self.window - now)
+        return delay
+
+    def before(self, label: str, needed: int = 1, *, fresh: bool = False, why: str = "") -> None:
+        """Wait until `needed` more requests on this key fit in its plan's window (with `fresh`:
+        until none of the run's requests is left in it, so a check sees a window from its
+        start) and any Reset or Retry-After has passed."""
+        with self._lock:
+            identity = self._identity(label)
+            delay = self._delay(identity, needed, self._clock(), fresh)
+        if delay <= 0:
+            return
+        left = self._time_left()
+        reason = why or (
+            "a fresh window" if fresh else f"room for {needed} request(s) in its window"
+        )
+        message = f"waiting {delay:.0f}s for {self.describe(label)}: {reason}"
+        if left is not None and delay > left:
+            raise PacingStopped(f"{message}, but the run's --deadline comes first")
+        self.waits.append(message)
+        if self.on_wait is not None and delay >= 1:
+            self.on_wait(message)
+        self._sleep(delay)
+        self.waited += delay
+
+    def sent(self, label: str, n: int = 1) -> None:
+        """Requests that left for this key (paced or not, ours or an SDK's)."""
+        with self._lock:
+            identity = self._identity(label)
+            now = self._clock()
+            identity.sent.extend([now] * n)
+
+    def observe(self, label: str, status: int | None, headers: Mapping[str, str]) -> None:
+        """Slow down on what the target says: Remaining 0 until Reset; Retry-After on a 429."""
+        info = read_rate_headers(headers)
+        now = self._clock()
+        with self._lock:
+            identity = self._identity(label)
+            if info is not None:
+                identity.header_limit = info.limit
+                if info.remaining == 0 and info.reset_seconds is not None:
+                    until = now + min(info.reset_seconds, self.window) + 0.25
+                    identity.blocked_until = max(identity.blocked_until, until)
+            if status == 429:
+                wait = retry_after_seconds(headers)
+                if wait is not None:
+                    identity.blocked_until = max(identity.blocked_until, now + wait)
+
+    def explains_429(self, label: str) -> str | None:
+        """Why a 429 on this key is no evidence of a limit below the plan (the window is spent
+        by the run, or may have been by another client or an earlier run), else None: the run
+        had sent fewer than the plan allows in a window it observed from its start."""
+        with self._lock:
+            identity = self._identity(label)
+            now = self._clock()
+            self._prune(identity, now)
+            if identity.limit is None:
+                return "the key's plan states no requests/min"
+            if len(identity.sent) >= identity.limit:
+                return f"the run sent {len(identity.sent)} requests in the last minute"
+            if now < identity.observed_from + self.window:
+                return (
+                    "the window may have been spent by another client or an earlier run "
+                    "(the run has not yet seen one from its start)"
+                )
+            return None
+
+    def wait_out_429(self, label: str, headers: Mapping[str, str]) -> None:
+        """After a 429 the plan explains: wait for the reset the target named (Retry-After,
+        Reset) or else the documented window, then count the window as observed."""
+        wait = retry_after_seconds(headers)
+        info = read_rate_headers(headers)
+        if wait is None and info is not None and info.reset_seconds is not None:
+            wait = info.reset_seconds
+        if wait is None or wait > self.window:
+            wait = self.window
+        with self._lock:
+            identity = self._identity(label)
+            identity.blocked_until = max(identity.blocked_until, self._clock() + wait + 0.25)
+        self.before(label, why="its window was spent before this run's requests (429)")
+        with self._lock:
+            identity.observed_from = min(identity.observed_from, self._clock() - self.window)
+
+
+def about_tokens(text: str) -> bool:
+    """A 429 body that speaks of tokens or a daily quota, not of requests per minute."""
+    lowered = text.lower()
+    return any(word in lowered for word in ("token", "quota", "per day", "daily"))

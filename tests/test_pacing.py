@@ -1,0 +1,242 @@
+"""Real limits: the header conventions, the plan-paced Pacer, and runs with one Free key against
+gateways that limit with, and without, the contract's headers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway.embedded import EmbeddedGateway
+from opconform.ratelimit import (
+    CONTRACT,
+    IETF,
+    OPENAI,
+    Pacer,
+    PacingStopped,
+    duration_seconds,
+    other_convention,
+    read_rate_headers,
+    retry_after_seconds,
+)
+from tests.conftest import SuiteRun, run_suite
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def _pacer(clock: FakeClock, limit: int = 3, **extra: Any) -> Pacer:
+    return Pacer({"main": ("free", limit)}, window=60, clock=clock, sleep=clock.sleep, **extra)
+
+
+# ---------------------------------------------------------------------------- conventions
+def test_three_conventions_read_alike() -> None:
+    contract = read_rate_headers(
+        {
+            "x-ratelimit-limit": "60",
+            "x-ratelimit-remaining": "59",
+            "x-ratelimit-reset": "1700000030",
+        },
+        now=1700000000.0,
+    )
+    assert contract is not None and contract.convention == CONTRACT
+    assert (contract.limit, contract.remaining, contract.reset_seconds) == (60, 59, 30)
+    openai = read_rate_headers(
+        {
+            "x-ratelimit-limit-requests": "60",
+            "x-ratelimit-remaining-requests": "0",
+            "x-ratelimit-reset-requests": "6m0s",
+        }
+    )
+    assert openai is not None and openai.convention == OPENAI
+    assert (openai.limit, openai.remaining, openai.reset_seconds) == (60, 0, 360)
+    ietf = read_rate_headers(
+        {"ratelimit-policy": '"permin";q=60;w=60', "ratelimit": '"permin";r=12;t=41'}
+    )
+    assert ietf is not None and ietf.convention == IETF
+    assert (ietf.limit, ietf.remaining, ietf.reset_seconds) == (60, 12, 41)
+    assert read_rate_headers({"content-type": "application/json"}) is None
+
+
+def test_other_convention_is_named_with_its_mapping() -> None:
+    found = other_convention(
+        {"x-ratelimit-limit-requests": "60", "x-ratelimit-remaining-requests": "7"}
+    )
+    assert found is not None and "OpenAI" in found and "X-RateLimit-Remaining 7" in found
+    assert other_convention({"x-ratelimit-limit": "60"}) is None  # the contract's own
+    assert other_convention({}) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("1s", 1.0), ("6m0s", 360.0), ("12ms", 0.012), ("1h2m3.5s", 3723.5), ("20", 20.0)],
+)
+def test_openai_reset_durations(text: str, seconds: float) -> None:
+    assert duration_seconds(text) == pytest.approx(seconds)
+
+
+def test_openai_reset_duration_garbage() -> None:
+    assert duration_seconds("soon") is None
+    assert duration_seconds("5x") is None
+
+
+def test_retry_after_as_the_sdks_read_it() -> None:
+    assert retry_after_seconds({"retry-after-ms": "1500", "retry-after": "9"}) == 1.5
+    assert retry_after_seconds({"retry-after": "2.5"}) == 2.5
+    date = "Wed, 21 Oct 2015 07:28:30 GMT"
+    assert retry_after_seconds({"retry-after": date}, now=1445412480.0) == 30
+    assert retry_after_seconds({}) is None
+
+
+# ---------------------------------------------------------------------------- the pacer
+def test_pacer_keeps_the_plan_in_any_trailing_window() -> None:
+    clock = FakeClock()
+    pacer = _pacer(clock)
+    for _ in range(3):
+        pacer.before("main")
+        pacer.sent("main")
+        clock.now += 1
+    assert clock.slept == []
+    pacer.before("main")  # the fourth waits until the first leaves the window
+    assert clock.slept == [pytest.approx(57.0)]
+    assert "waiting 57s for the main key (Free: 3 requests/min)" in pacer.waits[0]
+
+
+def test_pacer_goes_slower_on_headers_never_faster() -> None:
+    clock = FakeClock()
+    pacer = _pacer(clock, limit=100)
+    pacer.sent("main")
+    pacer.observe("main", 200, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "10"})
+    pacer.before("main")
+    assert clock.slept == [pytest.approx(10.25)]
+    # A Remaining above what the plan allows does not let it send more than the plan.
+    pacer.observe("main", 200, {"x-ratelimit-limit": "1000", "x-ratelimit-remaining": "999"})
+    assert pacer.recent("main") == 1
+
+
+def test_pacer_fresh_window_and_deadline() -> None:
+    clock = FakeClock()
+    pacer = _pacer(clock, limit=60, time_left=lambda: 5.0)
+    pacer.sent("main")
+    with pytest.raises(PacingStopped, match="deadline"):
+        pacer.before("main", fresh=True)
+
+
+def test_a_429_is_explained_until_the_run_has_seen_a_whole_window() -> None:
+    clock = FakeClock()
+    pacer = _pacer(clock, limit=60)
+    pacer.sent("main")
+    # In the run's first minute, another client (or an earlier run) may have spent the window.
+    assert "earlier run" in (pacer.explains_429("main") or "")
+    clock.now += 61
+    pacer.sent("main", 3)
+    assert pacer.explains_429("main") is None  # 3 of 60 in a window the run saw: below plan
+    pacer.sent("main", 57)
+    assert "the run sent 60" in (pacer.explains_429("main") or "")
+
+
+def test_waiting_out_a_429_makes_the_next_window_observed() -> None:
+    clock = FakeClock()
+    pacer = _pacer(clock, limit=60)
+    pacer.sent("main")
+    pacer.wait_out_429("main", {"retry-after": "20"})
+    assert clock.slept and clock.slept[0] == pytest.approx(20.25)
+    assert pacer.explains_429("main") is None  # a second 429 now is evidence
+
+
+# ---------------------------------------------------------------------------- whole runs
+# The gateway's and the run's window are 4 s instead of 60 (both options exist for tests):
+# the run paces exactly as with the contract's minute, only 15 times faster.
+WINDOW = "4"
+
+
+def _free_run(gateway: EmbeddedGateway, folder: Path, *extra: str) -> SuiteRun:
+    env = {
+        "OP_BASE_URL": gateway.env["OP_BASE_URL"],
+        "OP_API_KEY": gateway.env["OP_API_KEY"],
+        "OP_PLAN": "free",
+    }
+    return run_suite(env, folder, "--window-seconds", WINDOW, *extra, timeout=240)
+
+
+def _spend_window(gateway: EmbeddedGateway) -> None:
+    """Another client uses up the main key's window (a bounded loop, loopback only)."""
+    headers = {"authorization": f"Bearer {gateway.env['OP_API_KEY']}"}
+    with httpx.Client(base_url=gateway.env["OP_BASE_URL"], timeout=5) as http:
+        for _ in range(100):
+            if http.get("/models", headers=headers).status_code == 429:
+                return
+    raise AssertionError("the gateway never refused the main key")
+
+
+def _not_judged(run: SuiteRun) -> list[str]:
+    return [
+        f"{c['status']} {c['id']}: {c['message'][:160]}"
+        for c in run.results["checks"]
+        if c["status"] in ("ERROR", "INCONCLUSIVE")
+    ]
+
+
+@pytest.mark.slow
+def test_one_free_key_twice_in_a_row(tmp_path: Path) -> None:
+    """The CI user's configuration: one URL, one Free key. Both runs reach a verdict, the
+    second although the first spent the key's window; identities it lacks are DISABLED."""
+    with EmbeddedGateway(["--window-seconds", WINDOW]) as gateway:
+        first = _free_run(gateway, tmp_path / "first")
+        _spend_window(gateway)  # as another client would, right before the second run
+        second = _free_run(gateway, tmp_path / "second")
+    for run in (first, second):
+        assert run.code == 0, (run.stdout[-2000:], _not_judged(run))
+        assert not _not_judged(run)
+    disabled = {c["id"]: c["message"] for c in first.results["checks"] if c["status"] == "DISABLED"}
+    assert any("--alt-api-key" in why for why in disabled.values())
+    assert any("--restricted-api-key" in why for why in disabled.values())
+    assert first.results["requests_sent"].get("main", 0) > 60  # more than one window's worth
+    # The earlier run's window: waited for, and said so (console and results.json).
+    assert any("429" in wait for wait in second.results["pacing"]["waits"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", ["ratelimit-headers-off", "ratelimit-headers-openai"])
+def test_limits_without_the_contract_headers(tmp_path: Path, fault: str) -> None:
+    """A gateway that limits as the plan says but without X-RateLimit-*: only the header
+    requirement is a root cause; nothing ERRORs and the limit itself still passes."""
+    with EmbeddedGateway(["--window-seconds", WINDOW, "--fault", fault]) as gateway:
+        run = _free_run(gateway, tmp_path / fault)
+    assert run.code == 1, run.stdout[-2000:]
+    assert not _not_judged(run)
+    roots = {cause["requirement"] for cause in run.results["root_causes"]}
+    assert roots == {"OP-RL-001"}
+    statuses = {r["id"]: r["status"] for r in run.results["requirements"]}
+    assert statuses["OP-RL-007"] == "PASS"
+    if fault == "ratelimit-headers-openai":
+        message = next(c for c in run.results["root_causes"])["message"]
+        assert "found OpenAI's x-ratelimit-*-requests instead" in message
+
+
+@pytest.mark.slow
+def test_a_pro_key_run_as_free_fails_the_limit_not_the_run(tmp_path: Path) -> None:
+    """--plan that does not match the key: the limit requirement says so, no ERROR cascade."""
+    with EmbeddedGateway(["--window-seconds", WINDOW]) as gateway:
+        env = {
+            "OP_BASE_URL": gateway.env["OP_BASE_URL"],
+            "OP_API_KEY": gateway.env["OP_PRO_API_KEY"],
+            "OP_PLAN": "free",
+        }
+        run = run_suite(env, tmp_path / "mismatch", "--window-seconds", WINDOW, timeout=240)
+    assert run.code == 1, run.stdout[-2000:]
+    assert not _not_judged(run)
+    roots = {cause["requirement"] for cause in run.results["root_causes"]}
+    assert "OP-RL-004" in roots  # X-RateLimit-Limit 600 for a key run as Free (60)
