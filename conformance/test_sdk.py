@@ -217,6 +217,7 @@ def _go_typed_errors(api: ApiClient, bulk_key: str, target: Target, library: str
 
 
 @requirement("OP-SDK-006")
+@pytest.mark.needs("OP-STREAM-007")  # an SDK stream waits for [DONE] too
 def test_go_openai_lists_completes_streams(
     api: ApiClient, bulk_key: str, model: str, target: Target
 ) -> None:
@@ -230,6 +231,7 @@ def test_go_openai_returns_typed_errors(api: ApiClient, bulk_key: str, target: T
 
 
 @requirement("OP-SDK-008")
+@pytest.mark.needs("OP-STREAM-007")  # an SDK stream waits for [DONE] too
 def test_openai_go_lists_completes_streams(
     api: ApiClient, bulk_key: str, model: str, target: Target
 ) -> None:
