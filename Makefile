@@ -50,7 +50,7 @@ test-quick: setup
 	$(BIN)/python -m pytest -m "not slow"
 
 # The whole default suite against every fault and combination, exact root causes asserted
-# (~13 min on 2 cores, shared): not part of `make test` or .ci/run.
+# (8-13 min on 2 shared cores): not part of `make test` or .ci/run.
 test-nightly: setup
 	$(BIN)/python -m pytest -m "nightly or not nightly" -k full_run tests/test_mutation_matrix.py
 
