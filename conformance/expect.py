@@ -10,7 +10,14 @@ from typing import Any
 from opconform.client import Exchange
 from opconform.contract import RATE_HEADERS
 from opconform.ratelimit import other_convention
+from opconform.text import elide
 from schemas.loader import validator
+
+
+def _showing(error: AssertionError, exchange: Exchange) -> AssertionError:
+    """The failure, with the exchange that shows it (the report's evidence and replay line)."""
+    error.exchange = exchange  # type: ignore[attr-defined]
+    return error
 
 
 class Deviation(AssertionError):
@@ -30,12 +37,15 @@ def preview(exchange: Exchange, size: int = 200) -> str:
     return f"{exchange.status} {exchange.content_type or '(no content-type)'}: {body!r}"
 
 
-def status(exchange: Exchange, expected: int | Iterable[int]) -> None:
+def status(exchange: Exchange, expected: int | Iterable[int], about: str | None = None) -> None:
+    """The status a check needs. `about`: the requirement whose deviation a wrong status is
+    when the check only needs the situation (a 401 to look at, a 200 on the main key)."""
     allowed = {expected} if isinstance(expected, int) else set(expected)
     shown = " or ".join(str(s) for s in sorted(allowed))
-    assert exchange.status in allowed, (
-        f"{exchange.method} {exchange.path}: expected {shown}, got {preview(exchange)}"
-    )
+    if exchange.status in allowed:
+        return
+    message = f"{exchange.method} {exchange.path}: expected {shown}, got {preview(exchange)}"
+    raise _showing(Deviation(message, about) if about else AssertionError(message), exchange)
 
 
 def schema_errors(instance: Any, schema: str) -> list[str]:
@@ -54,12 +64,13 @@ def json_body(exchange: Exchange, about: str | None = None) -> Any:
             f"{exchange.method} {exchange.path}: expected Content-Type application/json, got "
             f"{preview(exchange)}"
         )
-        raise Deviation(message, about) if about else AssertionError(message)
+        raise _showing(Deviation(message, about) if about else AssertionError(message), exchange)
     try:
         return exchange.json()
     except ValueError as exc:
         message = f"{exchange.method} {exchange.path}: {exc}"
-        raise (Deviation(message, about) if about else AssertionError(message)) from None
+        error = Deviation(message, about) if about else AssertionError(message)
+        raise _showing(error, exchange) from None
 
 
 def error_body(exchange: Exchange) -> dict[str, Any]:
@@ -72,16 +83,49 @@ def error_body(exchange: Exchange) -> dict[str, Any]:
         if not p.startswith("error/code") and "'code' is a required property" not in p
     ]
     if problems:
-        raise Deviation(
-            f"{exchange.method} {exchange.path} -> {exchange.status}: error body "
-            f"is not the documented format: {'; '.join(problems)}; body "
-            f"{json.dumps(body)[:200]}",
-            "OP-ERR-001",
+        raise _showing(
+            Deviation(
+                f"{exchange.method} {exchange.path} -> {exchange.status}: error body "
+                f"is not the documented format: {'; '.join(problems)}; body "
+                f"{elide(json.dumps(body), 200)}",
+                "OP-ERR-001",
+            ),
+            exchange,
         )
     return dict(body["error"])
 
 
+def error_objects(exchanges: Iterable[Exchange]) -> list[tuple[Exchange, dict[str, Any]]]:
+    """The answers that carry an error object, each with it: what OP-ERR-002/003 judge, even
+    where other answers (or other fields) break OP-ERR-001. Blocked by OP-ERR-001 only when
+    not one answer carries an object to judge."""
+    found, problems = [], []
+    for exchange in exchanges:
+        try:
+            body = exchange.json() if exchange.content_type == "application/json" else None
+        except ValueError:
+            body = None
+        error = body.get("error") if isinstance(body, dict) else None
+        if isinstance(error, dict):
+            found.append((exchange, error))
+        else:
+            problems.append(preview(exchange, 120))
+    if not found:
+        raise Deviation(f"no error answer carries an error object: {problems[0]}", "OP-ERR-001")
+    return found
+
+
+def headers_requirement(exchange: Exchange) -> str:
+    """Which requirement puts the rate-limit headers on this kind of answer."""
+    if exchange.status == 401 and exchange.key_label is None:
+        return "OP-RL-014"
+    if exchange.status is not None and exchange.status >= 400:
+        return "OP-RL-002"
+    return "OP-RL-003" if exchange.events is not None else "OP-RL-001"
+
+
 def rate_headers(exchange: Exchange) -> dict[str, int]:
+    about = headers_requirement(exchange)
     missing = [h for h in RATE_HEADERS if exchange.header(h) is None]
     if missing:
         # Another convention is reported, never accepted: the contract names its headers.
@@ -90,14 +134,13 @@ def rate_headers(exchange: Exchange) -> dict[str, int]:
         raise Deviation(
             f"{exchange.method} {exchange.path} -> {exchange.status}: missing "
             f"{', '.join(missing)} ({seen})",
-            "OP-RL-001",
+            about,
         )
     values = {h: exchange.header(h) or "" for h in RATE_HEADERS}
     bad = {h: v for h, v in values.items() if not v.strip().isdigit()}
     if bad:
         raise Deviation(
-            f"{exchange.method} {exchange.path}: rate-limit headers not integers: {bad}",
-            "OP-RL-001",
+            f"{exchange.method} {exchange.path}: rate-limit headers not integers: {bad}", about
         )
     return {h: int(v) for h, v in values.items()}
 

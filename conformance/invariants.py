@@ -18,8 +18,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from conformance.verdicts import transport_failure
 from opconform.client import Exchange
-from opconform.contract import RATE_HEADERS
+from opconform.contract import RATE_HEADERS, WINDOW_SECONDS
 from schemas.loader import validator
 
 EXAMPLES_KEPT = 3
@@ -43,12 +44,22 @@ class Tally:
     seen: int = 0
     broken: int = 0
     examples: list[tuple[str, Exchange, str]] = field(default_factory=list)  # message, ex, check
+    # Requirements every broken exchange's problem is really about (see Rule.implied): when
+    # one of them is broken, this tally is a consequence, blocked by it.
+    implied: frozenset[str] | None = None
 
-    def add(self, problem: str | None, exchange: Exchange, context: Context) -> None:
+    def add(
+        self,
+        problem: str | None,
+        exchange: Exchange,
+        context: Context,
+        implied: frozenset[str] = frozenset(),
+    ) -> None:
         self.seen += 1
         if problem is None:
             return
         self.broken += 1
+        self.implied = implied if self.implied is None else self.implied & implied
         if len(self.examples) < EXAMPLES_KEPT:
             self.examples.append((problem, exchange, context.check))
 
@@ -116,6 +127,21 @@ class Rule:
     judge: Callable[[Exchange], str | bool | None]  # problem, None (holds) or False (n/a)
     owners: frozenset[str] = frozenset()
     needs: tuple[str, ...] = ()
+    # What a broken exchange's problem is really about, if another requirement's deviation
+    # explains it (a stream cut for running past max_tokens: OP-CHAT-004's).
+    implied: Callable[[Exchange], frozenset[str]] = lambda exchange: frozenset()
+    # False for rules that judge the status line and headers only: those still hold evidence
+    # when the body broke off in transport.
+    reads_body: bool = True
+
+
+def _documented(exchange: Exchange) -> bool:
+    """A request the reference documents (GET /models, GET /models/{id}, POST
+    /chat/completions)."""
+    path = exchange.path.split("?")[0]
+    if exchange.method == "GET":
+        return path == "/models" or path.startswith("/models/")
+    return exchange.method == "POST" and path == "/chat/completions"
 
 
 def _error_body(exchange: Exchange) -> str | bool | None:
@@ -125,6 +151,8 @@ def _error_body(exchange: Exchange) -> str | bool | None:
         return False  # we stopped reading: the body we have is not the server's whole answer
     if exchange.status >= 500 and exchange.status not in (502, 503):
         return False  # a crash is OP-VAL-008's problem, whatever its body looks like
+    if not _documented(exchange):
+        return False  # an unknown path or a wrong method: OP-ERR-004/005's, whoever sent it
     if exchange.content_type != "application/json":
         return f"{exchange.status} served as {exchange.content_type or '(no content-type)'}"
     try:
@@ -154,7 +182,9 @@ def _headers(kind: str) -> Callable[[Exchange], str | bool | None]:
         elif kind == "success":
             applies = 200 <= exchange.status < 300 and exchange.events is None
         else:
-            applies = exchange.status >= 400
+            # A crash is OP-VAL-008's, whatever its headers (as for its body, OP-ERR-001).
+            crashed = exchange.status >= 500 and exchange.status not in (502, 503)
+            applies = exchange.status >= 400 and not crashed
         if not applies:
             return False
         missing = [h for h in RATE_HEADERS if exchange.header(h) is None]
@@ -192,8 +222,18 @@ def _completion_schema(exchange: Exchange) -> str | bool | None:
 
 
 def _usage_adds_up(exchange: Exchange) -> str | bool | None:
-    body = _completion_json(exchange)
-    usage = body.get("usage") if body else None
+    """Non-streamed usage, and the usage chunk of a stream (include_usage): the arithmetic is
+    this requirement's wherever usage is reported; the chunk's shape is OP-STREAM-009's."""
+    if exchange.events is not None:
+        usage = None
+        if _is_chat(exchange) and _complete_stream(exchange):
+            usage = next(
+                (c["usage"] for c in _chunks(exchange) or [] if isinstance(c.get("usage"), dict)),
+                None,
+            )
+    else:
+        body = _completion_json(exchange)
+        usage = body.get("usage") if body else None
     if not isinstance(usage, dict):
         return False
     prompt, completion, total = (
@@ -225,7 +265,7 @@ def _within_max_tokens(exchange: Exchange) -> str | bool | None:
     return f"completion_tokens {tokens} for max_tokens {limit}" if tokens > limit else None
 
 
-def _stream_rule(judge: Callable[[Exchange, list[dict[str, Any]]], str | None]) -> Any:
+def _stream_rule(judge: Callable[[Exchange, list[dict[str, Any]]], str | bool | None]) -> Any:
     def rule(exchange: Exchange) -> str | bool | None:
         if not _complete_stream(exchange):
             return False
@@ -285,10 +325,13 @@ def _role_first(exchange: Exchange, chunks: list[dict[str, Any]]) -> str | None:
     return None if role == "assistant" else f"first chunk's delta role is {role!r}"
 
 
-def _one_finish(exchange: Exchange, chunks: list[dict[str, Any]]) -> str | None:
+def _one_finish(exchange: Exchange, chunks: list[dict[str, Any]]) -> str | bool | None:
+    if exchange.error_kind == "stream-cap":
+        return False  # we cut it before its end: its finish_reason may still have been coming
     reasons = [
         choice.get("finish_reason")
         for chunk in chunks
+        if not isinstance(chunk.get("usage"), dict)  # the usage chunk's choices: OP-STREAM-009
         for choice in chunk.get("choices") or []
         if isinstance(choice, dict) and choice.get("finish_reason") is not None
     ]
@@ -307,11 +350,33 @@ def _done_last(exchange: Exchange) -> str | bool | None:
     return None
 
 
+def _past_max_tokens(exchange: Exchange) -> frozenset[str]:
+    """A stream we cut for more events than its max_tokens allows went on past max_tokens:
+    a target that ignores max_tokens ends such streams only later, so no [DONE] by then is
+    OP-CHAT-004's deviation when that one is broken."""
+    return frozenset({"OP-CHAT-004"}) if exchange.past_event_cap else frozenset()
+
+
 def _closes(exchange: Exchange) -> str | bool | None:
     if not _complete_stream(exchange) or exchange.done_count == 0:
         return False
     if exchange.closed_after_done is False:
         return "the connection stayed open after [DONE]"
+    return None
+
+
+def _retry_after(exchange: Exchange) -> str | bool | None:
+    """Every 429, whatever limit it reports and whatever its body looks like: a client waits by
+    this header alone (the "no earlier than Reset" part needs the window, OP-RL-008's check)."""
+    if exchange.status != 429:
+        return False
+    value = exchange.header("retry-after")
+    if value is None:
+        return "429 without Retry-After"
+    if not value.strip().isdigit():
+        return f"Retry-After {value!r} is not an integer number of seconds"
+    if not 1 <= int(value) <= WINDOW_SECONDS:
+        return f"Retry-After {value} is outside 1..{WINDOW_SECONDS:g}"
     return None
 
 
@@ -342,6 +407,9 @@ _TEST_MODELS = frozenset({"OP-ERR-006", "OP-ERR-007", "OP-ERR-008", "OP-COMPAT-0
 _STREAM_OWNERS = _TEST_MODELS | {"OP-RL-010", "OP-RL-011"} | _VALIDATION
 # Checks that send unusual or invalid bodies judge their answers themselves.
 _CLIENT_INPUT = _VALIDATION | {"OP-VAL-008", "OP-VAL-010"}
+# Checks that send invalid input only to get an error answer to look at (bad JSON, an unknown
+# model): a 5xx they meet is the validation requirement's own deviation, judged there.
+_PROVOKE_ERRORS = frozenset({"OP-ERR-001", "OP-ERR-002", "OP-ERR-003", "OP-RL-002"})
 
 RULES: tuple[Rule, ...] = (
     Rule(
@@ -352,13 +420,13 @@ RULES: tuple[Rule, ...] = (
         owners=frozenset({"OP-ERR-004", "OP-ERR-005"}),
     ),
     Rule("OP-RL-001", "every successful answer carries the rate-limit headers", "answers",
-         _headers("success")),
+         _headers("success"), reads_body=False),
     Rule("OP-RL-002", "every error answer to a keyed request carries the rate-limit headers",
-         "error answers", _headers("error"), needs=("OP-RL-001",)),
+         "error answers", _headers("error"), needs=("OP-RL-001",), reads_body=False),
     Rule("OP-RL-003", "every stream carries the rate-limit headers", "streams",
-         _headers("stream"), needs=("OP-RL-001",)),
+         _headers("stream"), needs=("OP-RL-001",), reads_body=False),
     Rule("OP-RL-014", "answers to unauthenticated requests carry the rate-limit headers",
-         "401 answers", _headers("anonymous"), needs=("OP-RL-001",)),
+         "401 answers", _headers("anonymous"), needs=("OP-RL-001",), reads_body=False),
     Rule("OP-MODELS-001", "every model list matches the schema", "model lists", _model_list),
     Rule("OP-CHAT-001", "every completion matches the response schema", "completions",
          _completion_schema, owners=_CLIENT_INPUT, needs=("OP-CHAT-006",)),
@@ -366,8 +434,10 @@ RULES: tuple[Rule, ...] = (
          owners=_CLIENT_INPUT, needs=("OP-CHAT-001",)),
     Rule("OP-CHAT-004", "completion_tokens never exceeds max_tokens", "answers with usage",
          _within_max_tokens, owners=_CLIENT_INPUT),
+    Rule("OP-RL-008", "every 429 carries Retry-After in whole seconds, 1..60", "429 answers",
+         _retry_after, reads_body=False),
     Rule("OP-STREAM-001", "every stream is served as text/event-stream", "streams",
-         _content_type),
+         _content_type, reads_body=False),
     Rule("OP-STREAM-002", "every stream event is one JSON object", "streams", _json_events,
          owners=_STREAM_OWNERS, needs=("OP-STREAM-001",)),
     Rule("OP-STREAM-003", "every chunk matches the chunk schema", "streams",
@@ -379,11 +449,12 @@ RULES: tuple[Rule, ...] = (
     Rule("OP-STREAM-006", "exactly one finish_reason per stream", "streams",
          _stream_rule(_one_finish), owners=_STREAM_OWNERS, needs=("OP-STREAM-002",)),
     Rule("OP-STREAM-007", "[DONE] once and last in every stream", "streams", _done_last,
-         owners=_STREAM_OWNERS, needs=("OP-STREAM-001",)),
+         owners=_STREAM_OWNERS, needs=("OP-STREAM-001",), implied=_past_max_tokens),
     Rule("OP-STREAM-008", "the server closes every stream after [DONE]", "streams", _closes,
          owners=_STREAM_OWNERS, needs=("OP-STREAM-007",)),
     Rule("OP-VAL-008", "no request is answered with an unexpected 5xx", "answers", _no_5xx,
-         owners=_VALIDATION | _TEST_MODELS),
+         owners=_VALIDATION | _TEST_MODELS | _PROVOKE_ERRORS | {"OP-STREAM-011"},
+         reads_body=False),
 )  # fmt: skip
 
 
@@ -416,14 +487,19 @@ class Invariants:
         self.limits = PrematureLimits()
 
     def observe(self, exchange: Exchange, context: Context) -> None:
+        broken_off = transport_failure(exchange) is not None
         for rule in RULES:
-            if context.requirements & rule.owners:
+            if context.requirements & rule.owners or (broken_off and rule.reads_body):
                 continue
             problem = rule.judge(exchange)
             if problem is False:
                 continue
+            broken = isinstance(problem, str)
             self.tallies[rule.requirement].add(
-                problem if isinstance(problem, str) else None, exchange, context
+                problem if isinstance(problem, str) else None,
+                exchange,
+                context,
+                rule.implied(exchange) if broken else frozenset(),
             )
         self.limits.observe(exchange, context)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -27,6 +28,7 @@ from opconform.config import (
     resolve,
 )
 from opconform.exitcodes import UsageError
+from opconform.text import elide
 
 if TYPE_CHECKING:  # the client is imported when a run starts, not when pytest loads plugins
     from conformance.evidence import Recorder
@@ -544,7 +546,7 @@ def _broken(run: ConformanceRun, rid: str) -> tuple[str, str] | None:
     for result in run.results:
         failed = rid in result.requirements and result.status in (FAIL, WARN)
         if failed and result.baseline != "expected":
-            return rid, f"blocked by {rid}: {result.message[:200]}"
+            return rid, f"blocked by {rid}: {elide(result.message, 200)}"
     known = run.baseline.match(f"invariant::{rid}", f"invariant: {rid}", [rid])
     if run.invariants is not None and rid in run.invariants.broken() and not known:
         tally = next(t for t in run.invariants.all_tallies() if t.requirement == rid)
@@ -605,8 +607,14 @@ def _judge(
         CheckResult,
         level_of,
     )
-    from conformance.verdicts import Outcome, only_assertions, status_of
-    from opconform.client import LimitSpent, RunStopped, TargetUnreachable, UnexpectedRateLimit
+    from conformance.verdicts import Outcome, only_assertions, status_of, transport_failure
+    from opconform.client import (
+        LimitSpent,
+        RunStopped,
+        StreamsDoNotEnd,
+        TargetUnreachable,
+        UnexpectedRateLimit,
+    )
 
     ids = requirement_ids(item)
     level = level_of(ids)
@@ -622,12 +630,19 @@ def _judge(
         else ""
     )
     warnings = tuple(run.warnings.get(item.nodeid, []))
+    exchanges = _evidence_first(list(run.recorder.current_exchanges), exc, message)
+    transport = transport_failure(exchanges[0]) if exchanges else None
     status, message, blocked_by = status_of(
-        Outcome(report.passed, report.skipped, failed_assertion, message, warnings), level
+        Outcome(report.passed, report.skipped, failed_assertion, message, warnings, transport),
+        level,
     )
     if isinstance(exc, RunStopped | TargetUnreachable | LimitSpent):
         status, blocked_by = BLOCKED, "run"
         message = f"not sent: {exc}"
+    elif isinstance(exc, StreamsDoNotEnd):
+        # Judged once, by the stream that ran past its cap (OP-STREAM-007's invariant).
+        status, blocked_by = BLOCKED, "OP-STREAM-007"
+        message = f"blocked by OP-STREAM-007: {exc}"
     elif (isinstance(exc, UnexpectedRateLimit) or type(exc).__name__ == "RateLimitError") and (
         run.invariants is not None and "OP-RL-007" in run.invariants.broken()
     ):
@@ -646,11 +661,10 @@ def _judge(
         if cause is not None:
             status, blocked_by = BLOCKED, cause[0]
             message = f"{cause[1]}; here: {message}"
-    exchanges = list(run.recorder.current_exchanges)
     if status in (FAIL, WARN) and not failed_assertion and warnings:
         message = "; ".join(warnings)
     if status in (FAIL, WARN) and exchanges and report.passed is False:
-        message = _name_request(message, exchanges[-1])
+        message = _name_request(message, exchanges[0])
     result = CheckResult(
         id=item.nodeid,
         name=item.name,
@@ -662,8 +676,11 @@ def _judge(
         duration=round(call.duration, 4),
         warnings=list(warnings),
         needs=needs_of(item),
+        implied=[r for r in getattr(exc, "prerequisites", ()) if r and r not in ids]
+        if status in (FAIL, WARN)
+        else [],
         blocked_by=blocked_by,
-        replay=[run.recorder.replay(e) for e in exchanges[-3:]] if status in (FAIL, WARN) else [],
+        replay=[run.recorder.replay(e) for e in exchanges[:3]] if status in (FAIL, WARN) else [],
         notes=list(run.notes.get(item.nodeid, [])),
         sent=_sent_by(run, item),
     )
@@ -688,6 +705,28 @@ def _judge(
     return result
 
 
+REQUEST_NAMED = re.compile(r"\b(GET|POST|PUT|DELETE|PATCH) (/[^\s:?\]]*)")
+
+
+def _evidence_first(exchanges: list[Any], exc: BaseException | None, message: str) -> list[Any]:
+    """The check's exchanges, the one that showed the deviation first: the one the failure
+    carries (expect attaches it), else the last whose request the message names ("GET
+    /models -> 401: ..."), else the last the check did not abandon itself (streams a check
+    held and closed after its request are context, not the answer it judged); the rest follow,
+    newest first."""
+    named = getattr(exc, "exchange", None)
+    request = REQUEST_NAMED.search(message)
+    if named is None and request is not None:
+        method, path = request.groups()
+        named = next(
+            (e for e in reversed(exchanges) if e.method == method and e.path == path), None
+        )
+    judged = [e for e in exchanges if not e.aborted]
+    focus = named if named is not None else (judged or exchanges or [None])[-1]
+    rest = [e for e in reversed(exchanges) if e is not focus]
+    return [focus, *rest] if focus is not None else rest
+
+
 def _assertion_text(exc: BaseException | None) -> str:
     """The check's own words, without pytest's rewritten-assertion explanation."""
     text = str(exc).strip()
@@ -699,7 +738,7 @@ def _name_request(message: str, exchange: Any) -> str:
     named = f"{exchange.method} {exchange.path}"
     if any(f"{method} /" in message for method in ("GET", "POST", "PUT", "DELETE", "PATCH")):
         return message
-    body = exchange.request_body[:160].decode("utf-8", errors="replace")
+    body = elide(exchange.request_body[:2000].decode("utf-8", errors="replace"), 160)
     return f"{message} [request: {named}{' ' + body if body else ''}]"
 
 
@@ -785,6 +824,7 @@ def _invariant_results(run: ConformanceRun) -> list[Any]:
                 status=status,
                 message=run.redactor.text(message),
                 needs=list(run.invariants.needs_of(tally.requirement)),
+                implied=sorted(tally.implied or ()),
                 samples=tally.rate,
                 replay=[run.recorder.replay(e) for _, e, _ in tally.examples],
             )
@@ -963,6 +1003,6 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         for cause in causes:
             extra = f" (blocks {len(cause['blocked'])})" if cause["blocked"] else ""
             lines.append(
-                f"  {cause['status']} {cause['requirement']}{extra}: {cause['message'][:160]}"
+                f"  {cause['status']} {cause['requirement']}{extra}: {elide(cause['message'], 160)}"
             )
     return lines

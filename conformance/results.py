@@ -39,6 +39,9 @@ class CheckResult:
     warnings: list[str] = field(default_factory=list)
     baseline: str | None = None  # "expected" (known failure) or "stale" (known failure, passed)
     needs: list[str] = field(default_factory=list)  # requirement IDs this check stands on
+    # Requirements its failure is really about (a Deviation's): blocked by one that turns out
+    # broken, even when that is judged later in the run.
+    implied: list[str] = field(default_factory=list)
     blocked_by: str | None = None  # the requirement (or run condition) that blocked it
     replay: list[str] = field(default_factory=list)  # curl commands of the failing exchanges
     samples: str | None = None  # "3 of 41 streams": how much evidence a judgement rests on

@@ -219,8 +219,9 @@ def go_typed_error(
 ) -> None:
     """A Go SDK met an error answer (`seen`, from the runner): with `status` on the wire it must
     return its typed API error carrying that status and the error's message. Another status on
-    the wire is `wire_requirement`'s deviation; a body the SDK could not read, OP-ERR-001's; a
-    call the SDK refused before sending anything says nothing about the target (INCONCLUSIVE)."""
+    the wire is `wire_requirement`'s deviation; a body the SDK could not read, OP-ERR-001's (a
+    401's, OP-AUTH-007's); a call the SDK refused before sending anything says nothing about
+    the target (INCONCLUSIVE)."""
     if seen.get("sent") is False:
         pytest.skip(sdk_refused(library, case, str(seen.get("message", ""))))
     if seen.get("status") != status:
@@ -237,7 +238,8 @@ def go_typed_error(
             f"{library} on a {status} ({case}) returned {seen.get('type')} (status "
             f"{seen.get('sdk_status')}, message {seen.get('message', '')[:160]!r}), not {expected} "
             "with the status and the error's message",
-            "OP-ERR-001",
+            # A 401's body is documented on its own (OP-AUTH-007); other error bodies, OP-ERR-001.
+            "OP-AUTH-007" if status == 401 else "OP-ERR-001",
         )
 
 

@@ -77,7 +77,7 @@ def test_max_tokens_is_honoured(cut_completions: list[Exchange], attach: Any) ->
     for exchange in cut_completions:
         attach(exchange)
         expect.status(exchange, 200)
-        body = expect.json_body(exchange)
+        body = expect.json_body(exchange, about="OP-CHAT-006")
         completion_tokens = (body.get("usage") or {}).get("completion_tokens")
         if isinstance(completion_tokens, int):
             if completion_tokens > 5:

@@ -49,7 +49,7 @@ def _rpm(target: Target) -> int:
 @requirement("OP-RL-001")
 def test_headers_on_success(api: ApiClient, model: str) -> None:
     completion = api.chat(expect.chat_request(model, max_tokens=4), key="main")
-    expect.status(completion, 200)
+    expect.status(completion, 200, about="OP-AUTH-006")  # a refused main key is that one's
     try:
         expect.rate_headers(completion)
     except expect.Deviation as exc:
@@ -80,8 +80,12 @@ def test_headers_on_errors(api: ApiClient, model: str, target: Target) -> None:
         exchanges.append(
             api.chat(expect.chat_request(target.restricted_model, max_tokens=4), key="restricted")
         )
-    for exchange in exchanges:
-        assert exchange.status is not None and exchange.status >= 400, expect.preview(exchange)
+    # A request the target served is its own requirement's deviation (OP-VAL-001, OP-AUTH-005
+    # ...), not evidence about the headers of error answers.
+    errors = [e for e in exchanges if e.status is not None and e.status >= 400]
+    if not errors:
+        pytest.skip("the target refused none of the requests meant to provoke an error")
+    for exchange in errors:
         expect.rate_headers(exchange)
 
 
@@ -97,7 +101,7 @@ def test_headers_on_stream(api: ApiClient, model: str) -> None:
 @pytest.mark.needs("OP-RL-001")
 def test_headers_on_401(api: ApiClient) -> None:
     exchange = api.request("GET", "/models", key=None)
-    expect.status(exchange, 401)
+    expect.status(exchange, 401, about="OP-AUTH-001")  # no 401 to look at is that one's
     expect.rate_headers(exchange)
 
 
@@ -275,8 +279,8 @@ def test_concurrency_cap(api: ApiClient, model: str, target: Target) -> None:
         f"with {cap} streams open (the {target.plan} plan's cap) the "
         f"next request got {expect.preview(extra)}, not 429"
     )
-    expect.error_body(extra)
-    assert extra.header("retry-after"), "the 429 for the concurrency cap has no Retry-After"
+    # Its body and its Retry-After are judged with every other 429 (OP-ERR-001 and OP-RL-008
+    # invariants): a cap that works is not broken by them.
 
 
 @requirement("OP-RL-011")
@@ -381,7 +385,6 @@ def test_limit_onset_is_exact(exhausted: dict[str, Any], attach: Any, target: Ta
         attach(exchange)
     if exhausted.get("blind") is not None:
         if over.status == 429:
-            expect.error_body(over)
             return  # an earlier 429 is judged over the whole run (the trailing-minute count)
         if exhausted["blind"] > target.window_seconds:
             pytest.skip(
@@ -394,15 +397,21 @@ def test_limit_onset_is_exact(exhausted: dict[str, Any], attach: Any, target: Ta
             "is not enforced (and no X-RateLimit-Remaining was sent to count down)"
         )
     early = [i for i, e in enumerate(sequence) if e.status == 429]
-    assert not early, (
-        f"429 after {early[0] + 1} of the {len(sequence)} requests that "
-        f"X-RateLimit-Remaining {exhausted['start']['x-ratelimit-remaining']} allowed"
-    )
-    assert over.status == 429, (
+    if early:
+        # Counted against what X-RateLimit-Remaining promised: a Remaining that does not count
+        # down (OP-RL-005) promises requests no limit gives.
+        raise expect.Deviation(
+            f"429 after {early[0] + 1} of the {len(sequence)} requests that "
+            f"X-RateLimit-Remaining {exhausted['start']['x-ratelimit-remaining']} allowed",
+            "OP-RL-005",
+        )
+    message = (
         f"the request past the {target.plan} plan's limit (Remaining was 0) got "
         f"{expect.preview(over)}, not 429"
     )
-    expect.error_body(over)
+    if over.status == 401:
+        raise expect.Deviation(message, "OP-AUTH-006")  # the key refused outright is that one's
+    assert over.status == 429, message
 
 
 @requirement("OP-RL-008")
@@ -419,10 +428,12 @@ def test_retry_after_on_429(exhausted: dict[str, Any], attach: Any) -> None:
     assert 1 <= retry_after <= WINDOW, f"Retry-After {retry_after} is outside 1..{WINDOW}"
     reset = over.header("x-ratelimit-reset")
     until_reset = reset_in_seconds(reset, now=_server_now(over)) if reset else None
-    if until_reset is not None:
-        assert retry_after + CLOCK_SKEW >= until_reset, (
+    if until_reset is not None and retry_after + CLOCK_SKEW < until_reset:
+        # Judged against Reset: a Reset in the wrong unit (OP-RL-006) is that one's deviation.
+        raise expect.Deviation(
             f"Retry-After {retry_after}s points before X-RateLimit-Reset "
-            f"({until_reset:.0f}s away): a client that obeys it comes back too early"
+            f"({until_reset:.0f}s away): a client that obeys it comes back too early",
+            "OP-RL-006",
         )
 
 

@@ -8,6 +8,7 @@ decides a verdict lives here, so it can be tested without running pytest.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from conformance.results import (
     BLOCKED,
@@ -19,6 +20,10 @@ from conformance.results import (
     WARN,
     CheckResult,
 )
+from opconform.text import elide
+
+if TYPE_CHECKING:
+    from opconform.client import Exchange
 
 # Prefixes of pytest.skip reasons that carry an opconform status (see conformance.plugin).
 DISABLED_PREFIX = "[disabled] "
@@ -34,6 +39,9 @@ class Outcome:
     failed_assertion: bool  # an AssertionError or pytest.fail (the check's own judgement)
     message: str
     warnings: tuple[str, ...] = ()
+    # The exchange the judgement rests on broke in transport (reset, timeout, cut body): what
+    # arrived is not the server's answer, so it is no evidence about status codes or bodies.
+    transport: str | None = None
 
 
 def status_of(outcome: Outcome, level: str) -> tuple[str, str, str | None]:
@@ -50,9 +58,23 @@ def status_of(outcome: Outcome, level: str) -> tuple[str, str, str | None]:
             cause, _, rest = reason.removeprefix(BLOCKED_PREFIX).partition("] ")
             return BLOCKED, rest, cause
         return INCONCLUSIVE, reason, None
+    if outcome.failed_assertion and outcome.transport:
+        return ERROR, f"{outcome.transport}: no evidence either way ({outcome.message})", None
     if outcome.failed_assertion:
         return (FAIL if level == "MUST" else WARN), outcome.message, None
     return ERROR, outcome.message, None
+
+
+# Exchange.error_kind values that say the transfer broke, not that the answer broke a bound
+# of the contract ("stream-cap", "body-cap" are the target's doing and stay evidence).
+TRANSPORT_FAILURES = ("transport", "timeout", "deadline")
+
+
+def transport_failure(exchange: Exchange) -> str | None:
+    """Why an exchange is no evidence about its answer, or None."""
+    if exchange.aborted or exchange.error_kind not in TRANSPORT_FAILURES:
+        return None  # aborted: a check disconnected on purpose and judges what came before
+    return f"{exchange.method} {exchange.path}: {exchange.error}"
 
 
 def only_assertions(exc: BaseException) -> bool:
@@ -98,17 +120,22 @@ def apply_prerequisites(results: list[CheckResult]) -> None:
     def depth(result: CheckResult, seen: frozenset[str] = frozenset()) -> int:
         deeper = [
             depth(other, seen | {rid})
-            for rid in result.needs
+            for rid in (*result.needs, *result.implied)
             if rid not in seen
             for other in by_requirement.get(rid, [])
             if other is not result
         ]
-        return 1 + max(deeper, default=0) if result.needs else 0
+        return 1 + max(deeper, default=0) if result.needs or result.implied else 0
 
     for result in sorted(results, key=depth):
-        if not result.needs or result.status not in (FAIL, WARN, ERROR, INCONCLUSIVE):
+        if not (result.needs or result.implied) or result.status not in (
+            FAIL,
+            WARN,
+            ERROR,
+            INCONCLUSIVE,
+        ):
             continue
-        for rid in result.needs:
+        for rid in (*result.needs, *result.implied):
             if rid in result.requirements:
                 continue
             culprits = [
@@ -119,7 +146,7 @@ def apply_prerequisites(results: list[CheckResult]) -> None:
                 and other.baseline != "expected"
             ]
             if culprits:
-                result.message = f"blocked by {rid} ({culprits[0].message[:160]}); here: " + (
+                result.message = f"blocked by {rid} ({elide(culprits[0].message, 160)}); here: " + (
                     result.message or result.status.lower()
                 )
                 result.status, result.blocked_by = BLOCKED, rid

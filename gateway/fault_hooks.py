@@ -39,6 +39,7 @@ UNUSABLE_MODEL_ID = "gpt-3.5-turbo-legacy"
 # chaos-endless-stream: 10 ms a piece for at most 10 minutes.
 _ENDLESS_PIECES = 60_000
 _ENDLESS_TPOT_MS = 10.0
+_NEVER_ENDS_TPOT_MS = 50.0
 # Every fault is switched on and off per process, so "every fifth" counts per process too.
 _EVERY = 5
 
@@ -146,7 +147,9 @@ class FaultHooks:
     ) -> Response:
         """The error answer the contract built (`body` is the inside of {"error": ...})."""
         on = self.on
-        if on(Faults.RATELIMIT_HEADERS_MISSING_ON_ERRORS):
+        # 401s are OP-RL-014's (ratelimit-headers-missing-on-401) and OP-AUTH-007's
+        # (auth-error-type-wrong): the error-wide faults leave them alone.
+        if on(Faults.RATELIMIT_HEADERS_MISSING_ON_ERRORS) and status != 401:
             headers = _without_rate_headers(headers)
         if status == 401:
             if on(Faults.RATELIMIT_HEADERS_MISSING_ON_401):
@@ -157,7 +160,7 @@ class FaultHooks:
                 )
             if on(Faults.AUTH_ERROR_TYPE_WRONG):
                 body["type"] = "invalid_request_error"
-        if on(Faults.ERROR_TYPE_GENERIC):
+        if on(Faults.ERROR_TYPE_GENERIC) and status != 401:
             body["type"] = "error"
         if on(Faults.ERROR_CODE_STRING):
             body["code"] = "invalid_api_key" if status == 401 else "error"
@@ -210,9 +213,9 @@ class FaultHooks:
         if field == "max_tokens" and keyword == "minimum":
             return self.on(Faults.VALIDATION_MAX_TOKENS_UNCHECKED)
         if field == "messages" and len(path) == 3 and path[2] == "role" and keyword == "enum":
-            return self.on(Faults.VALIDATION_UNKNOWN_ROLE_ACCEPTED) or self.on(
-                Faults.VALIDATION_MESSAGES_UNCHECKED
-            )
+            # An unknown role is OP-VAL-010's alone: validation-messages-unchecked breaks
+            # OP-VAL-005 and nothing else.
+            return self.on(Faults.VALIDATION_UNKNOWN_ROLE_ACCEPTED)
         if field == "messages" and not (len(path) == 1 and keyword == "type"):
             return self.on(Faults.VALIDATION_MESSAGES_UNCHECKED)
         return False
@@ -315,11 +318,17 @@ class FaultHooks:
     def stream_pieces(
         self, pieces: Sequence[str], latency: Latency
     ) -> tuple[Sequence[str], Latency]:
-        """chaos-endless-stream: the answer repeated, 10 ms a piece, for up to 10 minutes."""
-        if not self.on(Faults.CHAOS_ENDLESS_STREAM):
+        """chaos-endless-stream: the answer repeated, 10 ms a piece, for up to 10 minutes;
+        stream-never-ends: the same at 50 ms a piece (a pace no event cap catches quickly)."""
+        if self.on(Faults.CHAOS_ENDLESS_STREAM):
+            tpot = _ENDLESS_TPOT_MS
+        elif self.on(Faults.STREAM_NEVER_ENDS):
+            tpot = _NEVER_ENDS_TPOT_MS
+        else:
             return pieces, latency
-        endless = tuple(itertools.islice(itertools.cycle(pieces or (" x",)), _ENDLESS_PIECES))
-        return endless, Latency(latency.ttft_ms, _ENDLESS_TPOT_MS)
+        count = int(_ENDLESS_PIECES * _ENDLESS_TPOT_MS / tpot)  # 10 minutes at either pace
+        endless = tuple(itertools.islice(itertools.cycle(pieces or (" x",)), count))
+        return endless, Latency(latency.ttft_ms, tpot)
 
     def stream_head(self, headers: dict[str, str], media_type: str) -> tuple[dict[str, str], str]:
         if self.on(Faults.RATELIMIT_HEADERS_MISSING_ON_STREAM):

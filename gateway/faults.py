@@ -64,6 +64,7 @@ class Faults:
     STREAM_NO_DONE: Final = "stream-no-done"
     STREAM_DONE_TWICE: Final = "stream-done-twice"
     STREAM_NO_CLOSE: Final = "stream-no-close"
+    STREAM_NEVER_ENDS: Final = "stream-never-ends"
     STREAM_USAGE_CHUNK_MISSING: Final = "stream-usage-chunk-missing"
     STREAM_USAGE_WITH_CHOICES: Final = "stream-usage-with-choices"
     STREAM_TEXT_DIFFERS: Final = "stream-text-differs"
@@ -259,7 +260,7 @@ FAULTS: dict[str, Fault] = {
         Fault(
             Faults.VALIDATION_MESSAGES_UNCHECKED,
             ("OP-VAL-005",),
-            "messages are not validated (empty list, unknown roles accepted)",
+            "messages are not validated (an empty list, a message without role or content)",
         ),
         Fault(
             Faults.VALIDATION_MAX_TOKENS_UNCHECKED,
@@ -327,6 +328,12 @@ FAULTS: dict[str, Fault] = {
             Faults.STREAM_NO_CLOSE,
             ("OP-STREAM-008",),
             "the connection stays open for 30 s after [DONE]",
+        ),
+        Fault(
+            Faults.STREAM_NEVER_ENDS,
+            ("OP-STREAM-007",),
+            "streams send valid chunks every 50 ms and never end (up to 10 min); everything "
+            "else is answered normally",
         ),
         Fault(
             Faults.STREAM_USAGE_CHUNK_MISSING,

@@ -16,9 +16,25 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from opconform.config import AREAS
 from opconform.redact import Redactor
+from opconform.text import elide
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 EVIDENCE_PER_CHECK = 3
+MESSAGE_CHARS = 300  # a message longer than this loses its middle, never its end
+REPLAY_PER_CAUSE = 2
+# What one curl line cannot show: the state of the key a finding needs first ({...}: the
+# target's limits as results.json records them).
+SITUATION = {
+    "OP-RL-005": "on two requests in a row on this key",
+    "OP-RL-007": "after {requests_per_min} requests within 60 s on this key",
+    "OP-RL-008": "on the 429 after {requests_per_min} requests within 60 s on this key",
+    "OP-RL-009": "after {requests_per_min} requests within 60 s on this key, then waiting "
+    "Retry-After",
+    "OP-RL-010": "with {concurrent} streams held open on this key",
+    "OP-RL-011": "with {concurrent} streams held open on this key, then one closed",
+    "OP-RL-012": "after {requests_per_min} requests within 60 s on another key of the plan",
+    "OP-RL-013": "after {tokens_per_day} tokens within a day on this key",
+}
 
 
 class ReportError(Exception):
@@ -37,7 +53,41 @@ def _environment(markdown: bool) -> Environment:
     )
     env.filters["md"] = lambda text: str(text).replace("|", "\\|").replace("\n", " ")
     env.filters["first_line"] = lambda text: str(text).strip().split("\n")[0][:200]
+    env.filters["elide"] = lambda text: elide(text, MESSAGE_CHARS)
     return env
+
+
+def reproduction(
+    causes: list[dict[str, Any]], checks: dict[str, dict[str, Any]], target: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Per root cause: what the key must go through first (when one request cannot show it),
+    and its replay lines, each distinct line once in the whole report (later causes refer to
+    the first that showed it)."""
+    shown: dict[str, str] = {}
+    steps = []
+    for cause in causes:
+        rid = cause["requirement"]
+        lines = list(
+            dict.fromkeys(line for cid in cause["checks"] for line in checks[cid].get("replay", []))
+        )[:REPLAY_PER_CAUSE]
+        situation = SITUATION.get(rid)
+        try:
+            before = situation.format_map(target) if situation else None
+        except (KeyError, ValueError):
+            before = None
+        if before is not None and "None" in before:
+            before = None  # a limit the run did not know
+        steps.append(
+            {
+                "requirement": rid,
+                "before": before,
+                "curl": [line for line in lines if line not in shown],
+                "same_as": sorted({shown[line] for line in lines if line in shown}),
+            }
+        )
+        for line in lines:
+            shown.setdefault(line, rid)
+    return steps
 
 
 def _utc(timestamp: float) -> str:
@@ -127,12 +177,13 @@ def conformance_context(document: dict[str, Any], run_dir: Path) -> dict[str, An
     causes = []
     for cause in document.get("root_causes") or []:
         replay = [line for cid in cause["checks"] for line in checks[cid].get("replay", [])]
-        causes.append({**cause, "replay": replay[:2]})
+        causes.append({**cause, "replay": list(dict.fromkeys(replay))[:REPLAY_PER_CAUSE]})
     return {
         **document,
         "partial": document.get("partial"),
         "selection": document.get("selection"),  # runs before it was recorded: the whole suite
         "root_causes": causes,
+        "reproduce": reproduction(causes, checks, document.get("target") or {}),
         "blocked_total": sum(len(c["blocked"]) for c in causes),
         "css": (TEMPLATES / "style.css").read_text(),
         "verdict_text": verdict.upper(),

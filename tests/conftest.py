@@ -21,7 +21,30 @@ ROOT = Path(__file__).resolve().parent.parent
 BYTECODE_CACHE = "PYTHONPYCACHEPREFIX"
 
 
+NIGHTLY = "nightly"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Cases marked nightly (the full-suite mutation matrix) run only when a -m expression
+    names them (`make test-nightly`: -m "nightly or not nightly"): `make test` and .ci/run
+    leave them out."""
+    if NIGHTLY in (config.getoption("markexpr", "") or ""):
+        return
+    skip = pytest.mark.skip(reason="nightly: run with `make test-nightly`")
+    for item in items:
+        if item.get_closest_marker(NIGHTLY):
+            item.add_marker(skip)
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{NIGHTLY}: the full-suite mutation matrix (`make test-nightly`, not `make test`)",
+    )
+    _cache_bytecode(config)
+
+
+def _cache_bytecode(config: pytest.Config) -> None:
     """With bytecode writing off (PYTHONDONTWRITEBYTECODE=1, as in this project's sandbox),
     every `opconform` child process these tests start (hundreds: gateways, suite runs) compiles
     each module it imports from source, and pytest rewrites the asserts of the suite and of

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from opconform.client import ApiClient, Exchange, Limits, TargetUnreachable
+from opconform.client import ApiClient, Exchange, Limits, StreamsDoNotEnd, TargetUnreachable
 from tests.hostile import read_request
 
 CHAT = "POST /chat/completions"
@@ -178,3 +178,16 @@ def test_a_refused_held_stream_is_read_and_recorded_once(
     assert not exchange.aborted and exchange.json()["error"]["type"] == "rate_limit_error"
     assert recorded == [exchange] and client.sent == {"main": 1}
     assert client.breaker.in_a_row == 0 and client.budget.spent == 0
+
+
+def test_after_a_stream_that_never_ends_no_other_stream_is_read(
+    client: ApiClient, recorded: list[Exchange]
+) -> None:
+    """One never-ending stream is one finding: the next stream would only wait out its cap."""
+    first = client.chat(_body("endless"), stream=True)
+    assert (first.error_kind, first.past_event_cap) == ("stream-cap", True), first.error
+    with pytest.raises(StreamsDoNotEnd) as raised:
+        client.chat(_body("usage"), stream=True)
+    assert raised.value.exchange is first and recorded == [first]
+    held = client.hold_stream(_body("usage"))  # holding one open still works: no end awaited
+    assert held.collect().done_count == 1

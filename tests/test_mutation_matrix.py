@@ -3,12 +3,15 @@ the check that names the requirement the fault breaks. Also writes the matrix as
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
 from conformance.catalogue import requirements
+from conformance.plugin import REQUEST_NAMED
 from gateway.embedded import EmbeddedGateway
 from gateway.faults import FAULTS, Fault
 from tests.conftest import SuiteRun, run_suite
@@ -129,3 +132,126 @@ def test_every_check_fails_under_some_fault(matrix: dict[str, SuiteRun]) -> None
         name.split("[")[0] for fault, run in matrix.items() for name in _caught(FAULTS[fault], run)
     }
     assert checks <= caught, f"checks no fault makes fail: {sorted(checks - caught)}"
+
+
+# ---------------------------------------------------------------------------- full-suite matrix
+# The narrowed matrix above cannot see a fault that also breaks, or is blamed on, another
+# requirement. This one runs the whole default suite per fault, and per combination of faults,
+# and asserts the exact set of root causes. All of it takes ~10 min on 2 cores: `make
+# test-nightly`; `make test` runs the cases of issue 17 (EVERY_BUILD) in ~30 s.
+COMBINATIONS: tuple[tuple[str, ...], ...] = (
+    # Each broken requirement is a root cause of its own, never hidden as BLOCKED by the other.
+    ("stream-no-done", "429-no-retry-after"),
+    ("error-body-missing-type", "error-code-string"),
+    ("error-body-missing-type", "429-no-retry-after"),
+)
+# Misattributions the full matrix found and that are not fixed yet: strict, so a fix shows.
+KNOWN_MISATTRIBUTED: dict[str, str] = {
+    "ratelimit-window-never-resets": "the key stays refused for the rest of the run: later "
+    "checks on it (OP-RL-011, OP-RL-013, Retry-After against Reset) fail on their own instead "
+    "of being blocked by OP-RL-009, which is judged last (marker slow)",
+    "ratelimit-shared-across-keys": "the other keys' requests spend the main key's budget, so "
+    "its early 429s read as a limit below the plan (OP-RL-007) and reach the SDK checks, "
+    "before OP-RL-012's own check runs (last)",
+}
+FULL_MATRIX = [(name,) for name in REQUIREMENT_FAULTS] + list(COMBINATIONS)
+NEVER_ENDING_RUN_BOUND_S = 120.0
+EVERY_BUILD = {
+    *COMBINATIONS,
+    ("429-no-retry-after",),  # once blamed on OP-RL-010 as well
+    ("chat-usage-mismatch",),  # once a WARN of OP-STREAM-009 as well
+    ("stream-never-ends",),  # once every stream check waited out its own cap
+}
+
+
+def _run_full(names: tuple[str, ...], folder: Path) -> SuiteRun:
+    gateway_args: list[str] = []
+    suite_args: list[str] = []
+    for name in names:
+        gateway_args += ["--fault", name, *FAULTS[name].serve_args]
+        suite_args += FAULTS[name].needs
+    if any({"OP-RL-009", "OP-RL-013"} & set(FAULTS[name].breaks) for name in names):
+        suite_args += ["-m", "slow or quota or not slow", "--max-tokens-total", "400000"]
+        gateway_args += ["--window-seconds", "3"]
+    with EmbeddedGateway(gateway_args) as gateway:
+        return run_suite(gateway.env, folder / "+".join(names), *suite_args)
+
+
+@pytest.fixture(scope="module")
+def full_matrix(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> dict[tuple[str, ...], SuiteRun]:
+    """The full runs of the cases this session runs (not skipped as nightly), all at once."""
+    wanted: set[tuple[str, ...]] = {
+        tuple(cast(tuple[str, ...], item.callspec.params["names"]))
+        for item in request.session.items
+        if isinstance(item, pytest.Function)
+        and item.module is request.module
+        and hasattr(item, "callspec")
+        and "names" in item.callspec.params
+        and not item.get_closest_marker("skip")
+    }
+    folder = tmp_path_factory.mktemp("full-matrix")
+    slow = [(name,) for name in SLOW_FIRST]
+    schedule = [names for names in slow + FULL_MATRIX if names in wanted]
+    schedule = list(dict.fromkeys(schedule))
+    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+        return dict(
+            zip(schedule, pool.map(lambda names: _run_full(names, folder), schedule), strict=True)
+        )
+
+
+def _evidence_problems(cause: dict[str, Any], checks: dict[str, dict[str, Any]]) -> list[str]:
+    """Each failing check shows the exchange it complains about: a replay line, and when its
+    message names a request, the first replay line is that request."""
+    problems = []
+    for check_id in cause["checks"]:
+        check = checks[check_id]
+        replay = check.get("replay") or []
+        if not replay:
+            if check.get("evidence") or check_id.startswith("invariant::"):
+                problems.append(f"{check_id}: no replay line")
+            continue
+        named = REQUEST_NAMED.search(check["message"])
+        if named and not check_id.startswith("invariant::"):
+            method, path = named.groups()
+            first = replay[0]
+            if path.split("/")[-1] not in first or (method != "GET" and method not in first):
+                problems.append(f"{check_id}: names {method} {path} but replays {first[:160]}")
+    return problems
+
+
+def _marks(names: tuple[str, ...]) -> list[pytest.MarkDecorator]:
+    marks = [] if names in EVERY_BUILD else [pytest.mark.nightly]
+    if len(names) == 1 and names[0] in KNOWN_MISATTRIBUTED:
+        marks.append(pytest.mark.xfail(strict=True, reason=KNOWN_MISATTRIBUTED[names[0]]))
+    return marks
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "names", [pytest.param(names, id="+".join(names), marks=_marks(names)) for names in FULL_MATRIX]
+)
+def test_full_run_blames_exactly_the_fault(
+    full_matrix: dict[tuple[str, ...], SuiteRun], names: tuple[str, ...]
+) -> None:
+    run = full_matrix[names]
+    assert (run.report_dir / "results.json").is_file(), run.stderr[-2000:]
+    results = run.results
+    wanted = {rid for name in names for rid in FAULTS[name].breaks}
+    causes = {cause["requirement"]: cause for cause in results["root_causes"]}
+    shown = {rid: cause["message"][:200] for rid, cause in causes.items()}
+    assert set(causes) == wanted, f"root causes {shown}, expected {sorted(wanted)}"
+    # A SHOULD broken alone is a passing gate: nothing it blocks may turn it into "could not
+    # judge" (exit 3).
+    must = any(requirements()[rid].level == "MUST" for rid in wanted)
+    assert run.code == (1 if must else 0), f"exit {run.code}: {results['counts']}"
+    checks = {check["id"]: check for check in results["checks"]}
+    problems = [p for cause in causes.values() for p in _evidence_problems(cause, checks)]
+    assert not problems, problems
+    if "stream-never-ends" in names:
+        # Found once: the later stream checks are blocked by it instead of each waiting out its
+        # own cap (a bound, like the hostile runs', not a speed goal: measured ~16 s).
+        blocked = causes["OP-STREAM-007"]["blocked"]
+        assert blocked, "no check was blocked by the stream that never ended"
+        assert results["duration_s"] <= NEVER_ENDING_RUN_BOUND_S, results["duration_s"]

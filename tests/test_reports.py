@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from gateway.embedded import EmbeddedGateway
+from opconform.text import elide
+from reports.render import reproduction
 from tests.conftest import SuiteRun, opconform_cli, run_suite
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -162,3 +164,42 @@ def test_load_diff_tells_a_failure_from_missing_evidence(tmp_path: Path) -> None
     assert [r["metric"] for r in result["improved"]] == ["expectation: headers"]
     assert [r["metric"] for r in result["changed"]] == ["expectation: cap"]
     assert "CHANGED   expectation: cap: pass -> inconclusive" in format_diff(result)
+
+
+def test_markdown_carries_each_replay_line_once(runs: dict[str, SuiteRun]) -> None:
+    markdown = (runs["faulty"].report_dir / "report.md").read_text()
+    reproduce = markdown[markdown.index("#### Reproduce") :]
+    lines = [line for line in reproduce.splitlines() if line.startswith("curl ")]
+    assert lines and len(lines) == len(set(lines)), lines
+    assert "$OP_PRO_API_KEY" in reproduce or "$OP_API_KEY" in reproduce
+    assert "op_sk_test" not in markdown
+
+
+def test_a_long_message_loses_its_middle_not_its_end() -> None:
+    body = json.dumps({"error": {"message": "x" * 400, "type": "invalid_request_error"}})
+    short = elide(f"bad body {body} [request: POST /chat/completions]", 200)
+    assert len(short) <= 200 and "[...]" in short
+    assert short.startswith("bad body {") and short.endswith("[request: POST /chat/completions]")
+    assert elide("fits\n as is") == "fits as is"
+
+
+def test_a_rate_limit_finding_says_what_it_takes_to_see_it() -> None:
+    same = "curl -sS -i http://x/v1/models"
+    checks = {
+        "a": {"replay": [same, "curl -sS -i -X POST http://x/v1/chat/completions"]},
+        "b": {"replay": [same]},
+    }
+    causes = [
+        {"requirement": "OP-ERR-001", "checks": ["a"]},
+        {"requirement": "OP-RL-007", "checks": ["b"]},
+    ]
+    steps = reproduction(causes, checks, {"requests_per_min": 60, "concurrent": 5})
+    assert steps[0]["curl"] == checks["a"]["replay"] and steps[0]["before"] is None
+    assert steps[1] == {
+        "requirement": "OP-RL-007",
+        "before": "after 60 requests within 60 s on this key",
+        "curl": [],
+        "same_as": ["OP-ERR-001"],
+    }
+    unknown = reproduction(causes[1:], checks, {"requests_per_min": None})
+    assert unknown[0]["before"] is None  # an enterprise plan without a known limit

@@ -22,7 +22,13 @@ from conformance.results import (
     root_causes,
     verdict,
 )
-from conformance.verdicts import Outcome, apply_prerequisites, only_assertions, status_of
+from conformance.verdicts import (
+    Outcome,
+    apply_prerequisites,
+    only_assertions,
+    status_of,
+    transport_failure,
+)
 from opconform.client import Exchange
 from opconform.redact import Redactor
 from opconform.sse import SSEEvent
@@ -201,3 +207,72 @@ def test_replay_line_names_the_variable_never_the_key(scheme: str) -> None:
     assert key not in line and "secret" not in line
     assert f'"authorization: {scheme} $OP_API_KEY"' in line and line.startswith("curl ")
     assert redactor.text(f"{scheme} {key}") == f"{scheme} <main key>"
+
+
+# ---------------------------------------------------------------------------- one fault, one root
+def test_a_transport_failure_is_no_evidence_about_the_answer() -> None:
+    reset = _stream()
+    reset.status, reset.events, reset.body = None, None, b""
+    reset.error, reset.error_kind = "connection reset while reading: peer closed", "transport"
+    why = transport_failure(reset)
+    assert why is not None and "connection reset" in why
+    judged = status_of(
+        Outcome(False, False, True, "expected 400, got reset", transport=why), "MUST"
+    )
+    assert judged[0] == ERROR and "no evidence" in judged[1]
+    capped = _stream(done=False)
+    capped.error, capped.error_kind = "the stream did not end", "stream-cap"
+    assert transport_failure(capped) is None  # a stream past its cap is the target's doing
+    mine = _stream()
+    mine.error, mine.error_kind, mine.aborted = "closed", "transport", True
+    assert transport_failure(mine) is None  # a check disconnected on purpose
+
+
+def test_body_rules_skip_an_answer_cut_in_transport_and_header_rules_do_not() -> None:
+    cut = _stream()
+    cut.events, cut.headers = None, {"content-type": "application/json"}
+    cut.error, cut.error_kind, cut.body = "connection reset", "transport", b'{"id": "x", "obj'
+    cut.request_body = json.dumps({"model": "m", "messages": [], "max_tokens": 8}).encode()
+    invariants = Invariants()
+    invariants.observe(cut, Context())
+    assert invariants.tallies["OP-CHAT-001"].seen == 0  # half a body is not a completion
+    assert invariants.broken() == {"OP-RL-001"}  # its headers arrived whole: still evidence
+
+
+def test_every_429_needs_retry_after_whatever_its_body() -> None:
+    refused = _stream()
+    refused.status, refused.events, refused.body = 429, None, b"<html>busy</html>"
+    refused.headers = {**refused.headers, "content-type": "text/html"}
+    invariants = Invariants()
+    invariants.observe(refused, Context(frozenset({"OP-RL-010"})))
+    assert {"OP-RL-008", "OP-ERR-001"} <= invariants.broken()
+    refused.headers["retry-after"] = "7"
+    fine = Invariants()
+    fine.observe(refused, Context(frozenset({"OP-RL-010"})))
+    assert "OP-RL-008" not in fine.broken()
+
+
+def test_streamed_usage_that_does_not_add_up_is_the_usage_requirement() -> None:
+    stream = _stream()
+    assert stream.events is not None
+    usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 6}
+    chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m",
+             "choices": [], "usage": usage}  # fmt: skip
+    stream.events.insert(-1, SSEEvent(data=json.dumps(chunk), data_lines=1, at=0.0))
+    invariants = Invariants()
+    invariants.observe(stream, Context(frozenset({"OP-STREAM-009"})))
+    assert "OP-CHAT-003" in invariants.broken()
+
+
+def test_a_deviation_judged_later_in_the_run_still_blocks() -> None:
+    consequence = _result("OP-CHAT-004", FAIL)
+    consequence.implied = ["OP-CHAT-006"]
+    root = _result("OP-CHAT-006", FAIL)
+    results = [consequence, root]  # the root's own check ran after the consequence
+    apply_prerequisites(results)
+    assert (consequence.status, consequence.blocked_by) == (BLOCKED, "OP-CHAT-006")
+    assert [c["requirement"] for c in root_causes(results)] == ["OP-CHAT-006"]
+    alone = _result("OP-CHAT-004", FAIL)
+    alone.implied = ["OP-CHAT-006"]
+    apply_prerequisites([alone, _result("OP-CHAT-006", PASS)])
+    assert alone.status == FAIL  # the situation was fine: the deviation is its own
