@@ -187,6 +187,16 @@ class _Identity:
     waiting_since: float | None = None
 
 
+def _states_less(identity: _Identity) -> bool:
+    """The contract's X-RateLimit-Limit states less than the key's plan."""
+    return (
+        identity.header_convention == CONTRACT
+        and identity.header_limit is not None
+        and identity.limit is not None
+        and identity.header_limit < identity.limit
+    )
+
+
 class Pacer:
     """Keeps each identity within its plan: at most `limit` requests of the run in any trailing
     window, and no request before a Reset or Retry-After the target asked for. Thread-safe: the
@@ -253,11 +263,11 @@ class Pacer:
 
     def _delay(self, identity: _Identity, needed: int, now: float) -> float:
         self._prune(identity, now)
-        delay = max(0.0, identity.blocked_until - now)
         limit = identity.limit
+        # A key whose headers state a lower limit than its plan is paced by the plan alone:
+        # waiting for its resets would hide that deviation (OP-RL-004/007 judge it).
+        delay = 0.0 if _states_less(identity) else max(0.0, identity.blocked_until - now)
         if identity.header_limit is not None and limit is not None:
-            # A key whose headers state a lower limit than its plan is not waited for beyond
-            # the plan: waiting would hide that deviation (OP-RL-004/007 judge it).
             limit = max(limit, identity.header_limit)
         if limit is not None and identity.sent and len(identity.sent) + needed > limit:
             # The oldest requests that must leave the window before `needed` more fit in it.
@@ -329,6 +339,8 @@ class Pacer:
             self._prune(identity, now)
             if identity.limit is None:
                 return "the key's plan states no requests/min"
+            if _states_less(identity):
+                return None  # the key itself says its limit is below the plan's
             if len(identity.sent) >= identity.limit:
                 return f"the run sent {len(identity.sent)} requests in the last minute"
             if now < identity.observed_from + self.window:

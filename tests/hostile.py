@@ -275,7 +275,8 @@ def clean_env() -> dict[str, str]:
 
 
 def run_against(behaviour: str, report_dir: Path, hard_limit: float = 300.0) -> HostileRun:
-    """`opconform run` with default settings against a fresh server with `behaviour`."""
+    """`opconform run` with default settings (and a Pro key for bulk checks) against a fresh
+    server with `behaviour`."""
     server_process = subprocess.Popen(
         [sys.executable, str(Path(__file__).resolve()), behaviour],
         stdout=subprocess.PIPE,
@@ -293,6 +294,11 @@ def run_against(behaviour: str, report_dir: Path, hard_limit: float = 300.0) -> 
             f"http://127.0.0.1:{port}/v1",
             "--api-key",
             "op_sk_x",
+            # A Pro identity for the bulk checks: with one Free key the run paces itself at 60
+            # requests/min (README: Real limits), so a target that answers everything with a
+            # 500 takes minutes for the plan's sake; the bound here is about hostile behaviour.
+            "--pro-api-key",
+            "op_sk_x_pro",
             "--models",
             "m1",
             "--report-dir",
