@@ -25,9 +25,9 @@ NIGHTLY = "nightly"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Cases marked nightly (the full-suite mutation matrix) run only when a -m expression
-    names them (`make test-nightly`: -m "nightly or not nightly"): `make test` and .ci/run
-    leave them out."""
+    """Cases marked nightly (the full-suite mutation matrix, the interop runs against real
+    limiters) run only when a -m expression names them (`make test-nightly`: -m nightly):
+    `make test` and .ci/run leave them out."""
     if NIGHTLY in (config.getoption("markexpr", "") or ""):
         return
     skip = pytest.mark.skip(reason="nightly: run with `make test-nightly`")
@@ -39,7 +39,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        f"{NIGHTLY}: the full-suite mutation matrix (`make test-nightly`, not `make test`)",
+        f"{NIGHTLY}: the full-suite mutation matrix and the real limiters of the interop matrix "
+        "(`make test-nightly`, not `make test`)",
     )
     _cache_bytecode(config)
 

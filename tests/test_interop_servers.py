@@ -14,7 +14,13 @@ import pytest
 import yaml
 
 from conformance.catalogue import requirements
-from tests.interop.servers import SERVERS, InteropUnavailable, RunningServer, start
+from tests.interop.servers import (
+    REAL_LIMITERS,
+    SERVERS,
+    InteropUnavailable,
+    RunningServer,
+    start,
+)
 
 
 def _post(running: RunningServer, body: dict[str, Any]) -> tuple[int, str, bytes]:
@@ -34,7 +40,13 @@ def _post(running: RunningServer, body: dict[str, Any]) -> tuple[int, str, bytes
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(SERVERS))
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(name, marks=[pytest.mark.nightly] if name in REAL_LIMITERS else [])
+        for name in sorted(SERVERS)
+    ],
+)
 def test_server_answers_chat_completions(name: str) -> None:
     try:
         with start(name) as running:
