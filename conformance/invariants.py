@@ -467,6 +467,8 @@ class PrematureLimits:
 
     def __init__(self) -> None:
         self.tally = Tally("OP-RL-007", "no 429 below the plan's requests/min", "429 answers")
+        # A 429 that only the run's other keys explain: the limit is counted across keys.
+        self.per_key = Tally("OP-RL-012", "limits apply per key", "429 answers")
 
     def observe(self, exchange: Exchange, context: Context) -> None:
         if exchange.key_label is None or exchange.status != 429:
@@ -474,6 +476,9 @@ class PrematureLimits:
         # Concurrency, tokens/day and per-key isolation are those checks' own situations.
         owned = context.requirements & {"OP-RL-010", "OP-RL-011", "OP-RL-012", "OP-RL-013"}
         if owned or exchange.limit_note is None:
+            return
+        if exchange.shared_limit:
+            self.per_key.add(exchange.limit_note, exchange, context)
             return
         self.tally.add(exchange.limit_note if exchange.below_plan else None, exchange, context)
 
@@ -506,6 +511,7 @@ class Invariants:
     def all_tallies(self) -> Iterator[Tally]:
         yield from self.tallies.values()
         yield self.limits.tally
+        yield self.limits.per_key
 
     def broken(self) -> set[str]:
         return {tally.requirement for tally in self.all_tallies() if tally.broken}

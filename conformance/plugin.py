@@ -644,12 +644,13 @@ def _judge(
         status, blocked_by = BLOCKED, "OP-STREAM-007"
         message = f"blocked by OP-STREAM-007: {exc}"
     elif (isinstance(exc, UnexpectedRateLimit) or type(exc).__name__ == "RateLimitError") and (
-        run.invariants is not None and "OP-RL-007" in run.invariants.broken()
+        run.invariants is not None and _limit_root(exc) in run.invariants.broken()
     ):
-        # A 429 this check did not provoke: a limit below the plan's (OP-RL-007, judged over
-        # the whole run) blocks it; otherwise the harness's pacing failed, and ERROR says so.
-        status, blocked_by = BLOCKED, "OP-RL-007"
-        message = f"blocked by OP-RL-007: {exc}"
+        # A 429 this check did not provoke: a limit below the plan's (OP-RL-007), or one counted
+        # across keys (OP-RL-012), judged over the whole run, blocks it; otherwise the
+        # harness's pacing failed, and ERROR says so.
+        status, blocked_by = BLOCKED, _limit_root(exc)
+        message = f"blocked by {blocked_by}: {exc}"
     for implied in getattr(exc, "prerequisites", ()):
         why = None if implied in ids or status not in (FAIL, WARN) else _broken(run, implied)
         if why is not None:
@@ -725,6 +726,12 @@ def _evidence_first(exchanges: list[Any], exc: BaseException | None, message: st
     focus = named if named is not None else (judged or exchanges or [None])[-1]
     rest = [e for e in reversed(exchanges) if e is not focus]
     return [focus, *rest] if focus is not None else rest
+
+
+def _limit_root(exc: BaseException | None) -> str:
+    """The whole-run requirement an unprovoked 429 stands on (the client's judgement)."""
+    exchange = getattr(exc, "exchange", None)
+    return "OP-RL-012" if getattr(exchange, "shared_limit", False) else "OP-RL-007"
 
 
 def _assertion_text(exc: BaseException | None) -> str:

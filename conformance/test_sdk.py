@@ -38,6 +38,9 @@ def _with_room(
     if not met_429(result):
         return result
     explained = api.pacer.explains_429(key)
+    shared = api.pacer.shared_window(key) if explained is None else None
+    if shared is not None:
+        raise expect.Deviation(f"{sdk}: {shared}", "OP-RL-012")
     if explained is None:
         raise expect.Deviation(
             f"{sdk} met a 429 on the {key} key with fewer requests in the window than "

@@ -176,6 +176,7 @@ class Exchange:
     # set when the run had sent fewer than the plan allows in a window it saw from its start.
     limit_note: str | None = None
     below_plan: bool = False
+    shared_limit: bool = False  # the run's keys together filled this key's window (OP-RL-012)
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
@@ -352,7 +353,7 @@ class ApiClient:
         if exchange.status != 429 or allow_429:
             return exchange
         label = key or "anonymous"
-        if exchange.below_plan:
+        if exchange.below_plan or exchange.shared_limit:
             raise UnexpectedRateLimit(exchange)
         self._wait_out(label, exchange)
         again = send().collect()
@@ -560,6 +561,11 @@ class ApiClient:
         explained = self.pacer.explains_429(label)
         if explained is not None:
             exchange.limit_note = f"the plan explains it: {explained}"
+            return
+        shared = self.pacer.shared_window(label)
+        if shared is not None:
+            exchange.shared_limit = True
+            exchange.limit_note = shared
             return
         exchange.below_plan = True
         exchange.limit_note = (

@@ -350,6 +350,28 @@ class Pacer:
                 )
             return None
 
+    def shared_window(self, label: str) -> str | None:
+        """When a 429 on this key is not explained by its own requests: did the run's keys
+        together fill its window? Then the limit is counted across keys, not per key."""
+        with self._lock:
+            now = self._clock()
+            identity = self._identity(label)
+            if identity.limit is None:
+                return None
+            together = 0
+            for other_label, other in self._identities.items():
+                self._prune(other, now)
+                if other_label != "anonymous":
+                    together += len(other.sent)
+            own = len(identity.sent)
+            if own >= identity.limit or together < identity.limit:
+                return None
+            return (
+                f"429 on the {label} key after {own} of its own requests in the window, when the "
+                f"run's keys together had sent {together}: {self.describe(label)} is counted "
+                "across keys, not per key"
+            )
+
     def wait_out_429(self, label: str, headers: Mapping[str, str]) -> None:
         """After a 429 the plan explains: wait for the reset the target named (Retry-After,
         Reset) or else the documented window, then count the window as observed."""

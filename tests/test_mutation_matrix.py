@@ -150,9 +150,6 @@ KNOWN_MISATTRIBUTED: dict[str, str] = {
     "ratelimit-window-never-resets": "the key stays refused for the rest of the run: later "
     "checks on it (OP-RL-011, OP-RL-013, Retry-After against Reset) fail on their own instead "
     "of being blocked by OP-RL-009, which is judged last (marker slow)",
-    "ratelimit-shared-across-keys": "the other keys' requests spend the main key's budget, so "
-    "its early 429s read as a limit below the plan (OP-RL-007) and reach the SDK checks, "
-    "before OP-RL-012's own check runs (last)",
 }
 FULL_MATRIX = [(name,) for name in REQUIREMENT_FAULTS] + list(COMBINATIONS)
 NEVER_ENDING_RUN_BOUND_S = 120.0

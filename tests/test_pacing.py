@@ -172,6 +172,20 @@ def test_a_429_is_explained_until_the_run_has_seen_a_whole_window() -> None:
     assert "the run sent 60" in (pacer.explains_429("main") or "")
 
 
+def test_a_429_only_the_other_keys_explain_is_a_shared_limit() -> None:
+    clock = FakeClock()
+    pacer = Pacer(
+        {"main": ("free", 60), "pro": ("pro", 600)}, window=60, clock=clock, sleep=clock.sleep
+    )
+    clock.now += 61
+    pacer.sent("main", 5)
+    assert pacer.shared_window("main") is None  # 5 in all: below the plan, not shared
+    pacer.sent("pro", 55)
+    shared = pacer.shared_window("main")
+    assert shared is not None and "together had sent 60" in shared
+    assert pacer.shared_window("pro") is None  # 60 of Pro's 600
+
+
 def test_waiting_out_a_429_makes_the_next_window_observed() -> None:
     clock = FakeClock()
     pacer = _pacer(clock, limit=60)
