@@ -469,6 +469,8 @@ class PrematureLimits:
         self.tally = Tally("OP-RL-007", "no 429 below the plan's requests/min", "429 answers")
         # A 429 that only the run's other keys explain: the limit is counted across keys.
         self.per_key = Tally("OP-RL-012", "limits apply per key", "429 answers")
+        # A 429 on a key whose own X-RateLimit-Limit is below its plan: the key is not of it.
+        self.stated = Tally("OP-RL-004", "X-RateLimit-Limit is the plan's", "429 answers")
 
     def observe(self, exchange: Exchange, context: Context) -> None:
         if exchange.key_label is None or exchange.status != 429:
@@ -479,6 +481,9 @@ class PrematureLimits:
             return
         if exchange.shared_limit:
             self.per_key.add(exchange.limit_note, exchange, context)
+            return
+        if exchange.stated_below_plan:
+            self.stated.add(exchange.limit_note, exchange, context)
             return
         self.tally.add(exchange.limit_note if exchange.below_plan else None, exchange, context)
 
@@ -512,6 +517,7 @@ class Invariants:
         yield from self.tallies.values()
         yield self.limits.tally
         yield self.limits.per_key
+        yield self.limits.stated
 
     def broken(self) -> set[str]:
         return {tally.requirement for tally in self.all_tallies() if tally.broken}

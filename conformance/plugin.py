@@ -731,6 +731,8 @@ def _evidence_first(exchanges: list[Any], exc: BaseException | None, message: st
 def _limit_root(exc: BaseException | None) -> str:
     """The whole-run requirement an unprovoked 429 stands on (the client's judgement)."""
     exchange = getattr(exc, "exchange", None)
+    if getattr(exchange, "stated_below_plan", False):
+        return "OP-RL-004"
     return "OP-RL-012" if getattr(exchange, "shared_limit", False) else "OP-RL-007"
 
 

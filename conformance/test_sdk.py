@@ -37,6 +37,9 @@ def _with_room(
     result = attempt()
     if not met_429(result):
         return result
+    stated = api.pacer.stated_below_plan(key)
+    if stated is not None:
+        raise expect.Deviation(f"{sdk} met a 429: {stated}", "OP-RL-004")
     explained = api.pacer.explains_429(key)
     shared = api.pacer.shared_window(key) if explained is None else None
     if shared is not None:

@@ -177,6 +177,7 @@ class Exchange:
     limit_note: str | None = None
     below_plan: bool = False
     shared_limit: bool = False  # the run's keys together filled this key's window (OP-RL-012)
+    stated_below_plan: bool = False  # the key's X-RateLimit-Limit is below its plan (OP-RL-004)
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
@@ -353,7 +354,7 @@ class ApiClient:
         if exchange.status != 429 or allow_429:
             return exchange
         label = key or "anonymous"
-        if exchange.below_plan or exchange.shared_limit:
+        if exchange.below_plan or exchange.shared_limit or exchange.stated_below_plan:
             raise UnexpectedRateLimit(exchange)
         self._wait_out(label, exchange)
         again = send().collect()
@@ -557,6 +558,11 @@ class ApiClient:
             exchange.limit_note = (
                 f"not the requests/min limit ({info.convention} Remaining {info.remaining})"
             )
+            return
+        stated = self.pacer.stated_below_plan(label)
+        if stated is not None:
+            exchange.stated_below_plan = True
+            exchange.limit_note = stated
             return
         explained = self.pacer.explains_429(label)
         if explained is not None:

@@ -339,8 +339,6 @@ class Pacer:
             self._prune(identity, now)
             if identity.limit is None:
                 return "the key's plan states no requests/min"
-            if _states_less(identity):
-                return None  # the key itself says its limit is below the plan's
             if len(identity.sent) >= identity.limit:
                 return f"the run sent {len(identity.sent)} requests in the last minute"
             if now < identity.observed_from + self.window:
@@ -349,6 +347,18 @@ class Pacer:
                     "(the run has not yet seen one from its start)"
                 )
             return None
+
+    def stated_below_plan(self, label: str) -> str | None:
+        """The key's own X-RateLimit-Limit states less than its plan: a 429 on it is that
+        deviation's (OP-RL-004), whatever the run sent."""
+        with self._lock:
+            identity = self._identity(label)
+            if not _states_less(identity):
+                return None
+            return (
+                f"X-RateLimit-Limit is {identity.header_limit} for the {label} key; its plan "
+                f"({identity.plan.capitalize()}) allows {identity.limit} requests/min"
+            )
 
     def shared_window(self, label: str) -> str | None:
         """When a 429 on this key is not explained by its own requests: did the run's keys
