@@ -211,9 +211,18 @@ def _go_lists_completes_streams(
 
 
 def _go_typed_errors(api: ApiClient, bulk_key: str, target: Target, library: str) -> None:
-    api.pacer.before(bulk_key, needed=1)  # the 404; the 401 and 403 use other keys
     restricted = target.restricted_model if api.has_key("restricted") else None
-    result = run_go(api, target, library, "errors", key=bulk_key, restricted_model=restricted or "")
+    # The 404 is asked with the bulk key (the 401 and 403 use other keys): a 429 for it is the
+    # pacing's to judge, not the SDK's.
+    result = _with_room(
+        api,
+        bulk_key,
+        library,
+        lambda: run_go(
+            api, target, library, "errors", key=bulk_key, restricted_model=restricted or ""
+        ),
+        lambda result: result.get("not_found", {}).get("status") == 429,
+    )
     if "error" in result:
         raise RuntimeError(f"the {library} runner: {result['error']}")
     go_typed_error(library, "an unknown key", result["authentication"], 401, "OP-AUTH-004")

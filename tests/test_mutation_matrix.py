@@ -42,7 +42,9 @@ def _run_fault(fault: Fault, folder: Path) -> SuiteRun:
     gateway_args = ["--fault", fault.name, *fault.serve_args]
     suite_args = ["--requirement", ",".join(fault.breaks), *fault.needs]
     if {"OP-RL-009", "OP-RL-013"} & set(fault.breaks):
+        # The gateway's window and the run's pacing alike: seconds, not a minute.
         suite_args += ["-m", "slow or quota or not slow", "--max-tokens-total", "400000"]
+        suite_args += ["--window-seconds", "3"]
         gateway_args += ["--window-seconds", "3"]  # "wait Retry-After" in seconds, not a minute
     with EmbeddedGateway(gateway_args) as gateway:
         return run_suite(gateway.env, folder / fault.name, *suite_args)
@@ -168,7 +170,9 @@ def _run_full(names: tuple[str, ...], folder: Path) -> SuiteRun:
         gateway_args += ["--fault", name, *FAULTS[name].serve_args]
         suite_args += FAULTS[name].needs
     if any({"OP-RL-009", "OP-RL-013"} & set(FAULTS[name].breaks) for name in names):
+        # The gateway's window and the run's pacing alike: seconds, not a minute.
         suite_args += ["-m", "slow or quota or not slow", "--max-tokens-total", "400000"]
+        suite_args += ["--window-seconds", "3"]
         gateway_args += ["--window-seconds", "3"]
     with EmbeddedGateway(gateway_args) as gateway:
         return run_suite(gateway.env, folder / "+".join(names), *suite_args)

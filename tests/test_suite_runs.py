@@ -47,7 +47,9 @@ def test_default_suite_passes_against_clean_gateway(tmp_path: Path) -> None:
 def test_opt_in_checks_pass_against_clean_gateway(tmp_path: Path) -> None:
     with EmbeddedGateway(["--window-seconds", "3"]) as gateway:
         run = run_suite(
-            gateway.env, tmp_path / "run", "-m", "slow or quota", "--max-tokens-total", "400000"
+            gateway.env,
+            tmp_path / "run",
+            *("-m", "slow or quota", "--max-tokens-total", "400000", "--window-seconds", "3"),
         )
     statuses = {c["name"]: c["status"] for c in run.results["checks"]}
     assert statuses["test_request_succeeds_after_retry_after"] == "PASS", run.stdout[-2000:]
