@@ -4,11 +4,8 @@ slow the load down and hides queueing). Pure Python, tested statistically on its
 
 from __future__ import annotations
 
-import email.utils
 import random
-import time
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator
 
 ARRIVALS = ("closed", "constant", "poisson")
 
@@ -56,26 +53,3 @@ def paused(
             shift += waited
             moment = blocked
         yield moment, waited
-
-
-def retry_after_seconds(headers: Mapping[str, Any], now: float | None = None) -> float | None:
-    """How long the server asked to wait: retry-after-ms, then Retry-After in seconds (decimals
-    allowed) or as an HTTP date, as the OpenAI SDKs read them. None when absent or unreadable."""
-    milliseconds = headers.get("retry-after-ms")
-    try:
-        if milliseconds:
-            return max(0.0, float(milliseconds) / 1000)
-    except ValueError:
-        pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        moment = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, moment.timestamp() - (now or time.time()))

@@ -18,13 +18,14 @@ from locust import FastHttpUser
 from locust.runners import WorkerRunner
 
 from loadtests import receive_time
-from loadtests.arrivals import paused, retry_after_seconds, schedule
+from loadtests.arrivals import paused, schedule
 from loadtests.event_lines import EventLines
 from loadtests.settings import Settings
 from loadtests.state import RUN, record, sleep, stop_run
 from loadtests.workload import Request
 from opconform.contract import KEY_VARIABLES
 from opconform.metrics import Sample
+from opconform.ratelimit import retry_after_seconds
 
 GAPS_KEPT = 256  # inter-chunk gaps kept per request (the pooled distribution needs no more)
 _INDEX = itertools.count()  # users of this process, for spreading their start times

@@ -23,6 +23,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from opconform.contract import RATE_HEADERS, WINDOW_SECONDS
 
@@ -136,17 +137,18 @@ def read_rate_headers(headers: Mapping[str, str], now: float | None = None) -> R
     return None
 
 
-def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) -> float | None:
+def retry_after_seconds(headers: Mapping[str, Any], now: float | None = None) -> float | None:
     """The wait a 429 asks for, as the SDKs read it: `retry-after-ms`, then `Retry-After` in
-    seconds (decimals allowed) or as an HTTP date."""
+    seconds (decimals allowed) or as an HTTP date. None when absent or unreadable. The suite's
+    client and the load tester both read it here."""
     millis = headers.get("retry-after-ms")
-    if millis is not None:
+    if millis:
         try:
             return max(0.0, float(millis) / 1000)
         except ValueError:
             pass
     value = headers.get("retry-after")
-    if value is None:
+    if not value:
         return None
     try:
         return max(0.0, float(value))
@@ -184,7 +186,6 @@ class _Identity:
     # From this moment on, every request the key has seen in a window is one the run sent (the
     # window was observed from its start): a 429 then is evidence about the limit.
     observed_from: float = 0.0
-    waiting_since: float | None = None
 
 
 def _states_less(identity: _Identity) -> bool:

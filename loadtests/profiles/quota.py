@@ -15,7 +15,6 @@ from typing import Any
 
 from locust import task
 
-from loadtests.arrivals import retry_after_seconds
 from loadtests.llm import (
     LLMUser,
     Profile,
@@ -27,6 +26,7 @@ from loadtests.llm import (
     use_profile,
 )
 from opconform.contract import PLANS
+from opconform.ratelimit import retry_after_seconds
 
 
 def documented(settings: Settings) -> int | None:
