@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from conformance.plugin import blocked, disabled
-from opconform.config import Target
+from conformance.skips import blocked, disabled
+from opconform.target import Target
 
 if TYPE_CHECKING:  # as in the plugin: the client is imported when a run starts
     from conformance.evidence import Recorder

@@ -8,8 +8,8 @@ import pytest
 
 from conformance import expect
 from opconform.client import ApiClient, Exchange
-from opconform.config import Target
 from opconform.contract import COUNTING_PROMPT
+from opconform.target import Target
 
 pytestmark = pytest.mark.area("chat")
 requirement = pytest.mark.requirement

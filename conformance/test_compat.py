@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from conformance import expect
-from conformance.plugin import Check
+from conformance.run import Check
 from opconform.client import ApiClient, Exchange
-from opconform.config import Target
 from opconform.sse import SSEStats
+from opconform.target import Target
 
 pytestmark = pytest.mark.area("compat")
 requirement = pytest.mark.requirement
@@ -89,7 +89,7 @@ def test_keepalives_stay_below_go_limit(stream: Exchange, check: Check) -> None:
 def test_in_stream_error_starts_with_error_key(
     api: ApiClient, bulk_key: str, target: Target
 ) -> None:
-    from conformance.plugin import disabled
+    from conformance.skips import disabled
 
     model_id = target.midstream_error_model
     if not model_id:

@@ -9,7 +9,7 @@ import pytest
 
 from conformance import expect
 from opconform.client import ApiClient, Exchange
-from opconform.config import Target
+from opconform.target import Target
 
 pytestmark = pytest.mark.area("errors")
 requirement = pytest.mark.requirement

@@ -7,10 +7,10 @@ import json
 import pytest
 
 from conformance import expect
-from conformance.plugin import disabled
 from conformance.sdk import python_client, raised
+from conformance.skips import disabled
 from opconform.client import ApiClient
-from opconform.config import Target
+from opconform.target import Target
 
 pytestmark = pytest.mark.area("gateway-failures")
 requirement = pytest.mark.requirement

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from conformance import expect
-from conformance.plugin import Check, blocked
+from conformance.run import Check
+from conformance.skips import blocked
 from opconform.client import ApiClient
 
 pytestmark = pytest.mark.area("models")

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from conformance import expect
-from conformance.plugin import disabled
+from conformance.skips import disabled
 from opconform.client import ApiClient
-from opconform.config import Target
 from opconform.sse import SSEEvent
+from opconform.target import Target
 
 pytestmark = pytest.mark.area("perf")
 requirement = pytest.mark.requirement

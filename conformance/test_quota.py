@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from conformance import expect
-from conformance.plugin import Check, disabled
+from conformance.run import Check
+from conformance.skips import disabled
 from opconform.client import ApiClient
-from opconform.config import Target
+from opconform.target import Target
 
 pytestmark = [pytest.mark.area("ratelimit"), pytest.mark.quota]
 requirement = pytest.mark.requirement

@@ -13,11 +13,12 @@ from typing import Any
 import pytest
 
 from conformance import expect
-from conformance.plugin import Check, disabled
+from conformance.run import Check
+from conformance.skips import disabled
 from opconform.client import ApiClient, Exchange, Transfer
-from opconform.config import Target
 from opconform.contract import LONG_PROMPT, PLANS, WINDOW_SECONDS
 from opconform.ratelimit import read_rate_headers, reset_in_seconds, retry_after_seconds
+from opconform.target import Target
 
 pytestmark = pytest.mark.area("ratelimit")
 requirement = pytest.mark.requirement

@@ -23,6 +23,8 @@ from conformance.results import (
     verdict,
 )
 from conformance.verdicts import (
+    Blocked,
+    Disabled,
     Outcome,
     apply_prerequisites,
     only_assertions,
@@ -56,15 +58,12 @@ def test_status_of_maps_every_outcome() -> None:
     assert status_of(Outcome(False, False, True, "bad"), "SHOULD")[0] == WARN
     assert status_of(Outcome(False, False, False, "KeyError: x"), "MUST")[0] == ERROR
     assert status_of(Outcome(False, True, False, "no evidence"), "MUST")[0] == INCONCLUSIVE
-    assert status_of(Outcome(False, True, False, "[disabled] needs a key"), "MUST")[:2] == (
-        DISABLED,
-        "needs a key",
-    )
-    assert status_of(Outcome(False, True, False, "[blocked OP-RL-001] why"), "MUST") == (
-        BLOCKED,
-        "why",
-        "OP-RL-001",
-    )
+    off = Outcome(False, True, False, "[disabled] needs a key", skip=Disabled("needs a key"))
+    assert status_of(off, "MUST")[:2] == (DISABLED, "needs a key")
+    stopped = Outcome(False, True, False, "x", skip=Blocked("OP-RL-001", "why"))
+    assert status_of(stopped, "MUST") == (BLOCKED, "why", "OP-RL-001")
+    # A skip's text alone carries no status: only the typed outcome does.
+    assert status_of(Outcome(False, True, False, "[disabled] x"), "MUST")[0] == INCONCLUSIVE
 
 
 def test_a_group_of_counter_examples_is_a_failure_not_an_error() -> None:
