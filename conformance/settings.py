@@ -31,11 +31,16 @@ class RunSettings:
 
     @classmethod
     def resolve(
-        cls, cli: Mapping[str, Any], config_file: Path | None = None, *, target: bool = False
+        cls,
+        cli: Mapping[str, Any],
+        config_file: Path | None = None,
+        *,
+        target: bool = False,
+        env: Mapping[str, str] | None = None,
     ) -> RunSettings:
         """Every option's value, checked: bad usage is a UsageError naming the option. With
         `target`, a remote target is built (and refused) now rather than when the run starts."""
-        values = resolve(cli, config_file=config_file)
+        values = resolve(cli, env, config_file)
         made = Target.from_values(values) if target and values.get("base_url") else None
         parse_slo(values["latency_slo"])
         unknown_areas = sorted(set(values["area"] or []) - set(AREAS))

@@ -17,6 +17,7 @@ from conformance.results import (
     INCONCLUSIVE,
     PASS,
     WARN,
+    Baseline,
     CheckResult,
     roll_up,
     root_causes,
@@ -25,8 +26,14 @@ from conformance.results import (
 from conformance.verdicts import (
     Blocked,
     Disabled,
+    Observed,
     Outcome,
+    Raised,
+    RunState,
+    Shown,
     apply_prerequisites,
+    broken_prerequisite,
+    judge,
     only_assertions,
     status_of,
     transport_failure,
@@ -275,3 +282,110 @@ def test_a_deviation_judged_later_in_the_run_still_blocks() -> None:
     alone.implied = ["OP-CHAT-006"]
     apply_prerequisites([alone, _result("OP-CHAT-006", PASS)])
     assert alone.status == FAIL  # the situation was fine: the deviation is its own
+
+
+# ---------------------------------------------------------------------------- one check, judged
+def _post(body: bytes = b'{"model": "m"}', **extra: object) -> Exchange:
+    return Exchange(
+        method="POST",
+        url="http://x/v1/chat/completions",
+        path="/chat/completions",
+        key_label="main",
+        request_headers={},
+        request_body=body,
+        started_at=0.0,
+        status=200,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def _seen(
+    outcome: Outcome,
+    *,
+    rid: str = "OP-CHAT-001",
+    level: str = "MUST",
+    needs: tuple[str, ...] = (),
+    raised: Raised | None = None,
+    exchanges: tuple[Exchange, ...] = (),
+) -> Observed:
+    return Observed(
+        id=f"conformance/test_x.py::check_{rid}",
+        name=f"check_{rid}",
+        area="chat",
+        requirements=[rid],
+        level=level,
+        needs=list(needs),
+        outcome=outcome,
+        raised=raised or Raised(),
+        exchanges=list(exchanges),
+    )
+
+
+def _state(*results: CheckResult, baseline: tuple[str, ...] = (), **broken: str) -> RunState:
+    entries = {entry: "" for entry in baseline}
+    invariants = {rid.replace("_", "-"): why for rid, why in broken.items()}
+    return RunState(list(results), Baseline(entries), invariants, replay=lambda e: f"curl {e.path}")
+
+
+FAILED = Outcome(passed=False, skipped=False, failed_assertion=True, message="no id")
+
+
+def test_a_failure_names_its_request_and_carries_replay_lines() -> None:
+    result, shown = judge(_seen(FAILED, exchanges=(_post(),)), _state())
+    assert (result.status, shown) == (FAIL, Shown())
+    assert result.message == 'no id [request: POST /chat/completions {"model": "m"}]'
+    assert result.replay == ["curl /chat/completions"]
+    should, shown = judge(_seen(FAILED, level="SHOULD"), _state())
+    assert (should.status, shown.outcome, should.warnings) == (WARN, "passed", ["no id"])
+
+
+def test_a_failure_on_a_broken_prerequisite_is_blocked_by_it_before_or_after() -> None:
+    root = _result("OP-RL-001", FAIL)
+    result, shown = judge(_seen(FAILED, needs=("OP-RL-001",)), _state(root))
+    assert (result.status, result.blocked_by) == (BLOCKED, "OP-RL-001")
+    assert result.message == "blocked by OP-RL-001: OP-RL-001 says FAIL; here: no id"
+    assert shown == Shown("skipped", skipped_because=result.message)
+    by_invariant, _ = judge(_seen(FAILED, needs=("OP-RL-001",)), _state(OP_RL_001="late (1 of 9)"))
+    assert by_invariant.message == "blocked by OP-RL-001: late (1 of 9); here: no id"
+    # An invariant the baseline expects to fail blocks nothing: the check's failure is its own.
+    known = _state(baseline=("OP-RL-001",), OP_RL_001="late (1 of 9)")
+    assert judge(_seen(FAILED, needs=("OP-RL-001",)), known)[0].status == FAIL
+    assert broken_prerequisite(["OP-RL-001"], ["OP-RL-001"], _state(root)) is None
+
+
+def test_the_baseline_turns_an_expected_failure_into_a_skip_and_a_pass_into_stale() -> None:
+    state = _state(baseline=("OP-CHAT-001",))
+    result, shown = judge(_seen(FAILED), state)
+    assert (result.status, result.baseline, shown.outcome) == (FAIL, "expected", "skipped")
+    assert shown.wasxfail == "expected failure (OP-CHAT-001 in the baseline)"
+    passed, shown = judge(_seen(Outcome(True, False, False, "")), state)
+    assert (passed.baseline, shown.outcome) == ("stale", "failed")
+    assert state.baseline.used == {"OP-CHAT-001"}
+
+
+def test_what_the_exception_says_about_the_run_decides_over_the_status() -> None:
+    error = Outcome(False, False, False, "RunStopped: deadline")
+    stopped, _ = judge(_seen(error, raised=Raised("deadline", stopped=True)), _state())
+    assert (stopped.status, stopped.blocked_by, stopped.message) == (
+        BLOCKED,
+        "run",
+        "not sent: deadline",
+    )
+    limited = Raised("429", rate_limited=True, limit_root="OP-RL-007")
+    assert judge(_seen(error, raised=limited), _state())[0].status == ERROR  # pacing failed
+    below, _ = judge(_seen(error, raised=limited), _state(OP_RL_007="429 at 12 of 60"))
+    assert (below.status, below.blocked_by) == (BLOCKED, "OP-RL-007")
+
+
+def test_a_typed_skip_keeps_its_fields_through_the_judgement() -> None:
+    skip = Blocked("OP-MODELS-001", "no model list")
+    result, _ = judge(_seen(Outcome(False, True, False, str(skip), skip=skip)), _state())
+    assert (result.status, result.blocked_by, result.message) == (
+        BLOCKED,
+        "OP-MODELS-001",
+        "no model list",
+    )
+    assert str(skip) == "[blocked OP-MODELS-001] no model list"  # what pytest shows
+    off = Disabled("needs --alt-api-key")
+    result, _ = judge(_seen(Outcome(False, True, False, str(off), skip=off)), _state())
+    assert (result.status, result.message) == (DISABLED, "needs --alt-api-key")
