@@ -94,7 +94,9 @@ def _run_of(config: pytest.Config) -> ConformanceRun:
     """The handed-over run, or plain pytest's, resolved from its options once checks exist."""
     run = config.stash.get(_RUN, None)
     if run is not None:
-        given = [o.flag for o in OPTIONS if config.getoption(f"op_{o.name}", None) is not None]
+        cli, file = _options(config)
+        given = [o.flag for o in OPTIONS if cli[o.name] is not None]
+        given += ["--opconform-config"] if file else []
         if given:  # pytest arguments after `--` must not silently lose to the resolved run
             raise UsageError(f"{given[0]}: give opconform's options before --, not to pytest")
         return run

@@ -42,6 +42,8 @@ class RunSettings:
         `target`, a remote target is built (and refused) now rather than when the run starts."""
         values = resolve(cli, env, config_file)
         made = Target.from_values(values) if target and values.get("base_url") else None
+        if target and made is None:  # the embedded gateway's: the way to it is still the user's
+            TransportSettings.from_values(values)
         parse_slo(values["latency_slo"])
         unknown_areas = sorted(set(values["area"] or []) - set(AREAS))
         if unknown_areas:
