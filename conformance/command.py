@@ -9,8 +9,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from conformance import record
 from conformance.settings import RunSettings
-from opconform import __version__
 from opconform.config import OPTIONS, add_arguments
 from opconform.exitcodes import HARNESS, USAGE, UsageError
 from opconform.preflight import check_report_dir, discard_report_dir, make_report_dir
@@ -176,39 +176,6 @@ def _unreachable(settings: RunSettings) -> str | None:
     return reach(target.base_url, target.transport, limits)
 
 
-def _write_unreachable(report_dir: Path, settings: RunSettings, why: str) -> None:
-    """The one file an unreachable target leaves: results.json that says so, nothing judged."""
-    from conformance.results import counts, verdict
-    from schemas.loader import schema_hashes
-
-    summary, code = verdict([], why)
-    target = settings.remote_target()
-    now = time.time()
-    document = {
-        "kind": "conformance",
-        "suite": {"name": "opconform", "version": __version__},
-        "target": {**target.describe(), "insecure": target.transport.insecure},
-        "started_at": now,
-        "finished_at": now,
-        "duration_s": 0.0,
-        "verdict": summary,
-        "exit_code": code,
-        "partial": why,
-        "selection": None,
-        "counts": counts([]),
-        "root_causes": [],
-        "samples": target.samples,
-        "requests_sent": {},
-        "tokens_spent": 0,
-        "baseline": {"file": settings.values["expected_failures"], "unused_entries": []},
-        "schema_hashes": schema_hashes(),
-        "checks": [],
-        "requirements": [],
-    }
-    make_report_dir(report_dir)
-    (report_dir / "results.json").write_text(json.dumps(document, indent=2), encoding="utf-8")
-
-
 def run(args: argparse.Namespace) -> int:
     import pytest
 
@@ -219,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
     assert report_dir is not None  # validate chose one
     why = _unreachable(settings)
     if why is not None:
-        _write_unreachable(report_dir, settings, why)
+        record.write_unreachable(report_dir, settings.remote_target(), settings.baseline, why)
         print(f"opconform run: {why}", file=sys.stderr)
         return HARNESS
     created = make_report_dir(report_dir)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from conformance.results import (
@@ -13,6 +14,7 @@ from conformance.results import (
     FAIL,
     PASS,
     WARN,
+    Baseline,
     CheckResult,
     as_dicts,
     counts,
@@ -24,12 +26,14 @@ from conformance.results import (
 from conformance.selection import area_of, is_check, opt_in_of, requirement_ids
 from conformance.verdicts import apply_prerequisites, resolve_roots
 from opconform import __version__
+from opconform.preflight import make_report_dir
 from opconform.text import elide
 
 if TYPE_CHECKING:
     import pytest
 
     from conformance.run import ConformanceRun
+    from opconform.target import Target
 
 INVARIANT_PREFIX = "invariant::"  # the id of a whole-run rule's result
 SELECTION_PASSED = "selection passed"  # the verdict of a narrowed run without a failure
@@ -224,3 +228,37 @@ def verdict_lines(summary: dict[str, Any]) -> tuple[str, str]:
     return counted, (
         f"opconform: {summary['verdict'].upper()} ({tally}); exit {summary['exit_code']}{report}"
     )
+
+
+def write_unreachable(report_dir: Path, target: Target, baseline: Baseline, why: str) -> None:
+    """The one file an unreachable target leaves: results.json that says so, nothing judged."""
+    from schemas.loader import schema_hashes
+
+    summary, code = verdict([], why)
+    now = time.time()
+    document = {
+        "kind": "conformance",
+        "suite": {"name": "opconform", "version": __version__},
+        "target": {**target.describe(), "insecure": target.transport.insecure},
+        "started_at": now,
+        "finished_at": now,
+        "duration_s": 0.0,
+        "verdict": summary,
+        "exit_code": code,
+        "partial": why,
+        "selection": None,
+        "counts": counts([]),
+        "root_causes": [],
+        "samples": target.samples,
+        "requests_sent": {},
+        "tokens_spent": 0,
+        "baseline": {
+            "file": str(baseline.path) if baseline.path else None,
+            "unused_entries": [],
+        },
+        "schema_hashes": schema_hashes(),
+        "checks": [],
+        "requirements": [],
+    }
+    make_report_dir(report_dir)
+    (report_dir / "results.json").write_text(json.dumps(document, indent=2), encoding="utf-8")
