@@ -9,6 +9,7 @@ conformance/record.py's. It stays inert for suites without `requirement` markers
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,7 @@ from conformance import record, selection
 from conformance.run import Check, ConformanceRun
 from conformance.selection import area_marker, area_of, is_check, needs_of, requirement_ids
 from conformance.settings import RunSettings
-from opconform.config import OPTIONS, add_arguments, resolve
+from opconform.config import OPTIONS, add_arguments
 from opconform.exitcodes import UsageError
 from opconform.target import Target
 
@@ -30,6 +31,8 @@ _RUN = pytest.StashKey[ConformanceRun]()
 _RESULT = pytest.StashKey[list[Any]]()
 _DESELECTED = pytest.StashKey[set[str]]()
 _SENT_BEFORE = pytest.StashKey[dict[str, int]]()
+_UNUSABLE = pytest.StashKey[str]()  # why plain pytest's options make no run
+_HANDED = pytest.StashKey[bool]()  # resolved by `opconform run`, not from pytest's options
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -54,33 +57,33 @@ def pytest_configure(config: pytest.Config) -> None:
     for line in selection.markers():
         config.addinivalue_line("markers", line)
     handed = [p for p in config.pluginmanager.get_plugins() if isinstance(p, ConformanceRun)]
-    if handed:
-        config.stash[_RUN] = handed[0]
-        handed[0].config = config
-        return  # `opconform run` checked its run folder and names its JUnit file itself
-    report_dir = _report_dir_option(config)
-    if report_dir is not None:
-        from opconform.preflight import check_report_dir
+    if handed:  # `opconform run` checked its run folder and names its JUnit file itself
+        run = handed[0]
+    else:
+        try:
+            run = ConformanceRun(RunSettings.resolve(*_options(config)))
+        except UsageError as exc:  # said once checks are collected: other suites never see it
+            config.stash[_UNUSABLE] = str(exc)
+            return
+        _plain_report_dir(config, run.report_dir)
+    run.config = config
+    config.stash[_RUN] = run
+    config.stash[_HANDED] = bool(handed)
 
-        try:  # a file in its path: one line now, not a traceback once the run has finished
-            check_report_dir(report_dir, empty=False)
-        except UsageError as exc:
-            raise pytest.UsageError(str(exc)) from None
-    if report_dir is not None and config.pluginmanager.has_plugin("junitxml"):
+
+def _plain_report_dir(config: pytest.Config, report_dir: Path | None) -> None:
+    if report_dir is None:
+        return
+    from opconform.preflight import check_report_dir
+
+    try:  # a file in its path: one line now, not a traceback once the run has finished
+        check_report_dir(report_dir, empty=False)
+    except UsageError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    if config.pluginmanager.has_plugin("junitxml"):
         # Plain `pytest conformance --report-dir DIR` writes what `opconform run` writes. Set
         # here, before the junitxml plugin's own configure reads the option.
         config.option.xmlpath = config.option.xmlpath or str(report_dir / "junit.xml")
-
-
-def _report_dir_option(config: pytest.Config) -> Path | None:
-    """--report-dir (or OP_REPORT_DIR, or the settings file) as far as it can be read before
-    collection; a bad setting is reported once the run resolves its options."""
-    cli, file = _options(config)
-    try:
-        value = resolve(cli, config_file=file)["report_dir"]
-    except UsageError:
-        return None
-    return Path(value) if value else None
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:
@@ -91,18 +94,15 @@ def pytest_itemcollected(item: pytest.Item) -> None:
 
 
 def _run_of(config: pytest.Config) -> ConformanceRun:
-    """The handed-over run, or plain pytest's, resolved from its options once checks exist."""
-    run = config.stash.get(_RUN, None)
-    if run is not None:
-        cli, file = _options(config)
-        given = [o.flag for o in OPTIONS if cli[o.name] is not None]
-        given += ["--opconform-config"] if file else []
-        if given:  # pytest arguments after `--` must not silently lose to the resolved run
-            raise UsageError(f"{given[0]}: give opconform's options before --, not to pytest")
-        return run
-    run = ConformanceRun(RunSettings.resolve(*_options(config)))
-    run.config = config
-    config.stash[_RUN] = run
+    """The run, once checks exist: its settings resolved once, by `opconform run` or above."""
+    if _UNUSABLE in config.stash:
+        raise UsageError(config.stash[_UNUSABLE])
+    run, handed = config.stash[_RUN], config.stash[_HANDED]
+    cli, file = _options(config)
+    given = [o.flag for o in OPTIONS if cli[o.name] is not None]
+    given += ["--opconform-config"] if file else []
+    if handed and given:  # pytest arguments after `--` must not silently lose
+        raise UsageError(f"{given[0]}: give opconform's options before --, not to pytest")
     return run
 
 
@@ -117,6 +117,7 @@ def pytest_collection_modifyitems(
         run = _run_of(config)
     except UsageError as exc:
         raise pytest.UsageError(str(exc)) from None
+    run.started = time.time()  # results.json: the run is timed from its collected checks
     run.collected = len(checks)
     _quiet_benchmarks(config)
     chosen = selection.select(items, run.settings, bool(config.getoption("markexpr", "")))
