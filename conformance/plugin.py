@@ -9,14 +9,13 @@ conformance/record.py's. It stays inert for suites without `requirement` markers
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from conformance import record, selection
-from conformance.run import Check, ConformanceRun
+from conformance import selection
+from conformance.run import Check, ConformanceRun, quiet_benchmarks
 from conformance.selection import area_marker, area_of, is_check, needs_of, requirement_ids
 from conformance.settings import RunSettings
 from opconform.config import OPTIONS, add_arguments
@@ -32,7 +31,7 @@ _RESULT = pytest.StashKey[list[Any]]()
 _DESELECTED = pytest.StashKey[set[str]]()
 _SENT_BEFORE = pytest.StashKey[dict[str, int]]()
 _UNUSABLE = pytest.StashKey[str]()  # why plain pytest's options make no run
-_HANDED = pytest.StashKey[bool]()  # resolved by `opconform run`, not from pytest's options
+_SETTINGS = pytest.StashKey[RunSettings]()  # plain pytest's, resolved from its options
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -58,17 +57,16 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", line)
     handed = [p for p in config.pluginmanager.get_plugins() if isinstance(p, ConformanceRun)]
     if handed:  # `opconform run` checked its run folder and names its JUnit file itself
-        run = handed[0]
-    else:
-        try:
-            run = ConformanceRun(RunSettings.resolve(*_options(config)))
-        except UsageError as exc:  # said once checks are collected: other suites never see it
-            config.stash[_UNUSABLE] = str(exc)
-            return
-        _plain_report_dir(config, run.report_dir)
-    run.config = config
-    config.stash[_RUN] = run
-    config.stash[_HANDED] = bool(handed)
+        handed[0].config = config
+        config.stash[_RUN] = handed[0]
+        return
+    try:
+        settings = RunSettings.resolve(*_options(config))
+    except UsageError as exc:  # said once checks are collected: other suites never see it
+        config.stash[_UNUSABLE] = str(exc)
+        return
+    config.stash[_SETTINGS] = settings
+    _plain_report_dir(config, settings.report_dir)
 
 
 def _plain_report_dir(config: pytest.Config, report_dir: Path | None) -> None:
@@ -97,13 +95,17 @@ def _run_of(config: pytest.Config) -> ConformanceRun:
     """The run, once checks exist: its settings resolved once, by `opconform run` or above."""
     if _UNUSABLE in config.stash:
         raise UsageError(config.stash[_UNUSABLE])
-    run, handed = config.stash[_RUN], config.stash[_HANDED]
+    if _SETTINGS in config.stash:  # plain pytest
+        run = ConformanceRun(config.stash[_SETTINGS])
+        run.config = config
+        config.stash[_RUN] = run
+        return run
     cli, file = _options(config)
     given = [o.flag for o in OPTIONS if cli[o.name] is not None]
     given += ["--opconform-config"] if file else []
-    if handed and given:  # pytest arguments after `--` must not silently lose
+    if given:  # pytest arguments after `--` must not silently lose to the handed-over run
         raise UsageError(f"{given[0]}: give opconform's options before --, not to pytest")
-    return run
+    return config.stash[_RUN]
 
 
 @pytest.hookimpl(tryfirst=True)  # before -k and -m deselect: the run counts what was collected
@@ -117,9 +119,8 @@ def pytest_collection_modifyitems(
         run = _run_of(config)
     except UsageError as exc:
         raise pytest.UsageError(str(exc)) from None
-    run.started = time.time()  # results.json: the run is timed from its collected checks
     run.collected = len(checks)
-    _quiet_benchmarks(config)
+    quiet_benchmarks(config)
     chosen = selection.select(items, run.settings, bool(config.getoption("markexpr", "")))
     run.disabled_items.extend(chosen.opt_in)
     if chosen.drop:
@@ -133,16 +134,6 @@ def pytest_deselected(items: list[pytest.Item]) -> None:
     for item in items:
         if is_check(item):
             item.config.stash.setdefault(_DESELECTED, set()).add(item.nodeid)
-
-
-def _quiet_benchmarks(config: pytest.Config) -> None:
-    """pytest-benchmark's table and "Wrote benchmark data" only when asked (-v or
-    --benchmark-verbose): the perf checks report their figures themselves."""
-    session = getattr(config, "_benchmarksession", None)
-    if session is None or session.verbose or config.get_verbosity() > 0:
-        return
-    session.quiet = True
-    session.logger.level = session.logger.QUIET
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -173,6 +164,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     run.stop()
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if run.summary and reporter is not None:
+        from conformance import record
+
         counted, verdict = record.verdict_lines(run.summary)
         reporter.write_line(counted)
         reporter.write_sep("=", verdict)
@@ -284,10 +277,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     run = session.config.stash.get(_RUN, None)
     if run is not None and run.target is not None:
+        from conformance import record
+
         record.finish(run, session.items)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     run = config.stash.get(_RUN, None)
-    for line in record.summary_lines(run.summary) if run and run.summary else []:
+    if run is None or not run.summary:
+        return
+    from conformance import record
+
+    for line in record.summary_lines(run.summary):
         terminalreporter.write_line(line)

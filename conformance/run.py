@@ -10,7 +10,6 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from conformance.settings import RunSettings
-from conformance.verdicts import RunState
 from opconform.contract import PLANS
 from opconform.target import Target
 
@@ -18,6 +17,7 @@ if TYPE_CHECKING:  # the client is imported when a run starts, not when pytest l
     import pytest
 
     from conformance.results import CheckResult
+    from conformance.verdicts import RunState
     from opconform.client import ApiClient
 
 
@@ -111,6 +111,8 @@ class ConformanceRun:
 
     def state(self) -> RunState:
         """The run so far, as the verdict functions read it."""
+        from conformance.verdicts import RunState
+
         broken: dict[str, str] = {}
         if self.invariants is not None:
             tallies = list(self.invariants.all_tallies())
@@ -150,6 +152,16 @@ def concurrency_limits(target: Target) -> dict[str, int]:
     own = max(1, (target.concurrent or 2) - 1)
     pro = max(1, (PLANS["pro"].concurrent or 2) - 1)
     return {"main": own, "alt": own, "restricted": own, "pro": pro}
+
+
+def quiet_benchmarks(config: pytest.Config) -> None:
+    """pytest-benchmark's table and "Wrote benchmark data" only when asked (-v or
+    --benchmark-verbose): the perf checks report their figures themselves."""
+    session = getattr(config, "_benchmarksession", None)
+    if session is None or session.verbose or config.get_verbosity() > 0:
+        return
+    session.quiet = True
+    session.logger.level = session.logger.QUIET
 
 
 class Check:

@@ -10,13 +10,15 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from conformance.results import Baseline
 from opconform.config import AREAS, OPTIONS, resolve
 from opconform.exitcodes import UsageError
 from opconform.target import Target, parse_slo
 from opconform.transport import TransportSettings
+
+if TYPE_CHECKING:  # the catalogue and YAML are read when a run resolves, not at plugin load
+    from conformance.results import Baseline
 
 TARGET_OPTIONS = tuple(option for option in OPTIONS if option.scope == "target")
 
@@ -56,6 +58,8 @@ class RunSettings:
             unknown = sorted(set(values["requirement"]) - set(requirements()))
             if unknown:
                 raise UsageError(f"--requirement: unknown ID(s) {', '.join(unknown)}")
+        from conformance.results import Baseline
+
         baseline = Baseline.load(values["expected_failures"])
         report_dir = Path(values["report_dir"]) if values["report_dir"] else None
         return cls(values, baseline, report_dir, made)
