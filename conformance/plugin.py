@@ -9,6 +9,7 @@ conformance/record.py's. It stays inert for suites without `requirement` markers
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -105,7 +106,9 @@ def _run_of(config: pytest.Config) -> ConformanceRun:
     given += ["--opconform-config"] if file else []
     if given:  # pytest arguments after `--` must not silently lose to the handed-over run
         raise UsageError(f"{given[0]}: give opconform's options before --, not to pytest")
-    return config.stash[_RUN]
+    run = config.stash[_RUN]
+    run.started = time.time()  # timed from its collected checks, as plain pytest's
+    return run
 
 
 @pytest.hookimpl(tryfirst=True)  # before -k and -m deselect: the run counts what was collected
