@@ -4,6 +4,7 @@ whole-run invariants and replay lines."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -145,15 +146,9 @@ def _stream(
     if done:
         events.append(SSEEvent(data="[DONE]", data_lines=1, at=0.0))
     body = request or {"model": "m", "messages": [], "stream": True, "max_tokens": 8}
-    return Exchange(
-        method="POST",
-        url="http://x/v1/chat/completions",
-        path="/chat/completions",
-        key_label="pro",
-        request_headers={},
-        request_body=json.dumps(body).encode(),
-        started_at=0.0,
-        status=200,
+    return _post(
+        json.dumps(body).encode(),
+        "pro",
         headers={
             "content-type": "text/event-stream",
             "x-ratelimit-limit": "600",
@@ -285,17 +280,18 @@ def test_a_deviation_judged_later_in_the_run_still_blocks() -> None:
 
 
 # ---------------------------------------------------------------------------- one check, judged
-def _post(body: bytes = b'{"model": "m"}', **extra: object) -> Exchange:
+def _post(body: bytes = b'{"model": "m"}', key_label: str = "main", **extra: Any) -> Exchange:
+    """A POST /chat/completions answered 200, with whatever else the test gives."""
     return Exchange(
         method="POST",
         url="http://x/v1/chat/completions",
         path="/chat/completions",
-        key_label="main",
+        key_label=key_label,
         request_headers={},
         request_body=body,
         started_at=0.0,
         status=200,
-        **extra,  # type: ignore[arg-type]
+        **extra,
     )
 
 
