@@ -162,18 +162,12 @@ def validate(args: argparse.Namespace) -> RunSettings:
 
 def _unreachable(settings: RunSettings) -> str | None:
     """Why a remote target cannot be reached at all (one connection, TLS handshake), else None."""
-    from opconform.client import Limits
+    from conformance.run import limits_of
     from opconform.preflight import reach
 
     if settings.target is None:
         return None  # the embedded gateway: started by the plugin, on loopback
-    target = settings.target
-    limits = Limits(
-        connect_timeout=target.connect_timeout,
-        read_timeout=target.read_timeout,
-        request_timeout=target.request_timeout,
-    )
-    return reach(target.base_url, target.transport, limits)
+    return reach(settings.target.base_url, settings.target.transport, limits_of(settings.target))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # the client is imported when a run starts, not when pytest l
 
     from conformance.results import CheckResult
     from conformance.verdicts import RunState
-    from opconform.client import ApiClient
+    from opconform.client import ApiClient, Limits
 
 
 class ConformanceRun:
@@ -53,7 +53,7 @@ class ConformanceRun:
         if self.target is not None:
             return self.target
         from conformance.invariants import Context, Invariants
-        from opconform.client import ApiClient, Budget, Limits, TargetBreaker
+        from opconform.client import ApiClient, Budget, TargetBreaker
         from opconform.preflight import reach
         from opconform.ratelimit import Pacer
 
@@ -67,11 +67,7 @@ class ConformanceRun:
         self.redactor.add_labelled(self.target.keys)
         self.redactor.add(*self.target.secrets())
         self.recorder.keys = {label: key for label, key in self.target.keys.items() if key}
-        limits = Limits(
-            connect_timeout=self.target.connect_timeout,
-            read_timeout=self.target.read_timeout,
-            request_timeout=self.target.request_timeout,
-        )
+        limits = limits_of(self.target)
         self.invariants = Invariants()
         self.context = Context()
         breaker = TargetBreaker(limits, time.monotonic() + self.target.deadline)
@@ -132,6 +128,17 @@ class ConformanceRun:
             self.client.close()
         if self.gateway is not None:
             self.gateway.stop()
+
+
+def limits_of(target: Target) -> Limits:
+    """The deadlines of every exchange with the target: the run's timeouts."""
+    from opconform.client import Limits
+
+    return Limits(
+        connect_timeout=target.connect_timeout,
+        read_timeout=target.read_timeout,
+        request_timeout=target.request_timeout,
+    )
 
 
 def plan_limits(target: Target) -> dict[str, tuple[str, int | None]]:
