@@ -363,6 +363,39 @@ def _conformance_run(folder: Path, statuses: dict[str, str]) -> Path:
     return folder
 
 
+MALFORMED_DOCUMENTS = {
+    "not JSON": "{oops",
+    "a JSON list": "[1, 2]",
+    "null": "null",
+    "no keys": "{}",
+    "checks not a list": '{"kind": "conformance", "verdict": "x", "checks": "abc"}',
+    "a check not an object": '{"verdict": "x", "checks": [1], "requirements": []}',
+    "a message not a string": json.dumps(
+        {
+            "verdict": "x",
+            "checks": [{"id": "a", "requirements": [], "status": "FAIL", "message": 5}],
+        }
+    ),
+}
+
+
+@pytest.mark.parametrize("name", ["results.json", "load.json"])
+@pytest.mark.parametrize("case", sorted(MALFORMED_DOCUMENTS))
+def test_a_malformed_run_document_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, case: str
+) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / name).write_text(MALFORMED_DOCUMENTS[case])
+    err = _usage_error(capsys, "report", str(bad))
+    assert err.startswith("opconform report: ") and str(bad / name) in err, err
+    assert _files(bad) == [name]  # no half-written report
+    good = _conformance_run(tmp_path / "good", {"a": "PASS"})
+    if name == "results.json":  # a diff compares two runs of one kind
+        err = _usage_error(capsys, "report", "diff", str(good), str(bad))
+        assert str(bad / name) in err, err
+
+
 def test_diff_reports_lost_coverage_and_improvements(tmp_path: Path) -> None:
     old = _conformance_run(tmp_path / "old", {"a": "PASS", "b": "FAIL", "c": "PASS", "d": "PASS"})
     new = _conformance_run(tmp_path / "new", {"a": "DISABLED", "b": "PASS", "c": "PASS"})
