@@ -230,6 +230,28 @@ def test_an_unreachable_target_is_one_line_and_results_json_only(tmp_path: Path)
     assert rebuilt.returncode == 0, rebuilt.stderr[-1500:]
 
 
+def test_load_against_an_unreachable_target_is_one_line_before_locust_starts(
+    tmp_path: Path,
+) -> None:
+    report_dir = tmp_path / "run"
+    env = {"OP_BASE_URL": "http://127.0.0.1:9/v1", "OP_API_KEY": "op_sk_test_unreachable"}
+    done = opconform_cli("load", "steady", "--report-dir", str(report_dir), env=env, timeout=60)
+    assert done.returncode == 3, done.stdout[-1500:] + done.stderr[-1500:]
+    assert done.stdout == ""
+    assert done.stderr.splitlines() == [
+        "opconform load: cannot connect to http://127.0.0.1:9/v1: connection refused"
+    ]
+    assert _files(report_dir) == ["load.json"]  # no settings.json: Locust never started
+    document = json.loads((report_dir / "load.json").read_text())
+    assert document["verdict"] == "inconclusive" and document["exit_code"] == 3
+    assert document["invalid_reasons"] == [
+        "cannot connect to http://127.0.0.1:9/v1: connection refused"
+    ]
+    assert "op_sk_test_unreachable" not in (report_dir / "load.json").read_text()
+    rebuilt = opconform_cli("report", str(report_dir), timeout=60)  # still a run folder
+    assert rebuilt.returncode == 0, rebuilt.stderr[-1500:]
+
+
 # ---------------------------------------------------------------------------- what was run
 def test_a_narrowed_run_never_says_conformant(tmp_path: Path) -> None:
     report_dir = tmp_path / "run"
