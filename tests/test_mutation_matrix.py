@@ -148,11 +148,7 @@ COMBINATIONS: tuple[tuple[str, ...], ...] = (
     ("error-body-missing-type", "429-no-retry-after"),
 )
 # Misattributions the full matrix found and that are not fixed yet: strict, so a fix shows.
-KNOWN_MISATTRIBUTED: dict[str, str] = {
-    "ratelimit-window-never-resets": "the key stays refused for the rest of the run: later "
-    "checks on it (OP-RL-011, OP-RL-013, Retry-After against Reset) fail on their own instead "
-    "of being blocked by OP-RL-009, which is judged last (marker slow)",
-}
+KNOWN_MISATTRIBUTED: dict[str, str] = {}
 FULL_MATRIX = [(name,) for name in REQUIREMENT_FAULTS] + list(COMBINATIONS)
 NEVER_ENDING_RUN_BOUND_S = 120.0
 EVERY_BUILD = {
