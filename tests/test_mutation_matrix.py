@@ -252,3 +252,21 @@ def test_full_run_blames_exactly_the_fault(
         blocked = causes["OP-STREAM-007"]["blocked"]
         assert blocked, "no check was blocked by the stream that never ended"
         assert results["duration_s"] <= NEVER_ENDING_RUN_BOUND_S, results["duration_s"]
+
+
+@pytest.mark.slow
+def test_a_narrowed_run_reports_the_stream_that_never_ended(tmp_path: Path) -> None:
+    """OP-STREAM-007's own check is outside the selection, yet a stream cut at its cap blocked
+    the selected checks: its whole-run result is still the root cause, with that stream as
+    evidence, so the run fails (exit 1) instead of "could not judge" (exit 3). Measured ~9 s."""
+    with EmbeddedGateway(["--fault", "stream-never-ends"]) as gateway:
+        run = run_suite(gateway.env, tmp_path / "run", "--area", "compat")
+    results = run.results
+    assert run.code == 1, run.stdout[-2000:] + run.stderr[-1000:]
+    causes = {cause["requirement"]: cause for cause in results["root_causes"]}
+    assert set(causes) == {"OP-STREAM-007"}, results["root_causes"]
+    assert causes["OP-STREAM-007"]["blocked"], "no selected check was blocked by it"
+    checks = {check["id"]: check for check in results["checks"]}
+    assert causes["OP-STREAM-007"]["checks"] == ["invariant::OP-STREAM-007"]
+    assert not _evidence_problems(causes["OP-STREAM-007"], checks)
+    assert "no [DONE]" in checks["invariant::OP-STREAM-007"]["message"]
