@@ -58,6 +58,9 @@ class RateInfo:
         return ", ".join(part for part in parts if part) or "nothing usable"
 
 
+EPOCH_AFTER = 1e9  # a Reset above this is a Unix time (2001 on), below it seconds from now
+
+
 def reset_in_seconds(value: str, now: float | None = None) -> float | None:
     """X-RateLimit-Reset as seconds from now: epoch seconds (GitHub's convention) or a delta
     (early IETF drafts). None if it is neither a number nor plausible."""
@@ -66,7 +69,7 @@ def reset_in_seconds(value: str, now: float | None = None) -> float | None:
     except ValueError:
         return None
     now = time.time() if now is None else now
-    if number > 1e9:
+    if number > EPOCH_AFTER:
         return max(0.0, number - now)
     return max(0.0, number)
 
@@ -414,6 +417,8 @@ class Pacer:
         (else the run, or a limit counted across keys, explains it)."""
         now = self._clock()
         sent_at = now - sent_ago
+        # A wait of 0 names no reset to wait for: such a refusal is judged by its epoch Reset,
+        # or by a whole window.
         named = [v for v in (retry_after_seconds(headers), _relative_reset(headers)) if v]
         epoch = _epoch_reset(headers)
         with self._lock:
@@ -475,7 +480,7 @@ def _epoch_reset(headers: Mapping[str, str]) -> float | None:
         value = float(headers.get("x-ratelimit-reset") or "")
     except ValueError:
         return None
-    return value if value > 1e9 else None
+    return value if value > EPOCH_AFTER else None
 
 
 def _relative_reset(headers: Mapping[str, str]) -> float | None:
