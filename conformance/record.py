@@ -123,8 +123,12 @@ def finish(run: ConformanceRun, items: list[pytest.Item]) -> None:
     elif run.invariants is not None:
         # Invariants speak for the requirements this selection covers (-m, --area, -k ...).
         selected = {rid for item in items if is_check(item) for rid in requirement_ids(item)}
+        # ... and for the deviations that blocked a selected check (a stream cut at its cap,
+        # a key that stays refused): the root cause is reported whoever met it.
+        blocking = {r.blocked_by for r in run.results if r.status == BLOCKED and r.blocked_by}
         for result in _invariant_results(run):
-            if not selected & set(result.requirements):
+            broken = result.status in (FAIL, WARN) and blocking & set(result.requirements)
+            if not (selected & set(result.requirements) or broken):
                 continue
             matched = run.baseline.match(result.id, result.name, result.requirements)
             if matched and result.status == FAIL:

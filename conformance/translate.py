@@ -40,7 +40,9 @@ def raised(exc: BaseException | None) -> Raised:
     if exc is None:
         return Raised()
     exchange = getattr(exc, "exchange", None)
-    if getattr(exchange, "stated_below_plan", False):
+    if getattr(exchange, "window_not_reset", False):
+        root = "OP-RL-009"
+    elif getattr(exchange, "stated_below_plan", False):
         root = "OP-RL-004"
     else:
         root = "OP-RL-012" if getattr(exchange, "shared_limit", False) else "OP-RL-007"

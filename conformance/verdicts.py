@@ -249,7 +249,7 @@ def broken_prerequisite(
     """The first prerequisite already shown broken (by a check, or by an invariant so far)."""
     for rid in needs:
         cause = None if rid in own else broken(rid, state)
-        if cause is not None:
+        if cause is not None and cause[0] not in own:  # a check is not blocked by itself
             return cause
     return None
 
@@ -277,6 +277,14 @@ def judge(seen: Observed, state: RunState) -> tuple[CheckResult, Shown]:
             status, blocked_by = BLOCKED, why[0]
             message = f"{why[1]}; here: {message}"
             break
+    stuck = any(e.window_not_reset for e in seen.exchanges)
+    if stuck and status in (FAIL, WARN, ERROR, INCONCLUSIVE) and "OP-RL-009" not in ids:
+        # A key still refused after the reset it named (OP-RL-009's invariant) spoils whatever
+        # this check wanted from it.
+        why = broken("OP-RL-009", state)
+        if why is not None:
+            status, blocked_by = BLOCKED, why[0]
+            message = f"{why[1]}; here: {message}"
     if status in (FAIL, WARN, ERROR, INCONCLUSIVE):
         cause = broken_prerequisite(ids, seen.needs, state)
         if cause is not None:

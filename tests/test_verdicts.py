@@ -347,6 +347,14 @@ def test_a_failure_on_a_broken_prerequisite_is_blocked_by_it_before_or_after() -
     known = _state(baseline=("OP-RL-001",), OP_RL_001="late (1 of 9)")
     assert judge(_seen(FAILED, needs=("OP-RL-001",)), known)[0].status == FAIL
     assert broken_prerequisite(["OP-RL-001"], ["OP-RL-001"], _state(root)) is None
+    # A prerequisite blocked by the check's own requirement does not block the check itself.
+    consequence = _result("OP-RL-004", BLOCKED)
+    consequence.blocked_by = "OP-RL-001"
+    assert broken_prerequisite(["OP-RL-001"], ["OP-RL-004"], _state(consequence)) is None
+    assert broken_prerequisite(["OP-X"], ["OP-RL-004"], _state(consequence)) == (
+        "OP-RL-001",
+        "OP-RL-004 says BLOCKED",
+    )
 
 
 def test_the_baseline_turns_an_expected_failure_into_a_skip_and_a_pass_into_stale() -> None:
@@ -371,6 +379,12 @@ def test_what_the_exception_says_about_the_run_decides_over_the_status() -> None
     assert judge(_seen(error, raised=limited), _state())[0].status == ERROR  # pacing failed
     below, _ = judge(_seen(error, raised=limited), _state(OP_RL_007="429 at 12 of 60"))
     assert (below.status, below.blocked_by) == (BLOCKED, "OP-RL-007")
+    # A key still refused after the reset it named blocks what the check wanted from it.
+    stuck = _post(window_not_reset=True)
+    refused = _state(OP_RL_009="429 after the named reset (1 of 1)")
+    kept, _ = judge(_seen(error, exchanges=(stuck,)), refused)
+    assert (kept.status, kept.blocked_by) == (BLOCKED, "OP-RL-009")
+    assert judge(_seen(error, exchanges=(_post(),)), refused)[0].status == ERROR
 
 
 def test_a_typed_skip_keeps_its_fields_through_the_judgement() -> None:
