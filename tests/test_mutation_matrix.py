@@ -154,6 +154,11 @@ KNOWN_MISATTRIBUTED: dict[str, str] = {
     "of being blocked by OP-RL-009, which is judged last (marker slow)",
 }
 FULL_MATRIX = [(name,) for name in REQUIREMENT_FAULTS] + list(COMBINATIONS)
+# Requirements a fault must leave judged (PASS) although it breaks a neighbour they were once
+# blocked by: a limit found on completions only is still a 429 to inspect (interop suite issue 11).
+STILL_JUDGED: dict[str, tuple[str, ...]] = {
+    "ratelimit-only-completions": ("OP-RL-008", "OP-RL-012", "OP-SDK-002", "OP-SDK-004"),
+}
 NEVER_ENDING_RUN_BOUND_S = 120.0
 EVERY_BUILD = {
     *COMBINATIONS,
@@ -250,6 +255,9 @@ def test_full_run_blames_exactly_the_fault(
     checks = {check["id"]: check for check in results["checks"]}
     problems = [p for cause in causes.values() for p in _evidence_problems(cause, checks)]
     assert not problems, problems
+    rows = {row["id"]: row for row in results["requirements"]}
+    judged = {rid: rows[rid]["status"] for name in names for rid in STILL_JUDGED.get(name, ())}
+    assert all(status == "PASS" for status in judged.values()), judged
     if "stream-never-ends" in names:
         # Found once: the later stream checks are blocked by it instead of each waiting out its
         # own cap (a bound, like the hostile runs', not a speed goal: measured ~16 s).
