@@ -163,31 +163,29 @@ def _hold(api: ApiClient, model: str, count: int) -> list[Transfer]:
     Remaining left is a slot that the server has not freed yet (e.g. the previous check's
     streams, just closed: LiteLLM frees one about 1.5 s after a disconnect): close what is
     held, pause as a client would (its Retry-After, at most a few seconds) and open them all
-    again, a few times at most; streams kept open through the pause could end on their own
-    before the check is done with them. If opening one raises (the run stopped, the endpoint
+    again, once; streams kept open through the pause could end on their own before the check
+    is done with them. If opening one raises (the run stopped, the endpoint
     failed too often), the ones already open are closed and recorded."""
     body = expect.chat_request(model, LONG_STREAM, max_tokens=8000)
     held: list[Transfer] = []
+    attempts = 2  # the callers reserve room in the key's window for two
     try:
-        for attempt in range(3):
-            if attempt:
-                # Nothing is held while it waits; the callers reserved room for two attempts.
-                api.pacer.before("main", needed=count)
+        for attempt in range(attempts):
             for _ in range(count):
                 transfer = api.hold_stream(body, key="main")
                 held.append(transfer)
                 exchange = transfer.exchange
                 busy = exchange.status == 429 and exchange.header("x-ratelimit-remaining") != "0"
-                if busy and attempt < 2:
+                if busy and attempt < attempts - 1:
                     break
             else:
                 return held
             _close_all(held)
             held = []
+            # Not the pacer's wait: a cap's Retry-After (LiteLLM: its window's 60 s) says
+            # nothing about when a slot comes back.
             retry_after = exchange.header("retry-after") or "1"
-            time.sleep(
-                min(float(retry_after), 2.0 * (attempt + 1)) if retry_after.isdigit() else 1.0
-            )
+            time.sleep(min(float(retry_after), 3.0) if retry_after.isdigit() else 1.0)
     except BaseException:
         _close_all(held)
         raise
