@@ -162,13 +162,13 @@ def _hold(api: ApiClient, model: str, count: int) -> list[Transfer]:
     """Open `count` long streams on the main key, all at about the same time. A 429 with
     Remaining left is a slot that the server has not freed yet (e.g. the previous check's
     streams, just closed: LiteLLM frees one about 1.5 s after a disconnect): close what is
-    held, pause as a client would (its Retry-After, at most a few seconds) and open them all
-    again, once; streams kept open through the pause could end on their own before the check
-    is done with them. If opening one raises (the run stopped, the endpoint
-    failed too often), the ones already open are closed and recorded."""
+    held, pause as a client would and open them all again (twice at most); streams kept open
+    through the pause could end on their own before the check is done with them. If opening
+    one raises (the run stopped, the endpoint failed too often), the ones already open are
+    closed and recorded."""
     body = expect.chat_request(model, LONG_STREAM, max_tokens=8000)
     held: list[Transfer] = []
-    attempts = 2  # the callers reserve room in the key's window for two
+    attempts = 3
     try:
         for attempt in range(attempts):
             for _ in range(count):
@@ -182,10 +182,12 @@ def _hold(api: ApiClient, model: str, count: int) -> list[Transfer]:
                 return held
             _close_all(held)
             held = []
-            # Not the pacer's wait: a cap's Retry-After (LiteLLM: its window's 60 s) says
-            # nothing about when a slot comes back.
-            retry_after = exchange.header("retry-after") or "1"
-            time.sleep(min(float(retry_after), 3.0) if retry_after.isdigit() else 1.0)
+            # First a short pause (a disconnect the server has not noticed yet); a slot still
+            # taken after it is one the server keeps until the reset it names (LiteLLM, after
+            # answering a 500, until its minute ends): its Retry-After, within one window.
+            value = exchange.header("retry-after") or ""
+            retry_after = float(value) if value.isdigit() else 1.0
+            time.sleep(min(retry_after, 3.0 if attempt == 0 else api.pacer.window) + 0.5 * attempt)
     except BaseException:
         _close_all(held)
         raise
@@ -263,8 +265,9 @@ def _until_served(
 @requirement("OP-RL-010")
 def test_concurrency_cap(api: ApiClient, model: str, target: Target) -> None:
     cap = _cap(target, api)
-    # The streams twice (`_hold` may open them again) and the extra request: a wait for room
-    # while streams are held would let them end before the cap is judged.
+    # The streams twice (`_hold` may open them again; a third time only after the target's
+    # Retry-After) and the extra request: a wait for room while streams are held would let
+    # them end before the cap is judged.
     api.pacer.before("main", needed=2 * cap + 2)
     held = _hold(api, model, cap)
     try:
