@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from conformance.plugin import blocked, disabled
+from conformance.prefetch import Jobs
 from opconform.config import Target
 
 if TYPE_CHECKING:  # as in the plugin: the client is imported when a run starts
@@ -33,6 +34,16 @@ def frugal(api: ApiClient, bulk_key: str) -> bool:
     """The bulk identity's plan leaves little room: spend requests only on what is judged."""
     limit = api.pacer.limit_of(bulk_key)
     return limit is not None and limit <= FRUGAL_REQUESTS_PER_MIN
+
+
+@pytest.fixture(scope="session")
+def jobs(
+    request: pytest.FixtureRequest, api: ApiClient, bulk_key: str, frugal: bool, evidence: Recorder
+) -> Jobs:
+    """The selection's jobs (conformance.prefetch), sent together when the bulk key has room: a
+    frugal Free key sends each when its check takes it, one after the other."""
+    together = not frugal and api.concurrency.get(bulk_key, 1) > 1
+    return Jobs(request, api, bulk_key, evidence, together=together)
 
 
 @pytest.fixture(scope="session")

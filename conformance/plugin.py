@@ -224,7 +224,9 @@ class ConformanceRun:
 
     def _observe(self, exchange: Any) -> None:
         if self.invariants is not None:
-            self.invariants.observe(exchange, self.context)
+            from conformance.prefetch import context_or
+
+            self.invariants.observe(exchange, context_or(self.context))
 
     @property
     def stopped(self) -> str | None:
@@ -489,17 +491,20 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     fixtures it is first to use included, are the difference (results.json `sent`)."""
     run = item.config.stash.get(_RUN, None)
     if run is not None and run.client is not None and _is_check(item):
+        from conformance.prefetch import mark_start
+
         item.stash[_SENT_BEFORE] = dict(run.client.sent)
+        mark_start(item)
 
 
 def _sent_by(run: ConformanceRun, item: pytest.Item) -> dict[str, int]:
     before = item.stash.get(_SENT_BEFORE, None)
     if before is None or run.client is None:
         return {}
+    from conformance.prefetch import sent_by
+
     after = run.client.sent
-    return {
-        label: n - before.get(label, 0) for label, n in after.items() if n > before.get(label, 0)
-    }
+    return sent_by(item, {label: n - before.get(label, 0) for label, n in after.items()})
 
 
 @pytest.hookimpl(tryfirst=True)
