@@ -145,6 +145,7 @@ class ConformanceRun:
         self.unreachable: str | None = None  # why the target could not be reached at all
         self.collected = 0  # checks collected, before any selection
         self.selection: str | None = None  # "selected --area auth (12 of 121 checks)"
+        self.plan: dict[str, Any] | None = None  # the requests the run plans (conformance.plan)
 
     def start(self) -> Target:
         if self.target is not None:
@@ -397,6 +398,12 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         run.start()
     except UsageError as exc:
         raise pytest.UsageError(str(exc)) from None
+    if run.client is not None and run.target is not None and not run.unreachable:
+        from conformance.plan import make_plan, plan_lines
+
+        run.plan = make_plan(session.items, run.target, run.client)
+        for line in plan_lines(run.plan):
+            run.say(line)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -949,6 +956,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         "counts": counts(run.results),
         "root_causes": causes,
         "samples": run.target.samples,
+        "plan": run.plan,
         "requests_sent": dict(run.client.sent) if run.client else {},
         "tokens_spent": run.client.budget.spent if run.client else 0,
         # Where the run waited for a key's window, and why (the plan's rate, or a 429).

@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextvars
 import inspect
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -48,17 +48,24 @@ class Spec:
     params: tuple[str, ...]
     # Requests at once per identity (BULK or a key label) the job may have in flight.
     slots: dict[str, int]
+    sends: dict[str, int | str]  # what it sends, for the plan (conformance.plan)
 
 
 SPECS: dict[str, Spec] = {}
 
 
 def job(
-    *, slots: int = 1, others: Iterable[str] = (), name: str | None = None
+    *,
+    slots: int = 1,
+    others: Iterable[str] = (),
+    sends: Mapping[str, int | str] | None = None,
+    name: str | None = None,
 ) -> Callable[[Callable[..., Any]], Any]:
     """Declare a check's sending as a job, the fixture `name` (default: the function's name):
     `slots` requests at once on the bulk key at most, one at a time on each of `others` (key
-    labels). Its parameters are session fixtures or the check's own parametrize arguments."""
+    labels); `sends`: what it sends per identity, for the run's plan (conformance.plan; default
+    one request on the bulk key). Its parameters are session fixtures or the check's own
+    parametrize arguments."""
 
     def register(send: Callable[..., Any]) -> Any:
         fixture_name = name or send.__name__
@@ -67,7 +74,8 @@ def job(
             raise ValueError(f"two jobs named {fixture_name}")
         budget = {BULK: slots, **{label: 1 for label in others}}
         params = tuple(inspect.signature(send).parameters)
-        SPECS[fixture_name] = Spec(fixture_name, send, params, budget)
+        cost: dict[str, int | str] = dict(sends) if sends is not None else {BULK: 1}
+        SPECS[fixture_name] = Spec(fixture_name, send, params, budget, cost)
 
         def fixture(request: pytest.FixtureRequest, jobs: Jobs) -> Pending:
             return jobs.pending(fixture_name, request.node)
@@ -245,7 +253,7 @@ class Jobs:
             for name in getattr(item, "fixturenames", ()):
                 spec = SPECS.get(name)
                 if spec is not None:
-                    key = (name, _own_arguments(spec, item))
+                    key = instance_key(spec, item)
                     takers.setdefault(key, []).append(item)
                     self._of_item[(name, item.nodeid)] = self.instances.get(key) or Instance(
                         spec, {}, Context(), self._book
@@ -297,11 +305,12 @@ class Jobs:
         return Pending(self._of_item[(name, item.nodeid)], item.nodeid, self._recorder)
 
 
-def _own_arguments(spec: Spec, item: pytest.Item) -> str:
-    """The check's parametrize arguments a job takes: checks with the same share one run."""
+def instance_key(spec: Spec, item: pytest.Item) -> tuple[str, str]:
+    """The job and the check's parametrize arguments it takes: checks with the same key share
+    one run of it."""
     callspec = getattr(item, "callspec", None)
     params = callspec.params if callspec is not None else {}
-    return ",".join(f"{p}={params[p]!r}" for p in spec.params if p in params)
+    return spec.name, ",".join(f"{p}={params[p]!r}" for p in spec.params if p in params)
 
 
 def _arguments(

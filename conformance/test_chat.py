@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from conformance import expect
-from conformance.prefetch import Pending, job
+from conformance.prefetch import BULK, Pending, job
 from opconform.client import ApiClient, Exchange
 from opconform.config import Target
 from opconform.contract import COUNTING_PROMPT
@@ -51,7 +51,7 @@ def test_completion_matches_schema(completion_for_schema: Pending) -> None:
     expect.matches(body, "chat-completion-response", "the completion")
 
 
-@job(slots=2)
+@job(slots=2, sends={BULK: "models"})
 def completion_per_model(api: ApiClient, bulk_key: str, models: list[str]) -> list[Exchange]:
     calls = [functools.partial(_completion, api, bulk_key, m) for m in models]
     return api.gather(calls, key=bulk_key)
@@ -83,7 +83,7 @@ def test_usage_adds_up(completion_for_usage: Pending) -> None:
     )
 
 
-@job(slots=5)
+@job(slots=5, sends={BULK: "samples"})
 def cut_answers(api: ApiClient, bulk_key: str, model: str, target: Target) -> list[Exchange]:
     """--samples completions of a long answer asked with max_tokens 5 (two checks judge them)."""
     body = expect.chat_request(model, COUNTING, max_tokens=5)

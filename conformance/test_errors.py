@@ -7,7 +7,7 @@ import secrets
 import pytest
 
 from conformance import expect
-from conformance.prefetch import Pending, job
+from conformance.prefetch import BULK, Pending, job
 from opconform.client import ApiClient, Exchange
 from opconform.config import Target
 
@@ -26,7 +26,7 @@ TYPE_WORDS = {
 }
 
 
-@job(others=("restricted",))
+@job(others=("restricted",), sends={BULK: 2, "anonymous": 1, "restricted": 1})
 def error_answers(api: ApiClient, bulk_key: str, target: Target) -> list[Exchange]:
     """One answer of every error status the suite can provoke with its identities."""
     unknown_key = f"Bearer op_sk_opconform_unknown_{secrets.token_hex(12)}"

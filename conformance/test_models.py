@@ -10,7 +10,7 @@ import pytest
 
 from conformance import expect
 from conformance.plugin import Check, blocked
-from conformance.prefetch import Pending, job
+from conformance.prefetch import BULK, Pending, job
 from opconform.client import ApiClient, Exchange
 
 pytestmark = pytest.mark.area("models")
@@ -68,7 +68,7 @@ def test_model_ids_are_unique(model_list: dict[str, Any]) -> None:
     assert not duplicates, f"model ids listed more than once: {', '.join(duplicates)}"
 
 
-@job(slots=3)
+@job(slots=3, sends={BULK: "models+1"})
 def listed_model_answers(
     api: ApiClient, bulk_key: str, models: list[str], listed_models: list[str]
 ) -> list[tuple[str, Exchange]]:

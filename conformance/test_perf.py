@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from conformance import expect
+from conformance.plan import ROUNDS
 from conformance.plugin import disabled
 from opconform.client import ApiClient
 from opconform.config import Target
@@ -18,7 +19,6 @@ from opconform.sse import SSEEvent
 
 pytestmark = pytest.mark.area("perf")
 requirement = pytest.mark.requirement
-ROUNDS = 5
 
 
 def _p95(samples: list[float]) -> float:

@@ -8,7 +8,7 @@ from typing import Any, NoReturn, TypeVar
 import pytest
 
 from conformance import expect
-from conformance.prefetch import Pending, job
+from conformance.prefetch import BULK, Pending, job
 from conformance.sdk import (
     GO_STEPS,
     go_typed_error,
@@ -79,7 +79,7 @@ def _on_restricted_429(api: ApiClient, sdk: str) -> NoReturn:
     pytest.skip(f"{sdk}: the restricted key met a 429 the plan explains: no 403 to judge")
 
 
-@job()
+@job(sends={BULK: 3})
 def python_sdk_lists_completes_streams(
     api: ApiClient, bulk_key: str, model: str, target: Target
 ) -> None:
@@ -138,7 +138,7 @@ def _python_lists_completes_streams(client: Any, model: str) -> None:
         )
 
 
-@job(others=("restricted",))
+@job(others=("restricted",), sends={BULK: 1, "restricted": 1})
 def python_sdk_maps_401_and_403(api: ApiClient, bulk_key: str, target: Target, model: str) -> None:
     client = python_client(api, target, bulk_key).with_options(
         api_key="op_sk_opconform_unknown_python_check"
@@ -168,7 +168,7 @@ def test_python_sdk_maps_401_and_403(python_sdk_maps_401_and_403: Pending) -> No
     python_sdk_maps_401_and_403.take()
 
 
-@job()
+@job(sends={BULK: 3})
 def node_sdk_lists_completes_streams(
     api: ApiClient, bulk_key: str, model: str, target: Target
 ) -> None:
@@ -200,7 +200,7 @@ def test_node_sdk_lists_completes_streams(node_sdk_lists_completes_streams: Pend
     node_sdk_lists_completes_streams.take()
 
 
-@job(others=("restricted",))
+@job(others=("restricted",), sends={BULK: 2})
 def node_sdk_maps_401_and_403(api: ApiClient, bulk_key: str, target: Target) -> None:
     result = run_node(
         api, target, "errors", key=bulk_key, restricted_model=target.restricted_model or ""
@@ -274,7 +274,7 @@ def _go_typed_errors(api: ApiClient, bulk_key: str, target: Target, library: str
         go_typed_error(library, "a forbidden model", result["permission"], 403, "OP-AUTH-005")
 
 
-@job()
+@job(sends={BULK: 3})
 def go_openai_lists_completes_streams(
     api: ApiClient, bulk_key: str, model: str, target: Target
 ) -> None:
@@ -287,7 +287,7 @@ def test_go_openai_lists_completes_streams(go_openai_lists_completes_streams: Pe
     go_openai_lists_completes_streams.take()
 
 
-@job(others=("restricted",))
+@job(others=("restricted",), sends={BULK: 3})
 def go_openai_returns_typed_errors(api: ApiClient, bulk_key: str, target: Target) -> None:
     _go_typed_errors(api, bulk_key, target, "go-openai")
 
@@ -298,7 +298,7 @@ def test_go_openai_returns_typed_errors(go_openai_returns_typed_errors: Pending)
     go_openai_returns_typed_errors.take()
 
 
-@job()
+@job(sends={BULK: 3})
 def openai_go_lists_completes_streams(
     api: ApiClient, bulk_key: str, model: str, target: Target
 ) -> None:
@@ -311,7 +311,7 @@ def test_openai_go_lists_completes_streams(openai_go_lists_completes_streams: Pe
     openai_go_lists_completes_streams.take()
 
 
-@job(others=("restricted",))
+@job(others=("restricted",), sends={BULK: 3})
 def openai_go_returns_typed_errors(api: ApiClient, bulk_key: str, target: Target) -> None:
     _go_typed_errors(api, bulk_key, target, "openai-go")
 

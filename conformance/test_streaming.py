@@ -10,7 +10,7 @@ import pytest
 
 from conformance import expect
 from conformance.plugin import Check
-from conformance.prefetch import Pending, job
+from conformance.prefetch import BULK, Pending, job
 from opconform.client import ApiClient, Exchange, StreamsDoNotEnd
 from opconform.config import Target
 from opconform.contract import COUNTING_PROMPT, SHORT_PROMPT
@@ -25,7 +25,7 @@ def _stream(api: ApiClient, key: str, model: str, **extra: Any) -> Exchange:
     return api.chat(expect.chat_request(model, HAIKU, max_tokens=24, **extra), key=key, stream=True)
 
 
-@job(slots=5)
+@job(slots=5, sends={BULK: "samples"})
 def sampled_streams(api: ApiClient, bulk_key: str, model: str, target: Target) -> list[Exchange]:
     """--samples streams of the same request: a property that fails in one stream of five is
     not missed by judging one. Once one never ends, the others would only wait out their cap:
@@ -208,7 +208,7 @@ def test_include_usage_adds_final_usage_chunk(usage_stream: Pending) -> None:
     # not): one wrong total is one root cause, not two.
 
 
-@job(slots=2)
+@job(slots=2, sends={BULK: 2})
 def plain_and_streamed(api: ApiClient, bulk_key: str, model: str) -> list[Exchange]:
     """The same deterministic request without and with stream, at once."""
     body = expect.chat_request(model, HAIKU, max_tokens=24, temperature=0)
@@ -238,7 +238,7 @@ def test_streamed_text_equals_completion(
     )
 
 
-@job(slots=2)
+@job(slots=2, sends={BULK: "models"})
 def stream_per_model(api: ApiClient, bulk_key: str, models: list[str]) -> list[Exchange]:
     calls = [functools.partial(_stream, api, bulk_key, m) for m in models]
     return api.gather(calls, key=bulk_key)
@@ -256,7 +256,7 @@ def test_every_selected_model_streams(stream_per_model: Pending, models: list[st
     assert not failures, "models that do not stream to [DONE]: " + "; ".join(failures)
 
 
-@job(slots=5)
+@job(slots=5, sends={BULK: "samples"})
 def cut_streams(api: ApiClient, bulk_key: str, model: str, target: Target) -> list[Exchange]:
     body = expect.chat_request(
         model, COUNTING_PROMPT, max_tokens=5, stream_options={"include_usage": True}

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from conformance import expect
 from conformance.catalogue import requirements
-from conformance.prefetch import Pending, job
+from conformance.plan import FRUGAL_GENERATED, GENERATED
+from conformance.prefetch import BULK, Pending, job
 from opconform.client import ApiClient, Exchange
 
 pytestmark = pytest.mark.area("validation")
@@ -276,14 +277,14 @@ def _request_bodies(draw: st.DrawFn, model: str) -> dict[str, Any]:
     return body
 
 
-@job()
+@job(sends={BULK: "generated"})
 def generated_run(api: ApiClient, bulk_key: str, model: str, frugal: bool) -> None:
     """A bounded, reproducible property run: 30 generated bodies, valid and invalid (10 on a
     Free bulk key, whose minute holds 60 requests for the whole run), one after the other; its
     counter-example is raised in the check."""
 
     @settings(
-        max_examples=10 if frugal else 30,
+        max_examples=FRUGAL_GENERATED if frugal else GENERATED,
         deadline=None,
         derandomize=True,
         database=None,

@@ -310,7 +310,7 @@ class ApiClient:
         # check's job, say) is still known where its requests settle.
         contexts = [contextvars.copy_context() for _ in calls]
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="opconform") as pool:
-            return list(pool.map(lambda pair: pair[0].run(pair[1]), zip(contexts, calls)))
+            return list(pool.map(lambda context, call: context.run(call), contexts, calls))
 
     def has_key(self, label: str) -> bool:
         return label in self.keys
