@@ -49,6 +49,8 @@ class Spec:
     # Requests at once per identity (BULK or a key label) the job may have in flight.
     slots: dict[str, int]
     sends: dict[str, int | str]  # what it sends, for the plan (conformance.plan)
+    streams: bool = False  # it opens streams of the suite's own client
+    after_streams: bool = False  # it streams through another client (an SDK)
 
 
 SPECS: dict[str, Spec] = {}
@@ -59,13 +61,17 @@ def job(
     slots: int = 1,
     others: Iterable[str] = (),
     sends: Mapping[str, int | str] | None = None,
+    streams: bool = False,
+    after_streams: bool = False,
     name: str | None = None,
 ) -> Callable[[Callable[..., Any]], Any]:
     """Declare a check's sending as a job, the fixture `name` (default: the function's name):
     `slots` requests at once on the bulk key at most, one at a time on each of `others` (key
     labels); `sends`: what it sends per identity, for the run's plan (conformance.plan; default
-    one request on the bulk key). Its parameters are session fixtures or the check's own
-    parametrize arguments."""
+    one request on the bulk key). `streams`: it opens streams; `after_streams`: it streams
+    through another client (an SDK). In a wave both start once one stream has ended, and not at
+    all when it did not (they would only wait out their deadlines). Its parameters are session
+    fixtures or the check's own parametrize arguments."""
 
     def register(send: Callable[..., Any]) -> Any:
         fixture_name = name or send.__name__
@@ -75,7 +81,7 @@ def job(
         budget = {BULK: slots, **{label: 1 for label in others}}
         params = tuple(inspect.signature(send).parameters)
         cost: dict[str, int | str] = dict(sends) if sends is not None else {BULK: 1}
-        SPECS[fixture_name] = Spec(fixture_name, send, params, budget, cost)
+        SPECS[fixture_name] = Spec(fixture_name, send, params, budget, cost, streams, after_streams)
 
         def fixture(request: pytest.FixtureRequest, jobs: Jobs) -> Pending:
             return jobs.pending(fixture_name, request.node)
@@ -191,10 +197,11 @@ def context_or(default: Context) -> Context:
 class Pending:
     """A check's handle on its job: `take()` once in the check's body."""
 
-    def __init__(self, instance: Instance, nodeid: str, recorder: Recorder) -> None:
+    def __init__(self, instance: Instance, nodeid: str, recorder: Recorder, api: ApiClient) -> None:
         self._instance = instance
         self._nodeid = nodeid
         self._recorder = recorder
+        self._api = api
 
     def take(self) -> Any:
         instance = self._instance
@@ -204,7 +211,23 @@ class Pending:
         instance.book.take(self._nodeid, instance.sent)
         if instance.error is not None:
             raise instance.error
+        unended = self._api.unended
+        if (
+            unended is not None
+            and unended not in instance.exchanges
+            and any(_past_cap(e) for e in instance.exchanges)
+        ):
+            # Sent at the same time as the stream that did not end: one after the other, it would
+            # not have been sent (one never-ending stream is one finding).
+            from opconform.client import StreamsDoNotEnd
+
+            raise StreamsDoNotEnd(unended)
         return instance.value
+
+
+def _past_cap(exchange: Exchange) -> bool:
+    """A stream cut at its cap, as ApiClient.settle marks the first one (`unended`)."""
+    return exchange.error_kind == "stream-cap" and not exchange.aborted
 
 
 class _Slots:
@@ -283,13 +306,27 @@ class Jobs:
         capacity = {label: self._api.concurrency.get(label, 1) for label in self._api.concurrency}
         slots = _Slots(capacity)
 
+        # One stream goes first: a target whose streams never end shows it once, and the other
+        # streams are then not sent (StreamsDoNotEnd when their checks take them), as one after
+        # the other; many streams cut at their cap at once would open the target breaker.
+        probe = next((i for i in self.instances.values() if i.spec.streams), None)
+        probed = threading.Event()
+        if probe is None:
+            probed.set()
+
         def work(instance: Instance) -> None:
+            if instance is not probe and (instance.spec.streams or instance.spec.after_streams):
+                probed.wait()
+                if self._api.unended is not None:
+                    return  # taken later, if at all: refused without sending, or blocked
             needs = {k: v for k, v in self._needs(instance.spec).items() if k in capacity}
             slots.take(needs)
             try:
                 instance.run()
             finally:
                 slots.give(needs)
+                if instance is probe:
+                    probed.set()
 
         threads = [
             threading.Thread(target=work, args=(i,), name=f"opconform-job-{i.spec.name}")
@@ -302,7 +339,7 @@ class Jobs:
             thread.join()
 
     def pending(self, name: str, item: pytest.Item) -> Pending:
-        return Pending(self._of_item[(name, item.nodeid)], item.nodeid, self._recorder)
+        return Pending(self._of_item[(name, item.nodeid)], item.nodeid, self._recorder, self._api)
 
 
 def instance_key(spec: Spec, item: pytest.Item) -> tuple[str, str]:

@@ -17,7 +17,7 @@ requirement = pytest.mark.requirement
 GO_EMPTY_MESSAGE_LIMIT = 300
 
 
-@job()
+@job(streams=True)
 def compat_stream(api: ApiClient, bulk_key: str, model: str) -> Exchange:
     """One stream, read by the four checks of its wire properties."""
     return api.chat(
@@ -92,7 +92,7 @@ def test_keepalives_stay_below_go_limit(stream: Exchange, check: Check) -> None:
         )
 
 
-@job()
+@job(streams=True)
 def midstream_error_stream(api: ApiClient, bulk_key: str, target: Target) -> Exchange:
     model_id = target.midstream_error_model
     if not model_id:

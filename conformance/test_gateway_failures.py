@@ -49,7 +49,7 @@ def test_unavailable_model_is_503(unavailable_model: Pending) -> None:
     expect.rate_headers(exchange)
 
 
-@job()
+@job(streams=True)
 def midstream_failure(api: ApiClient, bulk_key: str, target: Target) -> Exchange:
     model_id = target.midstream_error_model
     if not model_id:

@@ -79,7 +79,7 @@ def _on_restricted_429(api: ApiClient, sdk: str) -> NoReturn:
     pytest.skip(f"{sdk}: the restricted key met a 429 the plan explains: no 403 to judge")
 
 
-@job(sends={BULK: 3})
+@job(sends={BULK: 3}, after_streams=True)
 def python_sdk_lists_completes_streams(
     api: ApiClient, bulk_key: str, model: str, target: Target
 ) -> None:
@@ -168,7 +168,7 @@ def test_python_sdk_maps_401_and_403(python_sdk_maps_401_and_403: Pending) -> No
     python_sdk_maps_401_and_403.take()
 
 
-@job(sends={BULK: 3})
+@job(sends={BULK: 3}, after_streams=True)
 def node_sdk_lists_completes_streams(
     api: ApiClient, bulk_key: str, model: str, target: Target
 ) -> None:
@@ -274,7 +274,7 @@ def _go_typed_errors(api: ApiClient, bulk_key: str, target: Target, library: str
         go_typed_error(library, "a forbidden model", result["permission"], 403, "OP-AUTH-005")
 
 
-@job(sends={BULK: 3})
+@job(sends={BULK: 3}, after_streams=True)
 def go_openai_lists_completes_streams(
     api: ApiClient, bulk_key: str, model: str, target: Target
 ) -> None:
@@ -298,7 +298,7 @@ def test_go_openai_returns_typed_errors(go_openai_returns_typed_errors: Pending)
     go_openai_returns_typed_errors.take()
 
 
-@job(sends={BULK: 3})
+@job(sends={BULK: 3}, after_streams=True)
 def openai_go_lists_completes_streams(
     api: ApiClient, bulk_key: str, model: str, target: Target
 ) -> None:

@@ -25,7 +25,7 @@ def _stream(api: ApiClient, key: str, model: str, **extra: Any) -> Exchange:
     return api.chat(expect.chat_request(model, HAIKU, max_tokens=24, **extra), key=key, stream=True)
 
 
-@job(slots=5, sends={BULK: "samples"})
+@job(slots=5, sends={BULK: "samples"}, streams=True)
 def sampled_streams(api: ApiClient, bulk_key: str, model: str, target: Target) -> list[Exchange]:
     """--samples streams of the same request: a property that fails in one stream of five is
     not missed by judging one. Once one never ends, the others would only wait out their cap:
@@ -190,7 +190,7 @@ def test_connection_closes_after_done(streams: list[Exchange], api: ApiClient) -
 
 # No needs(OP-STREAM-002): this check judges its own stream, which stream_chunks blocks by
 # OP-STREAM-002 only when that stream itself cannot be read.
-@job()
+@job(streams=True)
 def usage_stream(api: ApiClient, bulk_key: str, model: str) -> Exchange:
     return _stream(api, bulk_key, model, stream_options={"include_usage": True})
 
@@ -208,7 +208,7 @@ def test_include_usage_adds_final_usage_chunk(usage_stream: Pending) -> None:
     # not): one wrong total is one root cause, not two.
 
 
-@job(slots=2, sends={BULK: 2})
+@job(slots=2, sends={BULK: 2}, streams=True)
 def plain_and_streamed(api: ApiClient, bulk_key: str, model: str) -> list[Exchange]:
     """The same deterministic request without and with stream, at once."""
     body = expect.chat_request(model, HAIKU, max_tokens=24, temperature=0)
@@ -238,7 +238,7 @@ def test_streamed_text_equals_completion(
     )
 
 
-@job(slots=2, sends={BULK: "models"})
+@job(slots=2, sends={BULK: "models"}, streams=True)
 def stream_per_model(api: ApiClient, bulk_key: str, models: list[str]) -> list[Exchange]:
     calls = [functools.partial(_stream, api, bulk_key, m) for m in models]
     return api.gather(calls, key=bulk_key)
@@ -256,7 +256,7 @@ def test_every_selected_model_streams(stream_per_model: Pending, models: list[st
     assert not failures, "models that do not stream to [DONE]: " + "; ".join(failures)
 
 
-@job(slots=5, sends={BULK: "samples"})
+@job(slots=5, sends={BULK: "samples"}, streams=True)
 def cut_streams(api: ApiClient, bulk_key: str, model: str, target: Target) -> list[Exchange]:
     body = expect.chat_request(
         model, COUNTING_PROMPT, max_tokens=5, stream_options={"include_usage": True}
