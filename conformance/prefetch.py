@@ -101,6 +101,7 @@ class Ledger:
         self._lock = threading.Lock()
         self.in_jobs: dict[str, int] = {}
         self.taken: dict[str, dict[str, int]] = {}
+        self.jobs_of: dict[str, list[Instance]] = {}  # check (nodeid) -> the jobs it takes
 
     def add(self, instance: Instance, label: str, n: int = 1) -> None:
         with self._lock:
@@ -116,6 +117,13 @@ class Ledger:
 
 def ledger(config: pytest.Config) -> Ledger:
     return config.stash.setdefault(_LEDGER, Ledger())
+
+
+def sent_already(item: pytest.Item) -> bool:
+    """Every job the check takes has ended: its evidence was gathered before the run stopped
+    sending (a breaker opened by other jobs of the same wave), so it is judged, not blocked."""
+    jobs = ledger(item.config).jobs_of.get(item.nodeid, [])
+    return bool(jobs) and all(instance.done for instance in jobs)
 
 
 def mark_start(item: pytest.Item) -> None:
@@ -282,6 +290,7 @@ class Jobs:
                         spec, {}, Context(), self._book
                     )
                     self.instances.setdefault(key, self._of_item[(name, item.nodeid)])
+                    self._book.jobs_of.setdefault(item.nodeid, []).append(self.instances[key])
         for key, items in takers.items():
             instance = self.instances[key]
             ids = frozenset(r for i in items for m in i.iter_markers("requirement") for r in m.args)
