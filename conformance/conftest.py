@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from conformance.plan import MARKER, bulk_of, is_frugal
+from conformance.plan import MARKER, bulk_of, is_frugal, room
 from conformance.plugin import blocked, disabled
 from conformance.prefetch import Jobs
 from opconform.config import Target
@@ -44,7 +44,10 @@ def jobs(
 ) -> Jobs:
     """The selection's jobs (conformance.prefetch), sent together when the bulk key has room: a
     frugal Free key sends each when its check takes it, one after the other."""
-    together = not frugal and api.concurrency.get(bulk_key, 1) > 1
+
+    def together() -> bool:
+        return not frugal and room(api, bulk_key) > 1
+
     return Jobs(request, api, bulk_key, evidence, together=together)
 
 

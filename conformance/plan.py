@@ -115,11 +115,21 @@ def is_frugal(api: ApiClient, bulk: str) -> bool:
     return limit is not None and limit <= FRUGAL_REQUESTS_PER_MIN
 
 
+def room(api: ApiClient, key: str) -> int:
+    """Requests at once the run allows itself on `key` for independent requests: its plan's
+    concurrency less one slot, or one when the key's X-RateLimit-Limit states less than its plan
+    (a Free key run as --plan pro: the plan's concurrency is not to be trusted either)."""
+    stated, limit = api.pacer.stated_limit(key), api.pacer.limit_of(key)
+    if stated is not None and limit is not None and stated < limit:
+        return 1
+    return api.concurrency.get(key, 1)
+
+
 def settings_of(target: Target, api: ApiClient) -> Settings:
     bulk = bulk_of(api)
     frugal = is_frugal(api, bulk)
     measured = not frugal or bool(target.latency_slo)
-    at_once = api.concurrency.get(bulk, 1) >= ROUNDS
+    at_once = room(api, bulk) > ROUNDS
     return Settings(
         bulk=bulk,
         samples=target.samples,

@@ -269,7 +269,7 @@ class Jobs:
         bulk_key: str,
         recorder: Recorder,
         *,
-        together: bool,
+        together: Callable[[], bool],
     ) -> None:
         from conformance.invariants import Context
 
@@ -296,7 +296,8 @@ class Jobs:
             ids = frozenset(r for i in items for m in i.iter_markers("requirement") for r in m.args)
             instance.context = Context(ids, items[0].nodeid)
             instance.arguments = _arguments(request, instance.spec, items[0])
-        if together and self.instances:
+        # Decided once the arguments are in: the model list, say, has shown what the key states.
+        if self.instances and together():
             self._wave()
 
     def _needs(self, spec: Spec) -> dict[str, int]:
