@@ -233,6 +233,15 @@ class Pending:
         return instance.value
 
 
+def _ended_well(probe: Instance | None) -> bool:
+    """The wave's first stream came back whole: the other streams may go at once. Otherwise
+    (cut at its cap, a transport failure, the run stopped) they wait for their checks, which
+    may then be blocked instead of each waiting out its own deadline at the same time."""
+    if probe is None:
+        return True
+    return probe.error is None and all(e.error is None and e.status == 200 for e in probe.exchanges)
+
+
 def _past_cap(exchange: Exchange) -> bool:
     """A stream cut at its cap, as ApiClient.settle marks the first one (`unended`)."""
     return exchange.error_kind == "stream-cap" and not exchange.aborted
@@ -327,7 +336,7 @@ class Jobs:
         def work(instance: Instance) -> None:
             if instance is not probe and (instance.spec.streams or instance.spec.after_streams):
                 probed.wait()
-                if self._api.unended is not None:
+                if not _ended_well(probe):
                     return  # taken later, if at all: refused without sending, or blocked
             needs = {k: v for k, v in self._needs(instance.spec).items() if k in capacity}
             slots.take(needs)
