@@ -50,7 +50,8 @@ class Spec:
     slots: dict[str, int]
     sends: dict[str, int | str]  # what it sends, for the plan (conformance.plan)
     streams: bool = False  # it opens streams of the suite's own client
-    after_streams: bool = False  # it streams through another client (an SDK)
+    # It sends through another client (an SDK), which the run's breaker does not stop.
+    after_streams: bool = False
 
 
 SPECS: dict[str, Spec] = {}
@@ -68,9 +69,10 @@ def job(
     """Declare a check's sending as a job, the fixture `name` (default: the function's name):
     `slots` requests at once on the bulk key at most, one at a time on each of `others` (key
     labels); `sends`: what it sends per identity, for the run's plan (conformance.plan; default
-    one request on the bulk key). `streams`: it opens streams; `after_streams`: it streams
-    through another client (an SDK). In a wave both start once one stream has ended, and not at
-    all when it did not (they would only wait out their deadlines). Its parameters are session
+    one request on the bulk key). `streams`: it opens streams; `after_streams`: it sends through
+    another client (an SDK), which the run's breaker does not stop. In a wave both start once
+    one stream has come back whole, and not at all when it did not (they would only wait out
+    their deadlines). Its parameters are session
     fixtures or the check's own parametrize arguments."""
 
     def register(send: Callable[..., Any]) -> Any:

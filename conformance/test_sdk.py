@@ -138,7 +138,7 @@ def _python_lists_completes_streams(client: Any, model: str) -> None:
         )
 
 
-@job(others=("restricted",), sends={BULK: 1, "restricted": 1})
+@job(others=("restricted",), sends={BULK: 1, "restricted": 1}, after_streams=True)
 def python_sdk_maps_401_and_403(api: ApiClient, bulk_key: str, target: Target, model: str) -> None:
     client = python_client(api, target, bulk_key).with_options(
         api_key="op_sk_opconform_unknown_python_check"
@@ -200,7 +200,7 @@ def test_node_sdk_lists_completes_streams(node_sdk_lists_completes_streams: Pend
     node_sdk_lists_completes_streams.take()
 
 
-@job(others=("restricted",), sends={BULK: 2})
+@job(others=("restricted",), sends={BULK: 2}, after_streams=True)
 def node_sdk_maps_401_and_403(api: ApiClient, bulk_key: str, target: Target) -> None:
     result = run_node(
         api, target, "errors", key=bulk_key, restricted_model=target.restricted_model or ""
@@ -287,7 +287,7 @@ def test_go_openai_lists_completes_streams(go_openai_lists_completes_streams: Pe
     go_openai_lists_completes_streams.take()
 
 
-@job(others=("restricted",), sends={BULK: 3})
+@job(others=("restricted",), sends={BULK: 3}, after_streams=True)
 def go_openai_returns_typed_errors(api: ApiClient, bulk_key: str, target: Target) -> None:
     _go_typed_errors(api, bulk_key, target, "go-openai")
 
@@ -311,7 +311,7 @@ def test_openai_go_lists_completes_streams(openai_go_lists_completes_streams: Pe
     openai_go_lists_completes_streams.take()
 
 
-@job(others=("restricted",), sends={BULK: 3})
+@job(others=("restricted",), sends={BULK: 3}, after_streams=True)
 def openai_go_returns_typed_errors(api: ApiClient, bulk_key: str, target: Target) -> None:
     _go_typed_errors(api, bulk_key, target, "openai-go")
 
