@@ -1,10 +1,7 @@
-"""The opconform pytest plugin: `pytest conformance --base-url URL --api-key ...`.
-
-It only translates pytest's hooks. The run comes resolved (conformance/settings.py): handed over
-by `opconform run` as a `ConformanceRun` plugin object, or built here from pytest's options for
-plain pytest. Selection and ordering are conformance/selection.py's, the wiring
-conformance/run.py's, every verdict conformance/verdicts.py's, and what a run leaves
-conformance/record.py's. It stays inert for suites without `requirement` markers.
+"""The opconform pytest plugin (`pytest conformance --base-url URL --api-key ...`): it only
+translates pytest's hooks. The run comes resolved (settings.py), handed over by `opconform run`
+as a `ConformanceRun` (run.py) or built from pytest's options; selection.py selects, verdicts.py
+judges, record.py writes. It stays inert for suites without `requirement` markers.
 """
 
 from __future__ import annotations
@@ -158,6 +155,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         run.start()
     except UsageError as exc:
         raise pytest.UsageError(str(exc)) from None
+    run.announce_plan(session.items)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -216,6 +214,7 @@ def _opconform_evidence(request: pytest.FixtureRequest) -> Any:
         yield
         return
     from conformance.invariants import Context
+    from conformance.prefetch import sent_already
     from conformance.skips import blocked
     from conformance.translate import allure_labels
 
@@ -228,7 +227,7 @@ def _opconform_evidence(request: pytest.FixtureRequest) -> Any:
     allure_labels(area_of(item), ids)
     if run.unreachable:
         blocked("run", run.unreachable)
-    if run.stopped:
+    if run.stopped and not sent_already(item):
         blocked("run", f"the run stopped sending: {run.stopped}")
     yield
     item.stash[_RESULT] = run.recorder.take()
@@ -240,7 +239,10 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     fixtures it is first to use included, are the difference (results.json `sent`)."""
     run = item.config.stash.get(_RUN, None)
     if run is not None and run.client is not None and is_check(item):
+        from conformance.prefetch import mark_start
+
         item.stash[_SENT_BEFORE] = dict(run.client.sent)
+        mark_start(item)
 
 
 @pytest.hookimpl(tryfirst=True)

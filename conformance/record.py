@@ -175,6 +175,7 @@ def finish(run: ConformanceRun, items: list[pytest.Item]) -> None:
         "counts": counts(run.results),
         "root_causes": causes,
         "samples": run.target.samples,
+        "plan": run.plan,
         "requests_sent": dict(client.sent) if client else {},
         "tokens_spent": client.budget.spent if client else 0,
         # Where the run waited for a key's window, and why (the plan's rate, or a 429).

@@ -48,6 +48,7 @@ class ConformanceRun:
         self.collected = 0  # checks collected, before any selection
         self.selection: str | None = None  # "selected --area auth (12 of 121 checks)"
         self.summary: dict[str, Any] | None = None  # the verdict and its counts, once judged
+        self.plan: dict[str, Any] | None = None  # the requests the run plans (conformance.plan)
 
     def start(self) -> Target:
         if self.target is not None:
@@ -101,9 +102,21 @@ class ConformanceRun:
         with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
             reporter.write_line(f"opconform: {self.redactor.text(message)}")
 
+    def announce_plan(self, items: list[pytest.Item]) -> None:
+        """The requests the run plans, per identity, said before the first is sent."""
+        if self.client is None or self.target is None or self.unreachable:
+            return
+        from conformance.plan import make_plan, plan_lines
+
+        self.plan = make_plan(items, self.target, self.client)
+        for line in plan_lines(self.plan):
+            self.say(line)
+
     def _observe(self, exchange: Any) -> None:
         if self.invariants is not None:
-            self.invariants.observe(exchange, self.context)
+            from conformance.prefetch import context_or
+
+            self.invariants.observe(exchange, context_or(self.context))
 
     def state(self) -> RunState:
         """The run so far, as the verdict functions read it."""

@@ -111,7 +111,7 @@ def judged(
         duration=call.duration,
         exchanges=exchanges,
         notes=list(run.notes.get(item.nodeid, [])),
-        sent=_sent(run, sent_before),
+        sent=_sent(run, item, sent_before),
     )
     result, shown = judge(seen, run.state())
     if shown.outcome is not None:
@@ -126,13 +126,14 @@ def judged(
     return result
 
 
-def _sent(run: ConformanceRun, before: dict[str, int] | None) -> dict[str, int]:
+def _sent(run: ConformanceRun, item: pytest.Item, before: dict[str, int] | None) -> dict[str, int]:
+    """The requests the check sent: since its setup, with its jobs' sent ahead of it."""
     if before is None or run.client is None:
         return {}
+    from conformance.prefetch import sent_by
+
     after = run.client.sent
-    return {
-        label: n - before.get(label, 0) for label, n in after.items() if n > before.get(label, 0)
-    }
+    return sent_by(item, {label: n - before.get(label, 0) for label, n in after.items()})
 
 
 def redact_report(run: ConformanceRun, report: pytest.TestReport) -> None:
