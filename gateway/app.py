@@ -34,13 +34,12 @@ from gateway.catalogue import MockModel, model_object
 from gateway.fault_hooks import DONE_EVENT, UNUSABLE_MODEL_ID, FaultHooks
 from gateway.faults import Faults
 from gateway.limits import RateLimiter, Verdict
-from gateway.settings import ApiKey, GatewayConfig, Plan
+from gateway.settings import ANONYMOUS_PLAN, ApiKey, GatewayConfig
 from gateway.timing import TimingLog
 from opconform.contract import KEY_PREFIX
 from schemas.loader import fast_check, validator
 
 JSON = "application/json"
-ANONYMOUS_PLAN = Plan("anonymous", requests_per_min=60, tokens_per_day=None, concurrent=5)
 _ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",

@@ -19,8 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.faults import Faults
-from gateway.settings import Plan
-from opconform.contract import WINDOW_SECONDS
+from opconform.contract import WINDOW_SECONDS, Plan
 
 DAY_SECONDS = 86_400
 
@@ -72,7 +71,9 @@ class RateLimiter:
             state.window_start = int(now)
             state.window_count = 0
         reset = state.window_start + self.window_seconds
-        limit = plan.requests_per_min
+        limit, cap = plan.requests_per_min, plan.concurrent
+        # The gateway's plans state both figures (gateway.settings refuses a plan without them).
+        assert limit is not None and cap is not None
         allowance = limit + 1 if Faults.RATELIMIT_OFF_BY_ONE in self._faults else limit
         enforce = Faults.RATELIMIT_NOT_ENFORCED not in self._faults
 
@@ -84,7 +85,7 @@ class RateLimiter:
             return refuse(max(1, math.ceil(reset - now)), "requests per minute")
         if (
             takes_slot
-            and state.in_flight >= plan.concurrent
+            and state.in_flight >= cap
             and Faults.CONCURRENCY_NOT_ENFORCED not in self._faults
         ):
             return refuse(1, "concurrent requests")
