@@ -40,13 +40,16 @@ class Gateway:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         self.timing = TimingLog(config.timing_log) if config.timing_log else None
-        self.limiter = RateLimiter(config.window_seconds, faults=config.faults)
+        self.limiter = self.new_limiter(config.window_seconds)
         self._request_validator = validator("chat-completion-request")
         self._request_is_valid = fast_check("chat-completion-request")
         listed = [m for m in config.models.values() if m.listed]
         self._listed_ids = [m.id for m in listed]
         models: dict[str, Any] = {"object": "list", "data": [model_object(m) for m in listed]}
         self._models_body = dumps(self.model_list(models))
+
+    def new_limiter(self, window_seconds: int) -> RateLimiter:
+        return RateLimiter(window_seconds)
 
     def middleware(self) -> list[Middleware]:
         """ASGI middleware around the routes (none: the contract answers every client alike)."""

@@ -4,8 +4,8 @@ and leaves the contract's code free of faults.
 
 Decisions (who is authenticated, what is admitted, what is valid, which model is resolved) and
 answers (the model list, rate-limit headers, error bodies) are bent here; completions and streams
-in fault_answers.py; answers aimed at one client in fault_clients.py; the limiter's own faults
-in limits.py.
+in fault_answers.py; answers aimed at one client in fault_clients.py; the limiter's in
+fault_limits.py.
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ from gateway.completion import Completion
 from gateway.contract import Gateway
 from gateway.fault_answers import AnswerFaults
 from gateway.fault_clients import GO_FAULTS, NODE_SDK, PYTHON_SDK, GoClientFaults
+from gateway.fault_limits import FaultyLimiter
 from gateway.faults import Faults
-from gateway.limits import Verdict
+from gateway.limits import RateLimiter, Verdict
 from gateway.settings import ApiKey, GatewayConfig
 from gateway.wire import JSON, ApiError, dumps
 from opconform.contract import KEY_PREFIX, WINDOW_SECONDS
@@ -69,6 +70,9 @@ class FaultyGateway(Gateway):
         # Keys refused once under the ratelimit-window-never-resets fault.
         self._blocked_keys: set[str] = set()
         super().__init__(config)
+
+    def new_limiter(self, window_seconds: int) -> RateLimiter:
+        return FaultyLimiter(window_seconds, self.on)
 
     def middleware(self) -> list[Middleware]:
         if any(self.on(name) for name in GO_FAULTS):
