@@ -281,10 +281,10 @@ class FaultyGateway(Gateway):
         max_tokens: int | None,
     ) -> Response:
         self.answers.completion(body, model, max_tokens)
-        media_type = "text/plain" if self.on(Faults.CHAT_CONTENT_TYPE_TEXT) else JSON
-        return Response(
-            dumps(body), 200, headers=self.success_headers(headers), media_type=media_type
-        )
+        answer = super().completion_response(body, headers, model, max_tokens)
+        if self.on(Faults.CHAT_CONTENT_TYPE_TEXT):
+            answer.headers["content-type"] = "text/plain; charset=utf-8"
+        return answer
 
     # ------------------------------------------------------------------ request body
     def not_json(self, exc: ValueError, headers: dict[str, str]) -> ApiError:

@@ -109,7 +109,6 @@ use_profile(
     Profile(
         "quota",
         expectations=expectations,
-        slo_groups=("main",),
         extra=lambda samples, settings: {
             **cutoff(group(samples, "main"), settings.window),
             "documented": documented(settings),
