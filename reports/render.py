@@ -196,6 +196,7 @@ def conformance_context(document: dict[str, Any], run_dir: Path) -> dict[str, An
         "reproduce": reproduction(causes, checks, document.get("target") or {}),
         "blocked_total": sum(len(c["blocked"]) for c in causes),
         "css": (TEMPLATES / "style.css").read_text(),
+        "needs_attention": NEEDS_ATTENTION,
         "verdict_text": verdict.upper(),
         "verdict_class": verdict.replace(" ", "-"),
         "started": _utc(document["started_at"]),
