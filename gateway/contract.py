@@ -138,8 +138,12 @@ class Gateway:
     # ------------------------------------------------------------------ endpoints
     async def list_models(self, request: Request) -> Response:
         key = self.authenticate(request)
-        headers = self.success_headers(self.admit(key, takes_slot=False))
+        headers = self.success_headers(self.admit_listing(key))
         return Response(self._models_body, 200, headers=headers, media_type=JSON)
+
+    def admit_listing(self, key: ApiKey) -> dict[str, str]:
+        """GET /v1/models counts against the key like every request."""
+        return self.admit(key, takes_slot=False)
 
     async def retrieve_model(self, request: Request) -> Response:
         key = self.authenticate(request)

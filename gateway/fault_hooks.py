@@ -220,6 +220,11 @@ class FaultyGateway(Gateway):
         return error
 
     # ------------------------------------------------------------------ endpoints
+    def admit_listing(self, key: ApiKey) -> dict[str, str]:
+        if self.on(Faults.RATELIMIT_ONLY_COMPLETIONS):
+            return {}
+        return super().admit_listing(key)
+
     async def list_models(self, request: Request) -> Response:
         answer = await super().list_models(request)
         if self.on(Faults.SLOW_MODEL_LIST):

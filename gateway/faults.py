@@ -14,8 +14,7 @@ class Fault:
     name: str
     breaks: tuple[str, ...]  # requirement IDs whose checks must fail (or warn, for SHOULDs)
     description: str
-    # Extra suite options the fault needs to be observable (e.g. an opt-in area's model).
-    needs: tuple[str, ...] = ()
+    needs: tuple[str, ...] = ()  # suite options that make it observable (an opt-in model)
     # Gateway options it needs (e.g. streams slow enough to outlast the check's patience).
     serve_args: tuple[str, ...] = ()
 
@@ -23,16 +22,10 @@ class Fault:
 FAULTS: dict[str, Fault] = {}
 
 
-def _fault(
-    name: str,
-    description: str,
-    *breaks: str,
-    needs: tuple[str, ...] = (),
-    serve_args: tuple[str, ...] = (),
-) -> str:
-    """Register a fault; its name, for the constant that declares it."""
+def _fault(name: str, description: str, *breaks: str, **options: tuple[str, ...]) -> str:
+    """Register a fault (`options`: its `needs` and `serve_args`); its name, for the constant."""
     assert name not in FAULTS, f"fault {name} declared twice"
-    FAULTS[name] = Fault(name, breaks, description, needs, serve_args)
+    FAULTS[name] = Fault(name, breaks, description, **options)
     return name
 
 
@@ -361,6 +354,14 @@ class Faults:
     )
     TOKENS_PER_DAY_NOT_ENFORCED = _fault(
         "tokens-per-day-not-enforced", "tokens/day are not enforced", "OP-RL-013"
+    )
+    # LiteLLM's way: only completions are counted (and carry the key's headers), never GET /models.
+    RATELIMIT_ONLY_COMPLETIONS = _fault(
+        "ratelimit-only-completions",
+        "GET /models is neither counted nor limited and carries no X-RateLimit-* headers; "
+        "completions are limited as documented (as LiteLLM does)",
+        "OP-RL-001",
+        "OP-RL-007",
     )
     RATELIMIT_HEADERS_MISSING_ON_401 = _fault(
         "ratelimit-headers-missing-on-401",
