@@ -9,11 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from conformance.results import (
-    BLOCKED,
-    DISABLED,
-    FAIL,
-    PASS,
-    WARN,
     Baseline,
     CheckResult,
     as_dicts,
@@ -26,6 +21,7 @@ from conformance.results import (
 from conformance.selection import area_of, is_check, opt_in_of, requirement_ids
 from conformance.verdicts import apply_prerequisites, resolve_roots
 from opconform import __version__
+from opconform.outcome import BLOCKED, DISABLED, FAIL, PASS, WARN
 from opconform.preflight import make_report_dir
 from opconform.text import elide
 
