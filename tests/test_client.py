@@ -123,7 +123,7 @@ def test_a_held_stream_cut_by_the_target_is_a_transport_failure(
     exchange = held.collect()
     assert exchange.error_kind == "transport", exchange.error
     assert client.breaker.in_a_row == 1 and client.breaker.failed_seconds > 0
-    assert client.consecutive_failures[CHAT] == 1
+    assert client.endpoints.failures[CHAT] == 1
     assert recorded == [exchange] and client.sent == {"main": 1}
 
 
@@ -160,7 +160,7 @@ def test_an_abandoned_held_stream_is_no_failure(
     assert held.drain().error is None  # the disconnect is ours: not read as a broken stream
     # The target served it: the failures in a row are over, nothing is added to their time.
     assert client.breaker.in_a_row == 0 and client.breaker.reason is None
-    assert client.consecutive_failures[CHAT] == 0
+    assert client.endpoints.failures[CHAT] == 0
     # What arrived before the disconnect is spent (counted per event without usage).
     assert client.budget.spent - spent == len(exchange.events or []) >= 2
     assert recorded[-1] is exchange and len(recorded) == 2
