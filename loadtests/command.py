@@ -46,10 +46,18 @@ from opconform.exitcodes import HARNESS, USAGE, UsageError
 from opconform.preflight import check_report_dir, make_report_dir
 from opconform.redact import sweep
 from opconform.slo import parse_slo
+from opconform.timeouts import Timeouts
 from opconform.transport import TransportSettings
 
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
-GRACE_SECONDS = 45.0  # past --duration: Locust's stop timeout, one network timeout, the verdict
+STOP_SECONDS = 5  # Locust's --stop-timeout: how long requests in flight at the end may finish
+VERDICT_SECONDS = 10.0  # Locust's quitting: the verdict, load.json, its CSV and HTML
+
+
+def grace_seconds(timeouts: Timeouts) -> float:
+    """How long Locust may run past --duration: its stop timeout, one request that has just
+    connected and then waits out the read timeout, and the verdict. Past that it is killed."""
+    return STOP_SECONDS + timeouts.connect + timeouts.read + VERDICT_SECONDS
 
 
 @dataclass(frozen=True)
@@ -133,6 +141,10 @@ class LoadRun:
     options: dict[str, Any]
     duration_s: float
     cli_plan: str | None  # the embedded gateway's main key is Free unless --plan says otherwise
+
+    @property
+    def timeouts(self) -> Timeouts:
+        return Timeouts.from_values(self.shared)
 
 
 def seconds(text: str) -> float:
@@ -286,6 +298,7 @@ def run_load(args: argparse.Namespace) -> int:
             plan=plan,
             rpm=limits["rpm"],
             concurrent=limits["concurrent"],
+            timeouts=run.timeouts,
             users=users,
         )
         settings_file = report_dir / SETTINGS_FILE_NAME
@@ -323,7 +336,7 @@ def _locust_command(
         "--run-time",
         f"{run.duration_s:g}s",
         "--stop-timeout",
-        "5",
+        str(STOP_SECONDS),
         "--host",
         base_url,
         "--csv",
@@ -351,18 +364,19 @@ def _run_bounded(
     base_url: str,
     plan: str,
 ) -> int:
-    """Run Locust; past the duration plus GRACE_SECONDS kill it (and its worker processes:
-    a session of their own) and write the verdict it could not."""
+    """Run Locust; past the duration plus its grace (grace_seconds) kill it (and its worker
+    processes: a session of their own) and write the verdict it could not."""
+    grace = grace_seconds(run.timeouts)
     process = subprocess.Popen(command, env=env, start_new_session=True)
     try:
         wait = run.options["worker_wait"] if run.options["master"] else 0.0
-        return process.wait(timeout=run.duration_s + GRACE_SECONDS + wait)
+        return process.wait(timeout=run.duration_s + grace + wait)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
         print(
             f"opconform load: Locust did not stop within {run.duration_s:g}s + "
-            f"{GRACE_SECONDS:g}s grace; killed",
+            f"{grace:g}s grace; killed",
             file=sys.stderr,
         )
         _fallback(
@@ -370,7 +384,7 @@ def _run_bounded(
             run,
             base_url,
             plan,
-            f"Locust did not stop within the duration plus {GRACE_SECONDS:g} s; killed",
+            f"Locust did not stop within the duration plus {grace:g} s; killed",
         )
         return HARNESS
     except BaseException:

@@ -26,6 +26,7 @@ from opconform.config import ENTERPRISE_LIMIT_OPTIONS, OPTION_BY_NAME
 from opconform.contract import KEY_VARIABLES
 from opconform.redact import Redactor
 from opconform.slo import parse_slo
+from opconform.timeouts import DEFAULT_TIMEOUTS, Timeouts
 from opconform.transport import TransportSettings
 
 
@@ -81,6 +82,7 @@ class Settings:
     progress_seconds: float
     breaker: int
     transport: TransportSettings = field(default_factory=TransportSettings)
+    timeouts: Timeouts = DEFAULT_TIMEOUTS  # the run's --connect-timeout and --read-timeout
 
     @classmethod
     def from_environment(cls, environment: Environment) -> Settings:
@@ -125,6 +127,7 @@ class Settings:
             progress_seconds=document["progress_seconds"],
             breaker=document["breaker"],
             transport=transport_from_environment(),
+            timeouts=Timeouts.from_values(document),
         )
 
     def redactor(self) -> Redactor:

@@ -26,6 +26,7 @@ from loadtests.workload import Request
 from opconform.contract import KEY_VARIABLES
 from opconform.metrics import Sample
 from opconform.ratelimit import retry_after_seconds
+from opconform.timeouts import DEFAULT_TIMEOUTS
 
 GAPS_KEPT = 256  # inter-chunk gaps kept per request (the pooled distribution needs no more)
 _INDEX = itertools.count()  # users of this process, for spreading their start times
@@ -113,8 +114,9 @@ class LLMUser(FastHttpUser):
     rpm_share: float | None = None  # or: this share of the key's requests/min, as requests/s
     honours_retry_after = True  # the profile's choice; --honour-retry-after overrides it
     expects_429 = False  # limit-probing users: a correct 429 is a pass, not a failure
-    network_timeout = 30.0
-    connection_timeout = 10.0
+    # Locust's per-connection deadlines; each user takes the run's (Settings.timeouts).
+    network_timeout = DEFAULT_TIMEOUTS.read
+    connection_timeout = DEFAULT_TIMEOUTS.connect
     # Connections this user may hold at once: open-loop arrivals and the concurrency-cap rounds
     # send from one user concurrently (the pool opens connections lazily).
     concurrency = 512
@@ -122,10 +124,12 @@ class LLMUser(FastHttpUser):
     def __init__(self, environment: Any) -> None:
         # The run's transport (opconform/transport.py): verify certificates unless --insecure
         # (Locust's own default is not to), trust --ca-bundle, present --client-cert.
-        transport = RUN.settings.transport if RUN.settings else None
-        if transport is not None:
+        if RUN.settings is not None:
+            transport = RUN.settings.transport
             self.insecure = transport.insecure
             self.ssl_context_factory = transport.ssl_context
+            self.connection_timeout = RUN.settings.timeouts.connect
+            self.network_timeout = RUN.settings.timeouts.read
         super().__init__(environment)
 
     def on_start(self) -> None:

@@ -30,3 +30,19 @@ def test_from_resolved_options_and_from_a_holder_of_them() -> None:
     assert Timeouts.of(Limits(connect_timeout=1.5, read_timeout=3.0, request_timeout=12.0)) == (
         timeouts
     )
+
+
+def test_a_load_run_takes_the_runs_timeouts_and_its_grace_follows_them() -> None:
+    from loadtests.command import LoadRun, grace_seconds
+    from loadtests.options import resolve_load, settings_document
+
+    shared, own = resolve_load(
+        {"connect_timeout": 3.0, "read_timeout": 40.0}, env={}, config_file=None
+    )
+    run = LoadRun("steady", shared, own, 20.0, cli_plan=None)
+    assert run.timeouts == Timeouts(3.0, 40.0, DEFAULT_TIMEOUTS.request)
+    document = settings_document(own, plan="free", rpm=60, concurrent=5, timeouts=run.timeouts)
+    assert (document["connect_timeout"], document["read_timeout"]) == (3.0, 40.0)
+    assert Timeouts.from_values(document) == run.timeouts  # what each Locust process reads
+    longer = LoadRun("steady", {**shared, "read_timeout": 80.0}, own, 20.0, cli_plan=None)
+    assert grace_seconds(longer.timeouts) - grace_seconds(run.timeouts) == 40.0
