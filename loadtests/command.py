@@ -9,7 +9,6 @@ load.json says so, so a hostile target gets a verdict, never a hang.
 from __future__ import annotations
 
 import argparse
-import ast
 import ipaddress
 import json
 import os
@@ -23,6 +22,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from loadtests import distributed
+from loadtests.catalogue import ProfileSpec, explicit_rate, profiles
 from loadtests.options import (
     LOAD_OPTION_NAMES,
     LOAD_OPTIONS,
@@ -49,7 +49,6 @@ from opconform.slo import parse_slo
 from opconform.timeouts import Timeouts
 from opconform.transport import TransportSettings
 
-PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
 STOP_SECONDS = 5  # Locust's --stop-timeout: how long requests in flight at the end may finish
 VERDICT_SECONDS = 10.0  # Locust's quitting: the verdict, load.json, its CSV and HTML
 
@@ -60,24 +59,7 @@ def grace_seconds(timeouts: Timeouts) -> float:
     return STOP_SECONDS + timeouts.connect + timeouts.read + VERDICT_SECONDS
 
 
-@dataclass(frozen=True)
-class ProfileSpec:
-    file: str
-    duration: str
-    needs: tuple[str, ...] = ()  # limits it must know: rpm, concurrent
-    capacity: bool = False  # finds the target's capacity: the embedded Enterprise key
-
-
-PROFILES = {
-    "steady": ProfileSpec("steady.py", "20s", ("rpm",)),
-    "rpm-burst": ProfileSpec("rpm_burst.py", "130s", ("rpm",)),
-    "concurrency-cap": ProfileSpec("concurrency_cap.py", "20s", ("rpm", "concurrent")),
-    "key-isolation": ProfileSpec("key_isolation.py", "30s", ("rpm",)),
-    "ramp": ProfileSpec("ramp.py", "60s", capacity=True),
-    "sweep": ProfileSpec("sweep.py", "60s", capacity=True),
-    "soak": ProfileSpec("soak.py", "300s", ("rpm",)),
-    "quota": ProfileSpec("quota.py", "180s"),
-}
+PROFILES = profiles()  # by name, as each profile file's Profile(...) declares itself
 
 
 def add_load(sub: argparse._SubParsersAction) -> None:
@@ -114,20 +96,10 @@ def _for_load(option: Option) -> Option:
     return replace(option, help=_LOAD_HELP[option.name]) if option.name in _LOAD_HELP else option
 
 
-def profile_summary(name: str) -> str:
-    """The first sentence of a profile's own docstring, read without importing Locust."""
-    path = PROFILE_DIR / PROFILES[name].file
-    doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
-    first = " ".join(doc.split("\n\n")[0].split())
-    if first.startswith(name):  # "quota (opt-in): burns ..." -> "(opt-in) burns ..."
-        first = first[len(name) :].replace(":", "", 1).strip()
-    return first
-
-
 def list_profiles() -> int:
     width = max(len(name) for name in PROFILES)
     for name in sorted(PROFILES):
-        print(f"{name:<{width}}  {profile_summary(name)}")
+        print(f"{name:<{width}}  {PROFILES[name].summary()}")
     return 0
 
 
@@ -141,6 +113,10 @@ class LoadRun:
     options: dict[str, Any]
     duration_s: float
     cli_plan: str | None  # the embedded gateway's main key is Free unless --plan says otherwise
+
+    @property
+    def spec(self) -> ProfileSpec:
+        return PROFILES[self.profile].spec
 
     @property
     def timeouts(self) -> Timeouts:
@@ -165,11 +141,11 @@ def _users(run: LoadRun, env: dict[str, str], concurrent: int | None) -> int:
     options = run.options
     if options["users"]:
         return int(options["users"])
-    if run.profile in ("steady", "soak"):
+    if run.spec.users == "closed-loop":
         if options["arrival"] != "closed":  # one open-loop sender per generator process
             return int(options["expect_workers" if options["master"] else "processes"])
         return max(1, min((concurrent or 5) - 1, 4))
-    if run.profile in ("rpm-burst", "key-isolation"):
+    if run.spec.users == "per-key":
         return 1 + bool(env.get(KEY_VARIABLES["alt"])) + bool(env.get(KEY_VARIABLES["pro"]))
     return 1
 
@@ -190,7 +166,8 @@ def _resolve(args: argparse.Namespace) -> LoadRun:
     shared, options = resolve_load(cli, config_file=args.config)
     options["slo"] = _slo_text(options["slo"])
     parse_slo(options["slo"])
-    duration_s = options["duration"] or seconds(PROFILES[args.profile].duration)
+    spec = PROFILES[args.profile].spec
+    duration_s = options["duration"] or seconds(spec.duration)
     if duration_s < 1 or options["max_requests"] < 1 or options["processes"] < 1:
         raise UsageError("--duration, --max-requests and --processes must be positive")
     output = options["output_tokens"] or str(options["max_tokens"])
@@ -200,9 +177,11 @@ def _resolve(args: argparse.Namespace) -> LoadRun:
         read_dataset(Path(options["dataset"]))
     arrival, rate = options["arrival"], options["rate"]
     if arrival != "closed":
-        if args.profile not in ("steady", "soak", "sweep"):
-            raise UsageError(f"--arrival {arrival}: steady, soak and sweep only")
-        if not rate and args.profile != "sweep":
+        if not spec.open_loop:
+            open_loop = [name for name, each in PROFILES.items() if each.spec.open_loop]
+            listed = ", ".join(open_loop[:-1]) + " and " + open_loop[-1]
+            raise UsageError(f"--arrival {arrival}: {listed} only")
+        if not rate and spec.open_loop == "rate":
             raise UsageError(f"--arrival {arrival} needs --rate (requests/s)")
     if rate is not None and rate <= 0:
         raise UsageError("--rate must be positive")
@@ -212,8 +191,8 @@ def _resolve(args: argparse.Namespace) -> LoadRun:
             "constant or poisson (closed loop paces with --profile-option rate=R)"
         )
     distributed.check_roles(options, args.profile)
-    if args.profile == "concurrency-cap" and options["processes"] > 1:
-        raise UsageError("concurrency-cap counts open streams in one process: --processes 1")
+    if spec.one_process and options["processes"] > 1:
+        raise UsageError(f"{args.profile} counts what it sees in one process: --processes 1")
     return LoadRun(args.profile, shared, options, duration_s, cli_plan=args.plan)
 
 
@@ -222,12 +201,9 @@ def _limits(run: LoadRun, plan: str) -> dict[str, int | None]:
     a figure nobody stated is bad usage."""
     limits = stated_limits({**run.shared, "plan": plan})
     found = {"rpm": limits.requests_per_min, "concurrent": limits.concurrent}
-    needed = [n for n in PROFILES[run.profile].needs if found[n] is None]
-    explicit_rate = run.options["rate"] or any(
-        item.startswith("rate=") for item in run.options["profile_option"] or ()
-    )
-    if run.profile in ("steady", "soak") and explicit_rate:
-        needed = [n for n in needed if n != "rpm"]  # an explicit rate is all steady needs
+    named = {item.split("=", 1)[0] for item in run.options["profile_option"] or () if "=" in item}
+    stated_rate = explicit_rate(run.options["rate"], named)
+    needed = [n for n in run.spec.needed_limits(stated_rate) if found[n] is None]
     if needed:
         flags = [OPTION_BY_NAME[ENTERPRISE_LIMIT_OPTIONS[n]].flag for n in needed]
         raise UsageError(
@@ -260,9 +236,7 @@ def run_load(args: argparse.Namespace) -> int:
         if run.shared.get(identity.option):
             env[identity.env] = run.shared[identity.option]
     if run.options["worker"]:  # the master has the target, the settings and the verdict
-        return distributed.run_worker(
-            PROFILE_DIR / PROFILES[run.profile].file, run.options, env, run.duration_s
-        )
+        return distributed.run_worker(PROFILES[run.profile].path, run.options, env, run.duration_s)
     gateway = None
     base_url = run.shared.get("base_url")
     plan = run.shared.get("plan") or "free"
@@ -272,7 +246,7 @@ def run_load(args: argparse.Namespace) -> int:
         base_url = gateway.base_url
         env.update({k: v for k, v in gateway_env.items() if k.endswith("_API_KEY")})
         plan = run.cli_plan or "free"
-        if PROFILES[run.profile].capacity:  # capacity, not plan limits: limits out of reach
+        if run.spec.capacity:  # capacity, not plan limits: limits out of reach
             env[KEY_VARIABLES["main"]] = gateway_env[KEY_VARIABLES["enterprise"]]
             plan = "enterprise"
     try:
@@ -327,7 +301,7 @@ def _locust_command(
         "-m",
         "locust",
         "-f",
-        str(PROFILE_DIR / PROFILES[run.profile].file),
+        str(PROFILES[run.profile].path),
         "--headless",
         "-u",
         str(users),

@@ -19,6 +19,7 @@ from typing import Any
 from locust import events
 from locust.env import Environment
 
+from loadtests.catalogue import explicit_rate
 from loadtests.options import document_from_environment
 from loadtests.transport_env import transport_from_environment
 from loadtests.workload import Distribution, Workload, read_dataset
@@ -145,6 +146,10 @@ class Settings:
                 f"the {self.plan} plan's {name} is custom: give {stated.flag} ({stated.env})"
             )
         return int(value)
+
+    @property
+    def explicit_rate(self) -> bool:
+        return explicit_rate(self.rate, self.profile_options)
 
     def option(self, name: str, default: float) -> float:
         value = self.profile_options.get(name)

@@ -326,6 +326,8 @@ def _round(phase: str) -> int:
 use_profile(
     Profile(
         "concurrency-cap",
+        duration="20s",
+        one_process=True,
         expectations=expectations,
         slo_groups=("main",),
         extra=lambda samples, settings: {
