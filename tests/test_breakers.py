@@ -11,6 +11,7 @@ import pytest
 from opconform.breakers import EndpointBreaker, RunStopped, TargetBreaker, TargetUnreachable
 from opconform.exchange import Exchange
 from opconform.limits import Limits
+from tests.fakes import make_exchange
 
 
 def _exchange(
@@ -20,21 +21,14 @@ def _exchange(
     elapsed: float = 1.0,
     aborted: bool = False,
 ) -> Exchange:
-    exchange = Exchange(
-        method="POST",
-        url="http://target/v1" + path,
-        path=path,
-        key_label="main",
-        request_headers={},
-        request_body=b"",
-        started_at=0.0,
+    return make_exchange(
+        path,
         status=None if error_kind else 200,
         error_kind=error_kind,
         error=f"{error_kind} happened" if error_kind else None,
         elapsed=elapsed,
         aborted=aborted,
     )
-    return exchange
 
 
 def test_failures_in_a_row_open_the_target_breaker() -> None:

@@ -10,17 +10,11 @@ import pytest
 from opconform.budget import Budget, BudgetExhausted, max_tokens_of, tokens_spent
 from opconform.exchange import Exchange
 from opconform.sse import SSEEvent
+from tests.fakes import make_exchange
 
 
 def _answer(status: int = 200, body: Any = None, events: list[str] | None = None) -> Exchange:
-    return Exchange(
-        method="POST",
-        url="http://target/v1/chat/completions",
-        path="/chat/completions",
-        key_label="main",
-        request_headers={},
-        request_body=b"",
-        started_at=0.0,
+    return make_exchange(
         status=status,
         headers={"content-type": "text/event-stream" if events else "application/json"},
         body=b"" if body is None else json.dumps(body).encode(),

@@ -4,12 +4,9 @@ evidence, and a stream the check abandons on purpose is no failure of the target
 
 from __future__ import annotations
 
-import contextlib
 import json
 import socket
-import socketserver
 import struct
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +14,7 @@ from typing import Any
 import pytest
 
 from opconform.client import ApiClient, Exchange, Limits, StreamsDoNotEnd, TargetUnreachable
+from tests.fakes import scripted_server
 from tests.hostile import read_request
 
 CHAT = "POST /chat/completions"
@@ -74,26 +72,10 @@ def _serve(conn: socket.socket) -> None:
         )
 
 
-class _Server(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-
-class _Handler(socketserver.BaseRequestHandler):
-    def handle(self) -> None:
-        with contextlib.suppress(OSError):  # the client went away
-            _serve(self.request)
-
-
 @pytest.fixture(scope="module")
 def base_url() -> Iterator[str]:
-    server = _Server(("127.0.0.1", 0), _Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with scripted_server(_serve) as url:
+        yield url
 
 
 @pytest.fixture

@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from opconform.exchange import Exchange, endpoint
 from opconform.sse import SSEEvent
+from tests.fakes import make_exchange
 
 
-def _exchange(**fields: object) -> Exchange:
-    base: dict[str, object] = {
-        "method": "POST",
-        "url": "http://target/v1/chat/completions",
-        "path": "/chat/completions",
-        "key_label": "main",
-        "request_headers": {"authorization": "Bearer op_sk_secret_value"},
-        "request_body": b'{"model": "m"}',
-        "started_at": 0.0,
-    }
-    return Exchange(**{**base, **fields})  # type: ignore[arg-type]
+def _exchange(**fields: Any) -> Exchange:
+    return make_exchange(
+        **{"request_headers": {"authorization": "Bearer op_sk_secret_value"}, **fields}
+    )
 
 
 def test_the_repr_never_shows_the_request_headers() -> None:

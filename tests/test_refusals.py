@@ -13,49 +13,26 @@ import pytest
 from opconform.client import ApiClient, Exchange, LimitSpent, UnexpectedRateLimit
 from opconform.ratelimit import Pacer
 from opconform.refusals import is_unexplained, judge_429, wait_out
+from tests.fakes import FakeClock, make_exchange
 
 RATE_LIMITED = {"error": {"message": "Rate limit exceeded", "type": "rate_limit_error"}}
 QUOTA = {"error": {"message": "Daily token quota exceeded", "type": "rate_limit_error"}}
 
 
-class Clock:
-    """The pacer's clock and sleep: sleeping moves time on, nothing waits."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-
-def _pacer(clock: Clock, **limits: tuple[str, int | None]) -> Pacer:
+def _pacer(clock: FakeClock, **limits: tuple[str, int | None]) -> Pacer:
     return Pacer(limits or {"main": ("free", 60)}, clock=clock, sleep=clock.sleep)
 
 
 def _refusal(
     body: dict[str, Any] = RATE_LIMITED, headers: dict[str, str] | None = None
 ) -> Exchange:
-    return Exchange(
-        method="POST",
-        url="http://target/v1/chat/completions",
-        path="/chat/completions",
-        key_label="main",
-        request_headers={},
-        request_body=b"",
-        started_at=0.0,
-        status=429,
-        headers={"retry-after": "1", **(headers or {})},
-        body=json.dumps(body).encode(),
+    return make_exchange(
+        status=429, headers={"retry-after": "1", **(headers or {})}, body=json.dumps(body).encode()
     )
 
 
 def test_a_429_in_the_first_window_is_explained_by_the_plan() -> None:
-    clock = Clock()
+    clock = FakeClock()
     exchange = _refusal()
     judge_429(_pacer(clock), "main", exchange)
     assert exchange.limit_note is not None and "the plan explains it" in exchange.limit_note
@@ -64,7 +41,7 @@ def test_a_429_in_the_first_window_is_explained_by_the_plan() -> None:
 
 
 def test_a_429_below_the_plan_in_a_window_the_run_saw_is_evidence() -> None:
-    clock = Clock()
+    clock = FakeClock()
     pacer = _pacer(clock)
     clock.now += 61  # a whole window seen from its start
     pacer.sent("main", 10)
@@ -78,7 +55,7 @@ def test_a_429_below_the_plan_in_a_window_the_run_saw_is_evidence() -> None:
 
 
 def test_a_429_after_the_plans_requests_is_explained() -> None:
-    clock = Clock()
+    clock = FakeClock()
     pacer = _pacer(clock)
     clock.now += 61
     pacer.sent("main", 60)
@@ -90,7 +67,7 @@ def test_a_429_after_the_plans_requests_is_explained() -> None:
 
 
 def test_a_stated_limit_below_the_plan_is_its_own_finding() -> None:
-    clock = Clock()
+    clock = FakeClock()
     pacer = _pacer(clock)
     headers = {"x-ratelimit-limit": "30", "x-ratelimit-remaining": "0", "x-ratelimit-reset": "9"}
     pacer.observe("main", 429, headers)
@@ -101,7 +78,7 @@ def test_a_stated_limit_below_the_plan_is_its_own_finding() -> None:
 
 
 def test_the_keys_together_filling_one_window_is_a_shared_limit() -> None:
-    clock = Clock()
+    clock = FakeClock()
     pacer = _pacer(clock, main=("free", 60), alt=("free", 60))
     clock.now += 61
     pacer.sent("main", 20)
@@ -121,7 +98,7 @@ def test_the_keys_together_filling_one_window_is_a_shared_limit() -> None:
 def test_a_429_of_another_limit_is_not_requests_per_minute(
     body: dict[str, Any], headers: dict[str, str], note: str
 ) -> None:
-    clock = Clock()
+    clock = FakeClock()
     pacer = _pacer(clock)
     clock.now += 61  # even where a requests/min 429 would be evidence
     exchange = _refusal(body, headers)
@@ -131,14 +108,14 @@ def test_a_429_of_another_limit_is_not_requests_per_minute(
 
 
 def test_waiting_out_a_quota_refusal_is_beyond_the_run() -> None:
-    clock = Clock()
+    clock = FakeClock()
     with pytest.raises(LimitSpent, match="limit other than requests/min"):
         wait_out(_pacer(clock), "main", _refusal(QUOTA, {"retry-after": "3600"}))
     assert clock.slept == []
 
 
 def test_waiting_out_an_explained_429_waits_for_the_reset_it_names() -> None:
-    clock = Clock()
+    clock = FakeClock()
     wait_out(_pacer(clock), "main", _refusal(headers={"retry-after": "7"}))
     assert clock.slept and 7 <= sum(clock.slept) <= 7.5
 
@@ -147,7 +124,7 @@ def test_waiting_out_an_explained_429_waits_for_the_reset_it_names() -> None:
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
-def _client(clock: Clock, handler: Handler, sent: list[httpx.Request]) -> ApiClient:
+def _client(clock: FakeClock, handler: Handler, sent: list[httpx.Request]) -> ApiClient:
     def answer(request: httpx.Request) -> httpx.Response:
         sent.append(request)
         return handler(request)
@@ -170,7 +147,7 @@ def _ok() -> httpx.Response:
 
 
 def test_an_explained_429_is_waited_out_and_sent_once_more() -> None:
-    clock, sent = Clock(), list[httpx.Request]()
+    clock, sent = FakeClock(), list[httpx.Request]()
     refusal = httpx.Response(429, json=RATE_LIMITED, headers={"retry-after": "5"})
     api = _client(clock, _answers(refusal, _ok()), sent)
     try:
@@ -183,7 +160,7 @@ def test_an_explained_429_is_waited_out_and_sent_once_more() -> None:
 
 
 def test_an_unexplained_429_is_raised_without_a_second_request() -> None:
-    clock, sent = Clock(), list[httpx.Request]()
+    clock, sent = FakeClock(), list[httpx.Request]()
     refusal = httpx.Response(429, json=RATE_LIMITED, headers={"retry-after": "5"})
     api = _client(clock, _answers(refusal, _ok()), sent)
     clock.now += 61  # the run has seen a whole window: 1 request of 60 cannot fill it
@@ -197,7 +174,7 @@ def test_an_unexplained_429_is_raised_without_a_second_request() -> None:
 
 
 def test_a_429_the_check_asked_for_is_returned_as_it_is() -> None:
-    clock, sent = Clock(), list[httpx.Request]()
+    clock, sent = FakeClock(), list[httpx.Request]()
     refusal = httpx.Response(429, json=RATE_LIMITED, headers={"retry-after": "5"})
     api = _client(clock, _answers(refusal), sent)
     try:
@@ -209,7 +186,7 @@ def test_a_429_the_check_asked_for_is_returned_as_it_is() -> None:
 
 
 def test_a_quota_429_is_a_spent_limit_not_a_failure() -> None:
-    clock, sent = Clock(), list[httpx.Request]()
+    clock, sent = FakeClock(), list[httpx.Request]()
     refusal = httpx.Response(429, json=QUOTA, headers={"retry-after": "3600"})
     api = _client(clock, _answers(refusal), sent)
     try:

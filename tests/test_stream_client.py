@@ -6,13 +6,10 @@ process; the server runs here, on threads. Nothing is timed: only the order of t
 
 from __future__ import annotations
 
-import contextlib
 import json
 import socket
-import socketserver
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -20,6 +17,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT, clean_env
+from tests.fakes import scripted_server
 from tests.hostile import read_request
 
 KEY = "op_sk_test_stream_client_secret"
@@ -84,17 +82,6 @@ def _serve(conn: socket.socket) -> None:
         conn.sendall(_answer("200 OK", json.dumps(answer).encode(), extra=RATE_HEADERS))
 
 
-class _Server(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-
-class _Handler(socketserver.BaseRequestHandler):
-    def handle(self) -> None:
-        with contextlib.suppress(OSError):  # the client went away
-            _serve(self.request)
-
-
 # The child: one StreamClient on Locust's FastHttpSession, each case as the test names it.
 _CHILD = """
 import json, sys
@@ -149,18 +136,9 @@ CASES: dict[str, dict[str, Any]] = {
 
 @pytest.fixture(scope="module")
 def run() -> Iterator[dict[str, Any]]:
-    server = _Server(("127.0.0.1", 0), _Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with scripted_server(_serve) as base_url:
         done = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                _CHILD,
-                f"http://127.0.0.1:{server.server_address[1]}/v1",
-                KEY,
-                json.dumps(CASES),
-            ],
+            [sys.executable, "-c", _CHILD, base_url, KEY, json.dumps(CASES)],
             capture_output=True,
             text=True,
             cwd=ROOT,
@@ -168,9 +146,6 @@ def run() -> Iterator[dict[str, Any]]:
             timeout=120,
             check=False,
         )
-    finally:
-        server.shutdown()
-        server.server_close()
     assert done.returncode == 0, done.stderr[-3000:]
     yield json.loads(done.stdout.strip().splitlines()[-1])
 
