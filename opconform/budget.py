@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from opconform.exchange import Exchange
@@ -49,7 +48,7 @@ def tokens_spent(exchange: Exchange) -> int:
         return 0
     usage = None
     if exchange.events is not None:
-        for payload in _readable_payloads(exchange):
+        for payload in exchange.json_events(skip_broken=True):
             if isinstance(payload, dict) and isinstance(payload.get("usage"), dict):
                 usage = payload["usage"]
         if usage is None:
@@ -63,17 +62,3 @@ def tokens_spent(exchange: Exchange) -> int:
     if isinstance(usage, dict) and isinstance(usage.get("total_tokens"), int):
         return int(usage["total_tokens"])
     return 0
-
-
-def _readable_payloads(exchange: Exchange) -> list[Any]:
-    """The stream's JSON payloads before [DONE], skipping any that is not JSON (a broken event
-    is the checks' finding; the budget still counts what the others say)."""
-    payloads = []
-    for event in exchange.events or []:
-        if event.is_done:
-            break
-        try:
-            payloads.append(json.loads(event.data))
-        except ValueError:
-            continue
-    return payloads

@@ -79,8 +79,10 @@ class Exchange:
             preview = self.body[:80].decode("utf-8", errors="replace")
             raise ValueError(f"body is not JSON ({exc.__class__.__name__}): {preview!r}") from exc
 
-    def json_events(self) -> list[Any]:
-        """Payloads of the stream's data events before [DONE]; ValueError if one is not JSON."""
+    def json_events(self, *, skip_broken: bool = False) -> list[Any]:
+        """Payloads of the stream's data events before [DONE]; ValueError if one is not JSON,
+        unless `skip_broken` leaves it out (a broken event is the checks' finding, not the
+        token budget's)."""
         payloads = []
         for index, event in enumerate(self.events or []):
             if event.is_done:
@@ -88,6 +90,8 @@ class Exchange:
             try:
                 payloads.append(json.loads(event.data))
             except ValueError:
+                if skip_broken:
+                    continue
                 raise ValueError(f"event {index} is not JSON: {event.data[:80]!r}") from None
         return payloads
 
