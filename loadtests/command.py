@@ -170,6 +170,9 @@ def _resolve(args: argparse.Namespace) -> LoadRun:
     duration_s = options["duration"] or seconds(spec.duration)
     if duration_s < 1 or options["max_requests"] < 1 or options["processes"] < 1:
         raise UsageError("--duration, --max-requests and --processes must be positive")
+    for name in ("connect_timeout", "read_timeout"):
+        if shared[name] is not None and shared[name] <= 0:
+            raise UsageError(f"{OPTION_BY_NAME[name].flag} must be more than zero")
     output = options["output_tokens"] or str(options["max_tokens"])
     Distribution.parse(output, what="--output-tokens")
     Distribution.parse(options["prompt_tokens"], what="--prompt-tokens")

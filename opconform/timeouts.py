@@ -29,10 +29,15 @@ class Timeouts:
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> Timeouts:
         """From resolved options (opconform.config); a value left out keeps its default."""
+
+        def value(name: str, default: float) -> float:
+            given = values.get(name)
+            return default if given is None else float(given)
+
         return cls(
-            connect=float(values.get("connect_timeout") or DEFAULT_TIMEOUTS.connect),
-            read=float(values.get("read_timeout") or DEFAULT_TIMEOUTS.read),
-            request=float(values.get("request_timeout") or DEFAULT_TIMEOUTS.request),
+            connect=value("connect_timeout", DEFAULT_TIMEOUTS.connect),
+            read=value("read_timeout", DEFAULT_TIMEOUTS.read),
+            request=value("request_timeout", DEFAULT_TIMEOUTS.request),
         )
 
     @overload

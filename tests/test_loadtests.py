@@ -711,6 +711,9 @@ BAD_INPUT = [
         "--enterprise-requests-per-min",
     ),
     (["steady", "--arrival", "poisson"], "needs --rate"),
+    (["ramp", "--arrival", "constant", "--rate", "2"], "soak, steady and sweep only"),
+    (["concurrency-cap", "--processes", "2"], "--processes 1"),
+    (["steady", "--read-timeout", "0"], "--read-timeout must be more than zero"),
     (["steady", "--output-tokens", "uniform:9:3"], "--output-tokens"),
     (["steady", "--dataset", "/nonexistent/prompts.jsonl"], "cannot read"),
 ]
