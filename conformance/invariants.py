@@ -463,7 +463,9 @@ class PrematureLimits:
     from its start: the limit is below the documented one (OP-RL-007), whichever check met it.
     The client's pacer judges each 429 (`Exchange.below_plan`); a 429 it explains (the window
     spent by the run, or perhaps by another client before the run could see a whole window) is
-    no evidence, and is not counted here."""
+    no evidence, and is not counted here. A 429 on a request sent after the reset the key's
+    refusals named had passed (`Exchange.window_not_reset`) is OP-RL-009's, whichever check
+    waited it out: reported even when that requirement's own check (opt-in) is not run."""
 
     def __init__(self) -> None:
         self.tally = Tally("OP-RL-007", "no 429 below the plan's requests/min", "429 answers")
@@ -471,9 +473,17 @@ class PrematureLimits:
         self.per_key = Tally("OP-RL-012", "limits apply per key", "429 answers")
         # A 429 on a key whose own X-RateLimit-Limit is below its plan: the key is not of it.
         self.stated = Tally("OP-RL-004", "X-RateLimit-Limit is the plan's", "429 answers")
+        # A 429 on a request sent after the reset the key's refusals named: whichever check
+        # waited it out (a retry, the next check on the key), the window did not reset.
+        self.not_reset = Tally(
+            "OP-RL-009", "a key is served again once its named reset has passed", "429 answers"
+        )
 
     def observe(self, exchange: Exchange, context: Context) -> None:
         if exchange.key_label is None or exchange.status != 429:
+            return
+        if exchange.window_not_reset:
+            self.not_reset.add(exchange.limit_note, exchange, context)
             return
         # Concurrency, tokens/day and per-key isolation are those checks' own situations.
         owned = context.requirements & {"OP-RL-010", "OP-RL-011", "OP-RL-012", "OP-RL-013"}
@@ -518,6 +528,7 @@ class Invariants:
         yield self.limits.tally
         yield self.limits.per_key
         yield self.limits.stated
+        yield self.limits.not_reset
 
     def broken(self) -> set[str]:
         return {tally.requirement for tally in self.all_tallies() if tally.broken}

@@ -318,7 +318,7 @@ class ApiClient:
         self.breaker.record(exchange)
         self.endpoints.record(exchange)
         label = exchange.key_label or "anonymous"
-        self.pacer.observe(label, exchange.status, exchange.headers)
+        self.pacer.observe(label, exchange.status, exchange.headers, exchange.elapsed)
         if exchange.status == 429:
             judge_429(self.pacer, label, exchange)
         self.budget.account(exchange)

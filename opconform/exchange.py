@@ -49,6 +49,7 @@ class Exchange:
     below_plan: bool = False
     shared_limit: bool = False  # the run's keys together filled this key's window (OP-RL-012)
     stated_below_plan: bool = False  # the key's X-RateLimit-Limit is below its plan (OP-RL-004)
+    window_not_reset: bool = False  # refused again after the reset it named (OP-RL-009)
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())

@@ -2,8 +2,9 @@
 what the run sent (opconform/ratelimit.py), before the evidence and the invariants see it.
 
 Explained by the plan: the run waits for the reset and sends once more. Not explained (a limit
-below the plan's, a window the run's keys share, a stated limit below the plan): the check
-that met it gets UnexpectedRateLimit. A reset beyond the run's reach: LimitSpent.
+below the plan's, a window the run's keys share, a stated limit below the plan, a window that
+did not reset when it said it would): the check that met it gets UnexpectedRateLimit. A reset
+beyond the run's reach: LimitSpent.
 """
 
 from __future__ import annotations
@@ -38,7 +39,12 @@ class LimitSpent(Exception):
 
 def is_unexplained(exchange: Exchange) -> bool:
     """The judgement says no waiting cures this 429."""
-    return exchange.below_plan or exchange.shared_limit or exchange.stated_below_plan
+    return (
+        exchange.below_plan
+        or exchange.shared_limit
+        or exchange.stated_below_plan
+        or exchange.window_not_reset
+    )
 
 
 def judge_429(pacer: Pacer, label: str, exchange: Exchange) -> None:
@@ -56,6 +62,11 @@ def judge_429(pacer: Pacer, label: str, exchange: Exchange) -> None:
     if stated is not None:
         exchange.stated_below_plan = True
         exchange.limit_note = stated
+        return
+    not_reset = pacer.not_reset(label, exchange.headers, exchange.elapsed)
+    if not_reset is not None:
+        exchange.window_not_reset = True
+        exchange.limit_note = not_reset
         return
     explained = pacer.explains_429(label)
     if explained is not None:

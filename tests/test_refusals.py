@@ -195,3 +195,18 @@ def test_a_quota_429_is_a_spent_limit_not_a_failure() -> None:
     finally:
         api.close()
     assert len(sent) == 1
+
+
+def test_a_429_again_after_the_reset_it_named_is_a_window_that_did_not_reset() -> None:
+    clock, sent = FakeClock(), list[httpx.Request]()
+    refusal = httpx.Response(429, json=RATE_LIMITED, headers={"retry-after": "5"})
+    api = _client(clock, _answers(refusal, refusal), sent)
+    try:
+        with pytest.raises(UnexpectedRateLimit) as raised:
+            api.request("GET", "/models")
+    finally:
+        api.close()
+    assert len(sent) == 2 and 5 <= sum(clock.slept) <= 5.5  # the first was waited out
+    again = raised.value.exchange
+    assert again.window_not_reset and is_unexplained(again) and not again.below_plan
+    assert again.limit_note is not None and "its window did not reset" in again.limit_note
