@@ -14,6 +14,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -28,7 +29,6 @@ from opconform.exitcodes import UsageError
 from opconform.metrics import Sample, SloError, judge_slo, parse_slo, percentile, summarise
 from opconform.redact import LEAK_PATTERN
 from tests.conftest import ROOT, clean_env, opconform_cli
-from tests.fakes import scripted_server
 from tests.minimal_server import MinimalServer
 
 PROFILE_DIR = ROOT / "loadtests" / "profiles"
@@ -730,27 +730,36 @@ def test_bad_load_input_is_one_clear_line(tmp_path: Path, argv: list[str], messa
 
 
 def test_unreachable_target_trips_the_breaker(tmp_path: Path) -> None:
-    """A target that accepts connections (so the pre-check passes) and closes each at once:
-    after --breaker transport failures in a row the run stops, and load.json says the target
-    could not be judged (exit 3) long before the duration. (Nothing listening at all is the
-    pre-check's: tests/test_usage.py.)"""
+    """The target goes away after the pre-check's one connection: after --breaker transport
+    failures in a row the run stops, and load.json says the target could not be judged (exit 3)
+    long before the duration."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+
+    def accept_once_then_vanish() -> None:
+        connection, _ = listener.accept()  # the pre-check's; every later one is refused
+        connection.close()
+        listener.close()
+
+    threading.Thread(target=accept_once_then_vanish, daemon=True).start()
     started = time.monotonic()
-    with scripted_server(lambda connection: None) as base_url:  # closed unanswered
-        code, document = _load(
-            tmp_path / "r",
-            "steady",
-            "--base-url",
-            base_url,
-            "--api-key",
-            "op_sk_test_x",
-            "--duration",
-            "60s",
-            "--profile-option",
-            "rate=40",
-            "--breaker",
-            "10",
-            timeout=90,
-        )
+    code, document = _load(
+        tmp_path / "r",
+        "steady",
+        "--base-url",
+        f"http://127.0.0.1:{port}/v1",
+        "--api-key",
+        "op_sk_test_x",
+        "--duration",
+        "60s",
+        "--profile-option",
+        "rate=40",
+        "--breaker",
+        "10",
+        timeout=90,
+    )
     assert code == 3 and document["verdict"] == "unreachable", document
     assert "transport failures in a row" in document["breaker"]
     assert time.monotonic() - started < 40

@@ -149,7 +149,15 @@ COMBINATIONS: tuple[tuple[str, ...], ...] = (
 )
 # Misattributions the full matrix found and that are not fixed yet: strict, so a fix shows.
 KNOWN_MISATTRIBUTED: dict[str, str] = {}
-FULL_MATRIX = [(name,) for name in REQUIREMENT_FAULTS] + list(COMBINATIONS)
+# Nightly only (make test's time): an HTML 404 is OP-ERR-004's own, even with the error format
+# broken everywhere (interop suite issue 12: only a JSON body's format is OP-ERR-001's).
+NIGHTLY_COMBINATIONS: tuple[tuple[str, ...], ...] = (("error-body-missing-type", "not-found-html"),)
+FULL_MATRIX = [(name,) for name in REQUIREMENT_FAULTS] + list(COMBINATIONS + NIGHTLY_COMBINATIONS)
+# Requirements a fault must leave judged (PASS) although it breaks a neighbour they were once
+# blocked by: a limit found on completions only is still a 429 to inspect (interop suite issue 11).
+STILL_JUDGED: dict[str, tuple[str, ...]] = {
+    "ratelimit-only-completions": ("OP-RL-008", "OP-RL-012", "OP-SDK-002", "OP-SDK-004"),
+}
 NEVER_ENDING_RUN_BOUND_S = 120.0
 EVERY_BUILD = {
     *COMBINATIONS,
@@ -246,6 +254,9 @@ def test_full_run_blames_exactly_the_fault(
     checks = {check["id"]: check for check in results["checks"]}
     problems = [p for cause in causes.values() for p in _evidence_problems(cause, checks)]
     assert not problems, problems
+    rows = {row["id"]: row for row in results["requirements"]}
+    judged = {rid: rows[rid]["status"] for name in names for rid in STILL_JUDGED.get(name, ())}
+    assert all(status == "PASS" for status in judged.values()), judged
     if "stream-never-ends" in names:
         # Found once: the later stream checks are blocked by it instead of each waiting out its
         # own cap (a bound, like the hostile runs', not a speed goal: measured ~16 s).
