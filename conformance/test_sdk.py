@@ -8,6 +8,7 @@ from typing import Any, NoReturn, TypeVar
 import pytest
 
 from conformance import expect
+from conformance.prefetch import BULK, Pending, job
 from conformance.sdk import (
     GO_STEPS,
     go_typed_error,
@@ -78,9 +79,8 @@ def _on_restricted_429(api: ApiClient, sdk: str) -> NoReturn:
     pytest.skip(f"{sdk}: the restricted key met a 429 the plan explains: no 403 to judge")
 
 
-@requirement("OP-SDK-001")
-@pytest.mark.needs("OP-STREAM-007")  # an SDK stream waits for [DONE] too
-def test_python_sdk_lists_completes_streams(
+@job(sends={BULK: 3}, after_streams=True)
+def python_sdk_lists_completes_streams(
     api: ApiClient, bulk_key: str, model: str, target: Target
 ) -> None:
     import openai
@@ -95,6 +95,12 @@ def test_python_sdk_lists_completes_streams(
         return None
 
     _with_room(api, bulk_key, "the Python SDK", attempt, lambda met: met is not None)
+
+
+@requirement("OP-SDK-001")
+@pytest.mark.needs("OP-STREAM-007")  # an SDK stream waits for [DONE] too
+def test_python_sdk_lists_completes_streams(python_sdk_lists_completes_streams: Pending) -> None:
+    python_sdk_lists_completes_streams.take()
 
 
 def _python_lists_completes_streams(client: Any, model: str) -> None:
@@ -132,11 +138,8 @@ def _python_lists_completes_streams(client: Any, model: str) -> None:
         )
 
 
-@requirement("OP-SDK-002")
-@pytest.mark.needs("OP-AUTH-004", "OP-AUTH-005")
-def test_python_sdk_maps_401_and_403(
-    api: ApiClient, bulk_key: str, target: Target, model: str
-) -> None:
+@job(others=("restricted",), sends={BULK: 1, "restricted": 1}, after_streams=True)
+def python_sdk_maps_401_and_403(api: ApiClient, bulk_key: str, target: Target, model: str) -> None:
     client = python_client(api, target, bulk_key).with_options(
         api_key="op_sk_opconform_unknown_python_check"
     )
@@ -159,9 +162,14 @@ def test_python_sdk_maps_401_and_403(
             )
 
 
-@requirement("OP-SDK-003")
-@pytest.mark.needs("OP-STREAM-007")  # an SDK stream waits for [DONE] too
-def test_node_sdk_lists_completes_streams(
+@requirement("OP-SDK-002")
+@pytest.mark.needs("OP-AUTH-004", "OP-AUTH-005")
+def test_python_sdk_maps_401_and_403(python_sdk_maps_401_and_403: Pending) -> None:
+    python_sdk_maps_401_and_403.take()
+
+
+@job(sends={BULK: 3}, after_streams=True)
+def node_sdk_lists_completes_streams(
     api: ApiClient, bulk_key: str, model: str, target: Target
 ) -> None:
     result = _with_room(
@@ -186,9 +194,14 @@ def test_node_sdk_lists_completes_streams(
     )
 
 
-@requirement("OP-SDK-004")
-@pytest.mark.needs("OP-AUTH-004", "OP-AUTH-005", "OP-MODELS-001")
-def test_node_sdk_maps_401_and_403(api: ApiClient, bulk_key: str, target: Target) -> None:
+@requirement("OP-SDK-003")
+@pytest.mark.needs("OP-STREAM-007")  # an SDK stream waits for [DONE] too
+def test_node_sdk_lists_completes_streams(node_sdk_lists_completes_streams: Pending) -> None:
+    node_sdk_lists_completes_streams.take()
+
+
+@job(others=("restricted",), sends={BULK: 2}, after_streams=True)
+def node_sdk_maps_401_and_403(api: ApiClient, bulk_key: str, target: Target) -> None:
     result = run_node(
         api, target, "errors", key=bulk_key, restricted_model=target.restricted_model or ""
     )
@@ -199,6 +212,12 @@ def test_node_sdk_maps_401_and_403(api: ApiClient, bulk_key: str, target: Target
         _on_restricted_429(api, "the Node SDK")
     if "permission" in result and result["permission"] != "PermissionDeniedError":
         raise expect.Deviation(f"Node SDK on 403: {result}", "OP-SDK-003")
+
+
+@requirement("OP-SDK-004")
+@pytest.mark.needs("OP-AUTH-004", "OP-AUTH-005", "OP-MODELS-001")
+def test_node_sdk_maps_401_and_403(node_sdk_maps_401_and_403: Pending) -> None:
+    node_sdk_maps_401_and_403.take()
 
 
 # ---------------------------------------------------------------------------- Go
@@ -255,29 +274,49 @@ def _go_typed_errors(api: ApiClient, bulk_key: str, target: Target, library: str
         go_typed_error(library, "a forbidden model", result["permission"], 403, "OP-AUTH-005")
 
 
-@requirement("OP-SDK-006")
-@pytest.mark.needs("OP-STREAM-007")  # an SDK stream waits for [DONE] too
-def test_go_openai_lists_completes_streams(
+@job(sends={BULK: 3}, after_streams=True)
+def go_openai_lists_completes_streams(
     api: ApiClient, bulk_key: str, model: str, target: Target
 ) -> None:
     _go_lists_completes_streams(api, bulk_key, model, target, "go-openai")
 
 
-@requirement("OP-SDK-007")
-@pytest.mark.needs("OP-AUTH-004", "OP-AUTH-005")
-def test_go_openai_returns_typed_errors(api: ApiClient, bulk_key: str, target: Target) -> None:
+@requirement("OP-SDK-006")
+@pytest.mark.needs("OP-STREAM-007")  # an SDK stream waits for [DONE] too
+def test_go_openai_lists_completes_streams(go_openai_lists_completes_streams: Pending) -> None:
+    go_openai_lists_completes_streams.take()
+
+
+@job(others=("restricted",), sends={BULK: 3}, after_streams=True)
+def go_openai_returns_typed_errors(api: ApiClient, bulk_key: str, target: Target) -> None:
     _go_typed_errors(api, bulk_key, target, "go-openai")
 
 
-@requirement("OP-SDK-008")
-@pytest.mark.needs("OP-STREAM-007")  # an SDK stream waits for [DONE] too
-def test_openai_go_lists_completes_streams(
+@requirement("OP-SDK-007")
+@pytest.mark.needs("OP-AUTH-004", "OP-AUTH-005")
+def test_go_openai_returns_typed_errors(go_openai_returns_typed_errors: Pending) -> None:
+    go_openai_returns_typed_errors.take()
+
+
+@job(sends={BULK: 3}, after_streams=True)
+def openai_go_lists_completes_streams(
     api: ApiClient, bulk_key: str, model: str, target: Target
 ) -> None:
     _go_lists_completes_streams(api, bulk_key, model, target, "openai-go")
 
 
+@requirement("OP-SDK-008")
+@pytest.mark.needs("OP-STREAM-007")  # an SDK stream waits for [DONE] too
+def test_openai_go_lists_completes_streams(openai_go_lists_completes_streams: Pending) -> None:
+    openai_go_lists_completes_streams.take()
+
+
+@job(others=("restricted",), sends={BULK: 3}, after_streams=True)
+def openai_go_returns_typed_errors(api: ApiClient, bulk_key: str, target: Target) -> None:
+    _go_typed_errors(api, bulk_key, target, "openai-go")
+
+
 @requirement("OP-SDK-009")
 @pytest.mark.needs("OP-AUTH-004", "OP-AUTH-005")
-def test_openai_go_returns_typed_errors(api: ApiClient, bulk_key: str, target: Target) -> None:
-    _go_typed_errors(api, bulk_key, target, "openai-go")
+def test_openai_go_returns_typed_errors(openai_go_returns_typed_errors: Pending) -> None:
+    openai_go_returns_typed_errors.take()
