@@ -329,7 +329,6 @@ use_profile(
         duration="20s",
         one_process=True,
         expectations=expectations,
-        slo_groups=("main",),
         extra=lambda samples, settings: {
             "cap": settings.limit("concurrent"),
             "peak_open": max((open_at(_held(samples), s) for s, _ in _held(samples)), default=0),

@@ -91,7 +91,6 @@ use_profile(
         open_loop="rate",
         users="closed-loop",
         expectations=expectations,
-        slo_groups=("main",),
         target_rps=offered,
         extra=lambda samples, settings: {"slices": slices(group(samples, "main"), settings)},
     )

@@ -62,7 +62,6 @@ use_profile(
         open_loop="rate",
         users="closed-loop",
         expectations=expectations,
-        slo_groups=("main",),
         target_rps=offered,
     )
 )
