@@ -2,11 +2,9 @@
 optional `opconform.toml`, in that order of precedence, by one function (`resolve`).
 
 `OPTIONS` is the run's table, each option with its scope (SCOPES) and whether `opconform load`
-shares it; `opconform run` resolves it once (conformance/settings.py) and plain pytest the same
-way. `opconform load` (loadtests/options.py) and `opconform serve` (gateway/options.py) have
-tables of their own, each with its section of `opconform.toml` (SECTIONS); `add_arguments`
-turns any table into command-line options. Keys (options marked secret) are never printed; the
-file is only read for a key when the environment does not carry it.
+shares it; `opconform run` resolves it once (conformance/settings.py), plain pytest the same way.
+`load` (loadtests/options.py) and `serve` (gateway/options.py) have tables of their own, each
+with its section of `opconform.toml` (SECTIONS). Keys (options marked secret) are never printed.
 """
 
 from __future__ import annotations
@@ -27,6 +25,7 @@ from opconform.contract import (
     parse_duration,
 )
 from opconform.exitcodes import UsageError
+from opconform.timeouts import DEFAULT_TIMEOUTS
 from opconform.transport import split_headers
 
 
@@ -64,9 +63,8 @@ def prefixed(prefix: str) -> Callable[..., Option]:
     return make
 
 
-# What an option's value describes. "target": the target and its identities, which an embedded
-# gateway brings itself (`serve --print-env`); "run": how the run goes, whatever the target;
-# "transport": the way to the target (TLS, headers), kept for any target and shared with load.
+# What a value describes: "target", its identities (an embedded gateway prints its own); "run",
+# how the run goes whatever the target; "transport", the way to the target (TLS, headers).
 SCOPES = ("target", "run", "transport")
 
 
@@ -157,21 +155,27 @@ OPTIONS: tuple[Option, ...] = (
         ),
     ),
     Option(
-        "connect_timeout", "OP_CONNECT_TIMEOUT", "seconds to connect", kind="float", default=5.0
+        "connect_timeout",
+        "OP_CONNECT_TIMEOUT",
+        "seconds to connect",
+        kind="float",
+        default=DEFAULT_TIMEOUTS.connect,
+        load=True,
     ),
     Option(
         "read_timeout",
         "OP_READ_TIMEOUT",
         "longest silence in an answer, seconds",
         kind="float",
-        default=20.0,
+        default=DEFAULT_TIMEOUTS.read,
+        load=True,
     ),
     Option(
         "request_timeout",
         "OP_REQUEST_TIMEOUT",
         "longest exchange, seconds",
         kind="float",
-        default=60.0,
+        default=DEFAULT_TIMEOUTS.request,
     ),
     Option(
         "deadline",
@@ -273,8 +277,7 @@ OPTION_BY_NAME = {option.name: option for option in OPTIONS}
 
 
 def variable(name: str) -> str:
-    """The environment variable of a run option: every tool that prints or reads OP_* names
-    takes them from here."""
+    """A run option's environment variable: whatever prints or reads OP_* names takes it here."""
     env = OPTION_BY_NAME[name].env
     assert env is not None, name
     return env
