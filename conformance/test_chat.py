@@ -11,14 +11,12 @@ from opconform.client import ApiClient, Exchange
 from opconform.config import Target
 from opconform.contract import COUNTING_PROMPT
 
-pytestmark = pytest.mark.area("chat")
 requirement = pytest.mark.requirement
 
 COUNTING = COUNTING_PROMPT
 
 
 @requirement("OP-CHAT-006")
-@pytest.mark.needs("OP-CHAT-007")
 def test_completion_is_json(api: ApiClient, bulk_key: str, model: str) -> None:
     exchange = api.chat(expect.chat_request(model), key=bulk_key)
     expect.status(exchange, 200)
@@ -26,7 +24,6 @@ def test_completion_is_json(api: ApiClient, bulk_key: str, model: str) -> None:
 
 
 @requirement("OP-CHAT-001")
-@pytest.mark.needs("OP-CHAT-006")
 def test_completion_matches_schema(api: ApiClient, bulk_key: str, model: str) -> None:
     exchange = api.chat(expect.chat_request(model), key=bulk_key)
     expect.status(exchange, 200)
@@ -105,7 +102,6 @@ def _content(body: Any) -> str:
 
 
 @requirement("OP-CHAT-005")
-@pytest.mark.needs("OP-CHAT-004")
 def test_cut_completion_says_length(cut_completions: list[Exchange], attach: Any) -> None:
     judged, wrong = 0, []
     for exchange in cut_completions:

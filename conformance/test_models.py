@@ -11,7 +11,6 @@ from conformance import expect
 from conformance.plugin import Check, blocked
 from opconform.client import ApiClient
 
-pytestmark = pytest.mark.area("models")
 requirement = pytest.mark.requirement
 
 
@@ -67,7 +66,6 @@ def test_model_ids_are_unique(model_list: dict[str, Any]) -> None:
 
 
 @requirement("OP-MODELS-004")
-@pytest.mark.needs("OP-CHAT-007")
 def test_listed_models_answer_chat(
     api: ApiClient, bulk_key: str, models: list[str], listed_models: list[str]
 ) -> None:

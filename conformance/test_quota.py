@@ -9,7 +9,7 @@ from conformance.plugin import Check, disabled
 from opconform.client import ApiClient
 from opconform.config import Target
 
-pytestmark = [pytest.mark.area("ratelimit"), pytest.mark.quota]
+pytestmark = pytest.mark.quota
 requirement = pytest.mark.requirement
 
 PROMPT_TOKENS = 20_000

@@ -19,7 +19,6 @@ from opconform.config import Target
 from opconform.contract import LONG_PROMPT, PLANS, WINDOW_SECONDS
 from opconform.ratelimit import read_rate_headers, reset_in_seconds, retry_after_seconds
 
-pytestmark = pytest.mark.area("ratelimit")
 requirement = pytest.mark.requirement
 
 WINDOW = int(WINDOW_SECONDS)  # "Requests / min"
@@ -63,7 +62,6 @@ def test_headers_on_success(api: ApiClient, model: str) -> None:
 
 
 @requirement("OP-RL-002")
-@pytest.mark.needs("OP-RL-001")
 def test_headers_on_errors(api: ApiClient, model: str, target: Target) -> None:
     exchanges = [
         api.request(
@@ -90,7 +88,6 @@ def test_headers_on_errors(api: ApiClient, model: str, target: Target) -> None:
 
 
 @requirement("OP-RL-003")
-@pytest.mark.needs("OP-RL-001")
 def test_headers_on_stream(api: ApiClient, model: str) -> None:
     exchange = api.chat(expect.chat_request(model, max_tokens=8), key="main", stream=True)
     expect.status(exchange, 200)
@@ -98,7 +95,6 @@ def test_headers_on_stream(api: ApiClient, model: str) -> None:
 
 
 @requirement("OP-RL-014")
-@pytest.mark.needs("OP-RL-001")
 def test_headers_on_401(api: ApiClient) -> None:
     exchange = api.request("GET", "/models", key=None)
     expect.status(exchange, 401, about="OP-AUTH-001")  # no 401 to look at is that one's
@@ -106,7 +102,7 @@ def test_headers_on_401(api: ApiClient) -> None:
 
 
 @requirement("OP-RL-004")
-@pytest.mark.needs("OP-RL-001")
+@pytest.mark.needs("OP-RL-001")  # it reads the limit from X-RateLimit-Limit
 def test_limit_matches_plan(api: ApiClient, target: Target) -> None:
     rpm = _rpm(target)
     # A 429 carries the headers too: a key limited below its plan must show it here, once.
@@ -124,7 +120,6 @@ def test_limit_matches_plan(api: ApiClient, target: Target) -> None:
 
 
 @requirement("OP-RL-005")
-@pytest.mark.needs("OP-RL-001")
 def test_remaining_drops_by_one(api: ApiClient) -> None:
     for _attempt in range(2):
         api.pacer.before("main", needed=4)
@@ -140,7 +135,6 @@ def test_remaining_drops_by_one(api: ApiClient) -> None:
 
 
 @requirement("OP-RL-006")
-@pytest.mark.needs("OP-RL-001")
 def test_reset_is_sane(api: ApiClient) -> None:
     exchange = api.request("GET", "/models", key="main")
     reset = expect.rate_headers(exchange)["x-ratelimit-reset"]
@@ -284,7 +278,6 @@ def test_concurrency_cap(api: ApiClient, model: str, target: Target) -> None:
 
 
 @requirement("OP-RL-011")
-@pytest.mark.needs("OP-RL-010")
 def test_slot_frees_on_disconnect_and_end(
     api: ApiClient, model: str, target: Target, check: Check
 ) -> None:
@@ -415,7 +408,7 @@ def test_limit_onset_is_exact(exhausted: dict[str, Any], attach: Any, target: Ta
 
 
 @requirement("OP-RL-008")
-@pytest.mark.needs("OP-RL-007")
+@pytest.mark.needs("OP-RL-007")  # its 429 comes from driving the key to the plan's limit
 def test_retry_after_on_429(exhausted: dict[str, Any], attach: Any) -> None:
     over = exhausted["over"]
     attach(over)
@@ -455,7 +448,7 @@ def alt_key(api: ApiClient) -> str:
 
 
 @requirement("OP-RL-012")
-@pytest.mark.needs("OP-RL-007")
+@pytest.mark.needs("OP-RL-007")  # its 429 comes from driving the key to the plan's limit
 def test_other_key_unaffected(
     alt_key: str, exhausted: dict[str, Any], api: ApiClient, attach: Any
 ) -> None:
@@ -471,8 +464,7 @@ def test_other_key_unaffected(
 
 
 @requirement("OP-SDK-002")
-@pytest.mark.needs("OP-RL-007")
-@pytest.mark.area("sdk")
+@pytest.mark.needs("OP-RL-007")  # its 429 comes from driving the key to the plan's limit
 def test_python_sdk_raises_rate_limit_error(
     exhausted: dict[str, Any], api: ApiClient, target: Target
 ) -> None:
@@ -489,8 +481,7 @@ def test_python_sdk_raises_rate_limit_error(
 
 
 @requirement("OP-SDK-004")
-@pytest.mark.needs("OP-RL-007")
-@pytest.mark.area("sdk")
+@pytest.mark.needs("OP-RL-007")  # its 429 comes from driving the key to the plan's limit
 def test_node_sdk_raises_rate_limit_error(
     exhausted: dict[str, Any], api: ApiClient, target: Target
 ) -> None:
@@ -507,8 +498,7 @@ def test_node_sdk_raises_rate_limit_error(
 
 
 @requirement("OP-SDK-007")
-@pytest.mark.needs("OP-RL-007")
-@pytest.mark.area("sdk")
+@pytest.mark.needs("OP-RL-007")  # its 429 comes from driving the key to the plan's limit
 def test_go_openai_returns_rate_limit_error(
     exhausted: dict[str, Any], api: ApiClient, target: Target
 ) -> None:
@@ -516,8 +506,7 @@ def test_go_openai_returns_rate_limit_error(
 
 
 @requirement("OP-SDK-009")
-@pytest.mark.needs("OP-RL-007")
-@pytest.mark.area("sdk")
+@pytest.mark.needs("OP-RL-007")  # its 429 comes from driving the key to the plan's limit
 def test_openai_go_returns_rate_limit_error(
     exhausted: dict[str, Any], api: ApiClient, target: Target
 ) -> None:
@@ -537,7 +526,6 @@ def _go_sdk_on_429(exhausted: dict[str, Any], api: ApiClient, target: Target, sd
 
 
 @requirement("OP-RL-009")
-@pytest.mark.needs("OP-RL-008")
 @pytest.mark.slow
 def test_request_succeeds_after_retry_after(
     exhausted: dict[str, Any], api: ApiClient, attach: Any

@@ -23,7 +23,6 @@ from opconform.ratelimit import PacingStopped
 
 T = TypeVar("T")
 
-pytestmark = pytest.mark.area("sdk")
 requirement = pytest.mark.requirement
 
 
@@ -79,7 +78,6 @@ def _on_restricted_429(api: ApiClient, sdk: str) -> NoReturn:
 
 
 @requirement("OP-SDK-001")
-@pytest.mark.needs("OP-STREAM-007")  # an SDK stream waits for [DONE] too
 def test_python_sdk_lists_completes_streams(
     api: ApiClient, bulk_key: str, model: str, target: Target
 ) -> None:
@@ -133,7 +131,7 @@ def _python_lists_completes_streams(client: Any, model: str) -> None:
 
 
 @requirement("OP-SDK-002")
-@pytest.mark.needs("OP-AUTH-004", "OP-AUTH-005")
+@pytest.mark.needs("OP-AUTH-004", "OP-AUTH-005")  # it provokes a 401 and a 403
 def test_python_sdk_maps_401_and_403(
     api: ApiClient, bulk_key: str, target: Target, model: str
 ) -> None:
@@ -160,7 +158,6 @@ def test_python_sdk_maps_401_and_403(
 
 
 @requirement("OP-SDK-003")
-@pytest.mark.needs("OP-STREAM-007")  # an SDK stream waits for [DONE] too
 def test_node_sdk_lists_completes_streams(
     api: ApiClient, bulk_key: str, model: str, target: Target
 ) -> None:
@@ -187,7 +184,7 @@ def test_node_sdk_lists_completes_streams(
 
 
 @requirement("OP-SDK-004")
-@pytest.mark.needs("OP-AUTH-004", "OP-AUTH-005", "OP-MODELS-001")
+@pytest.mark.needs("OP-AUTH-004", "OP-AUTH-005", "OP-MODELS-001")  # 401 and 403 on GET /models
 def test_node_sdk_maps_401_and_403(api: ApiClient, bulk_key: str, target: Target) -> None:
     result = run_node(
         api, target, "errors", key=bulk_key, restricted_model=target.restricted_model or ""
@@ -256,7 +253,6 @@ def _go_typed_errors(api: ApiClient, bulk_key: str, target: Target, library: str
 
 
 @requirement("OP-SDK-006")
-@pytest.mark.needs("OP-STREAM-007")  # an SDK stream waits for [DONE] too
 def test_go_openai_lists_completes_streams(
     api: ApiClient, bulk_key: str, model: str, target: Target
 ) -> None:
@@ -264,13 +260,12 @@ def test_go_openai_lists_completes_streams(
 
 
 @requirement("OP-SDK-007")
-@pytest.mark.needs("OP-AUTH-004", "OP-AUTH-005")
+@pytest.mark.needs("OP-AUTH-004", "OP-AUTH-005")  # it provokes a 401 and a 403
 def test_go_openai_returns_typed_errors(api: ApiClient, bulk_key: str, target: Target) -> None:
     _go_typed_errors(api, bulk_key, target, "go-openai")
 
 
 @requirement("OP-SDK-008")
-@pytest.mark.needs("OP-STREAM-007")  # an SDK stream waits for [DONE] too
 def test_openai_go_lists_completes_streams(
     api: ApiClient, bulk_key: str, model: str, target: Target
 ) -> None:
@@ -278,6 +273,6 @@ def test_openai_go_lists_completes_streams(
 
 
 @requirement("OP-SDK-009")
-@pytest.mark.needs("OP-AUTH-004", "OP-AUTH-005")
+@pytest.mark.needs("OP-AUTH-004", "OP-AUTH-005")  # it provokes a 401 and a 403
 def test_openai_go_returns_typed_errors(api: ApiClient, bulk_key: str, target: Target) -> None:
     _go_typed_errors(api, bulk_key, target, "openai-go")

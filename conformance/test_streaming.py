@@ -13,7 +13,6 @@ from opconform.client import ApiClient, Exchange, StreamsDoNotEnd
 from opconform.config import Target
 from opconform.contract import COUNTING_PROMPT, SHORT_PROMPT
 
-pytestmark = pytest.mark.area("streaming")
 requirement = pytest.mark.requirement
 
 HAIKU = SHORT_PROMPT
@@ -70,7 +69,6 @@ def test_stream_is_event_stream(streams: list[Exchange], attach: Any) -> None:
 
 
 @requirement("OP-STREAM-002")
-@pytest.mark.needs("OP-STREAM-001")
 def test_every_event_is_one_json_object(streams: list[Exchange], attach: Any) -> None:
     def judge(exchange: Exchange) -> None:
         expect.status(exchange, 200)
@@ -90,7 +88,6 @@ def test_every_event_is_one_json_object(streams: list[Exchange], attach: Any) ->
 
 
 @requirement("OP-STREAM-003")
-@pytest.mark.needs("OP-STREAM-002")
 def test_chunks_match_schema(streams: list[Exchange], attach: Any) -> None:
     def judge(exchange: Exchange) -> None:
         for index, chunk in enumerate(expect.stream_chunks(exchange)):
@@ -100,7 +97,6 @@ def test_chunks_match_schema(streams: list[Exchange], attach: Any) -> None:
 
 
 @requirement("OP-STREAM-004")
-@pytest.mark.needs("OP-STREAM-002")
 def test_chunks_share_id_created_model(streams: list[Exchange], attach: Any) -> None:
     def judge(exchange: Exchange) -> None:
         chunks = expect.stream_chunks(exchange)
@@ -114,7 +110,6 @@ def test_chunks_share_id_created_model(streams: list[Exchange], attach: Any) -> 
 
 
 @requirement("OP-STREAM-005")
-@pytest.mark.needs("OP-STREAM-002")
 def test_first_delta_has_role(streams: list[Exchange], attach: Any) -> None:
     def judge(exchange: Exchange) -> None:
         chunks = expect.stream_chunks(exchange)
@@ -126,7 +121,6 @@ def test_first_delta_has_role(streams: list[Exchange], attach: Any) -> None:
 
 
 @requirement("OP-STREAM-006")
-@pytest.mark.needs("OP-STREAM-002")
 def test_exactly_one_finish_reason(streams: list[Exchange], attach: Any) -> None:
     def judge(exchange: Exchange) -> None:
         reasons = [
@@ -141,7 +135,6 @@ def test_exactly_one_finish_reason(streams: list[Exchange], attach: Any) -> None
 
 
 @requirement("OP-STREAM-007")
-@pytest.mark.needs("OP-STREAM-001")
 def test_done_once_and_last(streams: list[Exchange], attach: Any) -> None:
     def judge(exchange: Exchange) -> None:
         expect.status(exchange, 200)
@@ -162,7 +155,6 @@ def test_done_once_and_last(streams: list[Exchange], attach: Any) -> None:
 
 
 @requirement("OP-STREAM-008")
-@pytest.mark.needs("OP-STREAM-007")
 def test_connection_closes_after_done(streams: list[Exchange], attach: Any, api: ApiClient) -> None:
     ended = [e for e in streams if e.status == 200 and e.done_count]
     if not ended:
@@ -217,7 +209,6 @@ def test_streamed_text_equals_completion(
 
 
 @requirement("OP-STREAM-011")
-@pytest.mark.needs("OP-STREAM-007")
 def test_every_selected_model_streams(api: ApiClient, bulk_key: str, models: list[str]) -> None:
     failures = []
     for model_id in models:
@@ -230,7 +221,8 @@ def test_every_selected_model_streams(api: ApiClient, bulk_key: str, models: lis
 
 
 @requirement("OP-CHAT-004")
-@pytest.mark.needs("OP-STREAM-002")
+@pytest.mark.needs("OP-STREAM-002")  # it reads usage from the chunks
+@pytest.mark.area("streaming")  # judged with the streams, though OP-CHAT-004 is chat's
 def test_stream_honours_max_tokens(
     api: ApiClient, bulk_key: str, model: str, target: Target, attach: Any
 ) -> None:

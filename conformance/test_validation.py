@@ -13,7 +13,6 @@ from conformance import expect
 from conformance.catalogue import requirements
 from opconform.client import ApiClient, Exchange
 
-pytestmark = pytest.mark.area("validation")
 requirement = pytest.mark.requirement
 
 USER = [{"role": "user", "content": "Say hello."}]

@@ -14,7 +14,6 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from opconform.config import AREAS
 from opconform.redact import Redactor
 from opconform.text import elide
 
@@ -171,8 +170,6 @@ def conformance_context(document: dict[str, Any], run_dir: Path) -> dict[str, An
         areas.setdefault(row["area"], []).append(row)
         if row["status"] in ("FAIL", "ERROR", "WARN", "BLOCKED") or row["stale_baseline"]:
             problems.append(row)
-    ordered = {a: areas[a] for a in AREAS if a in areas}
-    ordered.update({a: rows for a, rows in areas.items() if a not in ordered})
     verdict = document["verdict"]
     causes = []
     for cause in document.get("root_causes") or []:
@@ -191,7 +188,8 @@ def conformance_context(document: dict[str, Any], run_dir: Path) -> dict[str, An
         "started": _utc(document["started_at"]),
         "finished": _utc(document["finished_at"]),
         "duration": document["duration_s"],
-        "areas": ordered,
+        # results.json lists requirements in catalogue order, so areas come in the catalogue's.
+        "areas": areas,
         "problems": problems,
     }
 
