@@ -18,6 +18,7 @@ from conformance.catalogue import (
     prerequisites,
     requirements,
 )
+from conformance.invariants import RULES, PrematureLimits
 from conformance.results import BLOCKED, FAIL, CheckResult
 from conformance.verdicts import apply_prerequisites
 from opconform.exitcodes import UsageError
@@ -101,3 +102,13 @@ def test_areas_come_from_the_catalogue_in_its_order() -> None:
     check_areas(["auth", "perf"])
     with pytest.raises(UsageError, match=r"unknown area\(s\) nope; known: auth, models, chat"):
         check_areas(["auth", "nope"])
+
+
+def test_a_rule_states_only_what_its_requirement_does_not() -> None:
+    catalogue = requirements()
+    situations = {rule.requirement: rule.situation for rule in RULES}
+    situations.update(PrematureLimits.SITUATION)
+    assert situations["OP-CHAT-003"] == ("OP-CHAT-001",)
+    for rid, situation in situations.items():
+        assert set(situation) <= set(catalogue), rid
+        assert not set(situation) & set(catalogue[rid].needs), f"{rid} repeats its needs"
