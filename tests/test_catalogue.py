@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from conformance.catalogue import (
     CATALOGUE_PATH,
     CatalogueError,
     Requirement,
+    area_of,
     areas,
     check_areas,
     find_cycle,
@@ -112,3 +114,37 @@ def test_a_rule_states_only_what_its_requirement_does_not() -> None:
     for rid, situation in situations.items():
         assert set(situation) <= set(catalogue), rid
         assert not set(situation) & set(catalogue[rid].needs), f"{rid} repeats its needs"
+
+
+def _declared(decorator: ast.expr, name: str) -> list[str] | None:
+    """The string arguments of `@requirement(...)` / `@pytest.mark.<name>(...)`, else None."""
+    if not isinstance(decorator, ast.Call):
+        return None
+    func = decorator.func
+    called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+    if called != name:
+        return None
+    return [str(arg.value) for arg in decorator.args if isinstance(arg, ast.Constant)]
+
+
+def test_a_check_states_only_what_its_requirements_do_not() -> None:
+    """A `needs` or `area` marker on a check is its situation's, beside it: never a repeat of
+    requirements.yaml (a second place for one fact), never an unknown ID or area."""
+    catalogue = requirements()
+    stated = 0
+    for path in sorted((CATALOGUE_PATH.parent).glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.FunctionDef):
+                continue
+            found = {
+                name: [v for d in node.decorator_list for v in _declared(d, name) or []]
+                for name in ("requirement", "needs", "area")
+            }
+            where = f"{path.name}::{node.name}"
+            inherited = set(prerequisites(found["requirement"]))
+            assert set(found["needs"]) <= set(catalogue), where
+            assert not set(found["needs"]) & inherited, f"{where} repeats requirements.yaml"
+            for area in found["area"]:
+                assert area in areas() and area != area_of(found["requirement"]), where
+            stated += len(found["needs"])
+    assert stated  # the walk found the situation markers it judges
