@@ -526,6 +526,7 @@ def _go_sdk_on_429(exhausted: dict[str, Any], api: ApiClient, target: Target, sd
 
 
 @requirement("OP-RL-009")
+@pytest.mark.needs("OP-RL-008")  # it waits out the Retry-After it got
 @pytest.mark.slow
 def test_request_succeeds_after_retry_after(
     exhausted: dict[str, Any], api: ApiClient, attach: Any
