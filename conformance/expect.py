@@ -20,6 +20,11 @@ def _showing(error: AssertionError, exchange: Exchange) -> AssertionError:
     return error
 
 
+def failure(message: str, exchange: Exchange) -> AssertionError:
+    """A failed expectation shown by `exchange` (when the check attached others too)."""
+    return _showing(AssertionError(message), exchange)
+
+
 class Deviation(AssertionError):
     """A failed expectation that is really about another requirement (the error body, the
     rate-limit headers, the stream's framing): when that requirement is broken elsewhere in the

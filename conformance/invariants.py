@@ -119,7 +119,6 @@ RULES: tuple[Rule, ...] = (
         "every error answer is JSON with error.message and error.type",
         "error answers",
         error_body,
-        owners=frozenset({"OP-ERR-004", "OP-ERR-005"}),
     ),
     Rule("OP-RL-001", "every successful answer carries the rate-limit headers", "answers",
          headers("success"), reads_body=False),
@@ -167,7 +166,9 @@ class PrematureLimits:
     from its start: the limit is below the documented one (OP-RL-007), whichever check met it.
     The client's pacer judges each 429 (`Exchange.below_plan`); a 429 it explains (the window
     spent by the run, or perhaps by another client before the run could see a whole window) is
-    no evidence, and is not counted here."""
+    no evidence, and is not counted here. A 429 on a request sent after the reset the key's
+    refusals named had passed (`Exchange.window_not_reset`) is OP-RL-009's, whichever check
+    waited it out: reported even when that requirement's own check (opt-in) is not run."""
 
     # A key whose limit is not its plan's (OP-RL-004) meets 429s "below the plan" as that
     # deviation's consequence.
@@ -179,9 +180,17 @@ class PrematureLimits:
         self.per_key = Tally("OP-RL-012", "limits apply per key", "429 answers")
         # A 429 on a key whose own X-RateLimit-Limit is below its plan: the key is not of it.
         self.stated = Tally("OP-RL-004", "X-RateLimit-Limit is the plan's", "429 answers")
+        # A 429 on a request sent after the reset the key's refusals named: whichever check
+        # waited it out (a retry, the next check on the key), the window did not reset.
+        self.not_reset = Tally(
+            "OP-RL-009", "a key is served again once its named reset has passed", "429 answers"
+        )
 
     def observe(self, exchange: Exchange, context: Context) -> None:
         if exchange.key_label is None or exchange.status != 429:
+            return
+        if exchange.window_not_reset:
+            self.not_reset.add(exchange.limit_note, exchange, context)
             return
         # Concurrency, tokens/day and per-key isolation are those checks' own situations.
         owned = context.requirements & {"OP-RL-010", "OP-RL-011", "OP-RL-012", "OP-RL-013"}
@@ -226,6 +235,7 @@ class Invariants:
         yield self.limits.tally
         yield self.limits.per_key
         yield self.limits.stated
+        yield self.limits.not_reset
 
     def broken(self) -> set[str]:
         return {tally.requirement for tally in self.all_tallies() if tally.broken}

@@ -82,9 +82,9 @@ def error_body(exchange: Exchange) -> str | bool | None:
         return False  # we stopped reading: the body we have is not the server's whole answer
     if exchange.status >= 500 and exchange.status not in (502, 503):
         return False  # a crash is OP-VAL-008's problem, whatever its body looks like
-    if not _documented(exchange):
-        return False  # an unknown path or a wrong method: OP-ERR-004/005's, whoever sent it
     if exchange.content_type != "application/json":
+        if not _documented(exchange):
+            return False  # an HTML page for an unknown path or method: OP-ERR-004/005's own
         return f"{exchange.status} served as {exchange.content_type or '(no content-type)'}"
     try:
         body = exchange.json()

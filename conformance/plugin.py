@@ -532,7 +532,7 @@ def _broken_prerequisite(run: ConformanceRun, item: pytest.Item) -> tuple[str, s
     own = set(requirement_ids(item))
     for rid in needs_of(item):
         cause = None if rid in own else _broken(run, rid)
-        if cause is not None:
+        if cause is not None and cause[0] not in own:  # a check is not blocked by itself
             return cause
     return None
 
@@ -657,6 +657,14 @@ def _judge(
             status, blocked_by = BLOCKED, why[0]
             message = f"{why[1]}; here: {message}"
             break
+    stuck = any(getattr(e, "window_not_reset", False) for e in exchanges)
+    if stuck and status in (FAIL, WARN, ERROR, INCONCLUSIVE) and "OP-RL-009" not in ids:
+        # A key still refused after the reset it named (OP-RL-009's invariant) spoils whatever
+        # this check wanted from it.
+        why = _broken(run, "OP-RL-009")
+        if why is not None:
+            status, blocked_by = BLOCKED, why[0]
+            message = f"{why[1]}; here: {message}"
     if status in (FAIL, WARN, ERROR, INCONCLUSIVE):
         cause = _broken_prerequisite(run, item)
         if cause is not None:
@@ -731,6 +739,8 @@ def _evidence_first(exchanges: list[Any], exc: BaseException | None, message: st
 def _limit_root(exc: BaseException | None) -> str:
     """The whole-run requirement an unprovoked 429 stands on (the client's judgement)."""
     exchange = getattr(exc, "exchange", None)
+    if getattr(exchange, "window_not_reset", False):
+        return "OP-RL-009"
     if getattr(exchange, "stated_below_plan", False):
         return "OP-RL-004"
     return "OP-RL-012" if getattr(exchange, "shared_limit", False) else "OP-RL-007"
@@ -865,8 +875,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if run is None or run.target is None:
         return
     from conformance.results import (
+        BLOCKED,
         DISABLED,
         FAIL,
+        WARN,
         CheckResult,
         as_dicts,
         counts,
@@ -897,8 +909,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         selected = {
             rid for item in session.items if _is_check(item) for rid in requirement_ids(item)
         }
+        # ... and for the deviations that blocked a selected check (a stream cut at its cap,
+        # a key that stays refused): the root cause is reported whoever met it.
+        blocking = {r.blocked_by for r in run.results if r.status == BLOCKED and r.blocked_by}
         for result in _invariant_results(run):
-            if not selected & set(result.requirements):
+            broken = result.status in (FAIL, WARN) and blocking & set(result.requirements)
+            if not (selected & set(result.requirements) or broken):
                 continue
             matched = run.baseline.match(result.id, result.name, result.requirements)
             if matched and result.status == FAIL:

@@ -240,7 +240,8 @@ class Gateway:
     # ------------------------------------------------------------------ endpoints
     async def list_models(self, request: Request) -> Response:
         key = self.authenticate(request)
-        headers = self.admit(key, takes_slot=False)
+        uncounted = self.fault(Faults.RATELIMIT_ONLY_COMPLETIONS)
+        headers = {} if uncounted else self.admit(key, takes_slot=False)
         if self.hooks:
             await self.hooks.slow_model_list()
             headers = self.hooks.success_headers(headers)

@@ -102,6 +102,8 @@ class Faults:
     RATELIMIT_SHARED_ACROSS_KEYS: Final = "ratelimit-shared-across-keys"
     TOKENS_PER_DAY_NOT_ENFORCED: Final = "tokens-per-day-not-enforced"
     RATELIMIT_HEADERS_MISSING_ON_401: Final = "ratelimit-headers-missing-on-401"
+    # LiteLLM's way: only completions are counted (and carry the key's headers), never GET /models.
+    RATELIMIT_ONLY_COMPLETIONS: Final = "ratelimit-only-completions"
     # Limits enforced as documented, signalled in another convention (or not at all).
     RATELIMIT_HEADERS_OFF: Final = "ratelimit-headers-off"
     RATELIMIT_HEADERS_OPENAI: Final = "ratelimit-headers-openai"
@@ -472,6 +474,12 @@ FAULTS: dict[str, Fault] = {
             "all keys share one requests/min and concurrency budget",
         ),
         Fault(Faults.TOKENS_PER_DAY_NOT_ENFORCED, ("OP-RL-013",), "tokens/day are not enforced"),
+        Fault(
+            Faults.RATELIMIT_ONLY_COMPLETIONS,
+            ("OP-RL-001", "OP-RL-007"),
+            "GET /models is neither counted nor limited and carries no X-RateLimit-* headers; "
+            "completions are limited as documented (as LiteLLM does)",
+        ),
         Fault(
             Faults.RATELIMIT_HEADERS_MISSING_ON_401,
             ("OP-RL-014",),

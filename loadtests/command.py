@@ -279,6 +279,13 @@ def run_load(args: argparse.Namespace) -> int:
         if not env.get(KEY_VARIABLES["main"]):
             raise UsageError("--api-key (or OP_API_KEY) is required for a remote target")
         limits = _limits(run, plan)
+        why = None if gateway is not None else _unreachable(base_url, transport)
+        if why is not None:
+            # As `opconform run` does: one line, and a load.json that says so, nothing judged.
+            make_report_dir(report_dir)
+            _fallback(report_dir, run, base_url, plan, why)
+            print(f"opconform load: {why}", file=sys.stderr)
+            return HARNESS
         make_report_dir(report_dir)
         users = _users(run, env, limits["concurrent"])
         document = settings_document(
@@ -304,6 +311,15 @@ def run_load(args: argparse.Namespace) -> int:
             gateway.stop()
     secrets = [env.get(variable) or "" for variable in KEY_VARIABLES.values()]
     return _outcome(report_dir, code, [*secrets, *transport.secret_values()])
+
+
+def _unreachable(base_url: str, transport: TransportSettings) -> str | None:
+    """Why the target cannot be reached at all (one connection, TLS handshake), else None:
+    `opconform run`'s own pre-check, at the default connect timeout."""
+    from opconform.client import Limits
+    from opconform.preflight import reach
+
+    return reach(base_url, transport, Limits())
 
 
 def _locust_command(

@@ -178,6 +178,7 @@ class Exchange:
     below_plan: bool = False
     shared_limit: bool = False  # the run's keys together filled this key's window (OP-RL-012)
     stated_below_plan: bool = False  # the key's X-RateLimit-Limit is below its plan (OP-RL-004)
+    window_not_reset: bool = False  # refused again after the reset it named (OP-RL-009)
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
@@ -354,7 +355,12 @@ class ApiClient:
         if exchange.status != 429 or allow_429:
             return exchange
         label = key or "anonymous"
-        if exchange.below_plan or exchange.shared_limit or exchange.stated_below_plan:
+        if (
+            exchange.below_plan
+            or exchange.shared_limit
+            or exchange.stated_below_plan
+            or exchange.window_not_reset
+        ):
             raise UnexpectedRateLimit(exchange)
         self._wait_out(label, exchange)
         again = send().collect()
@@ -533,7 +539,7 @@ class ApiClient:
         else:
             self.consecutive_failures[endpoint] = 0
         label = exchange.key_label or "anonymous"
-        self.pacer.observe(label, exchange.status, exchange.headers)
+        self.pacer.observe(label, exchange.status, exchange.headers, exchange.elapsed)
         if exchange.status == 429:
             self._judge_429(label, exchange)
         self._account_tokens(exchange)
@@ -563,6 +569,11 @@ class ApiClient:
         if stated is not None:
             exchange.stated_below_plan = True
             exchange.limit_note = stated
+            return
+        not_reset = self.pacer.not_reset(label, exchange.headers, exchange.elapsed)
+        if not_reset is not None:
+            exchange.window_not_reset = True
+            exchange.limit_note = not_reset
             return
         explained = self.pacer.explains_429(label)
         if explained is not None:

@@ -58,6 +58,9 @@ class RateInfo:
         return ", ".join(part for part in parts if part) or "nothing usable"
 
 
+EPOCH_AFTER = 1e9  # a Reset above this is a Unix time (2001 on), below it seconds from now
+
+
 def reset_in_seconds(value: str, now: float | None = None) -> float | None:
     """X-RateLimit-Reset as seconds from now: epoch seconds (GitHub's convention) or a delta
     (early IETF drafts). None if it is neither a number nor plausible."""
@@ -66,7 +69,7 @@ def reset_in_seconds(value: str, now: float | None = None) -> float | None:
     except ValueError:
         return None
     now = time.time() if now is None else now
-    if number > 1e9:
+    if number > EPOCH_AFTER:
         return max(0.0, number - now)
     return max(0.0, number)
 
@@ -186,6 +189,19 @@ class _Identity:
     # From this moment on, every request the key has seen in a window is one the run sent (the
     # window was observed from its start): a 429 then is evidence about the limit.
     observed_from: float = 0.0
+    refused: _Refusal | None = None  # requests/min 429s since the key's last other answer
+
+
+@dataclass
+class _Refusal:
+    """A key refused for its requests/min since `since`, and what the target named for its
+    reset: the time by which every Retry-After and relative Reset it gave has passed (or a
+    whole window, when it named nothing), and the latest epoch Reset it gave."""
+
+    since: float
+    until: float
+    epoch: float | None
+    stated: bool
 
 
 def _states_less(identity: _Identity) -> bool:
@@ -311,8 +327,12 @@ class Pacer:
             now = self._clock()
             identity.sent.extend([now] * n)
 
-    def observe(self, label: str, status: int | None, headers: Mapping[str, str]) -> None:
-        """Slow down on what the target says: Remaining 0 until Reset; Retry-After on a 429."""
+    def observe(
+        self, label: str, status: int | None, headers: Mapping[str, str], sent_ago: float = 0.0
+    ) -> None:
+        """Slow down on what the target says: Remaining 0 until Reset; Retry-After on a 429.
+        An answer other than 429 to a request sent after the key's refusals began ends them
+        (a stream opened before them and closed after says nothing about the window)."""
         info = read_rate_headers(headers)
         now = self._clock()
         with self._lock:
@@ -323,6 +343,9 @@ class Pacer:
                 if info.remaining == 0 and info.reset_seconds is not None:
                     until = now + min(info.reset_seconds, self.window) + 0.25
                     identity.blocked_until = max(identity.blocked_until, until)
+            refused = identity.refused
+            if status not in (None, 429) and refused and now - sent_ago > refused.since:
+                identity.refused = None
             if status == 429:
                 wait = retry_after_seconds(headers)
                 # A wait longer than the window is another limit's (tokens/day): the request
@@ -383,6 +406,57 @@ class Pacer:
                 "across keys, not per key"
             )
 
+    def not_reset(self, label: str, headers: Mapping[str, str], sent_ago: float) -> str | None:
+        """For a requests/min 429 on this key, sent `sent_ago` seconds before now: why it shows
+        that the key's window did not reset (OP-RL-009), else None, and it is recorded as one
+        more refusal to wait out. Evidence only when the request left after the reset the
+        key's refusals named had passed: every Retry-After and relative Reset by our clock, a
+        later epoch Reset by the target's own (so a clock that differs from ours cannot make a
+        request look late), or a whole window in which the run sent nothing on the key when
+        nothing was named; and the run's keys together sent fewer than its plan allows since
+        (else the run, or a limit counted across keys, explains it)."""
+        now = self._clock()
+        sent_at = now - sent_ago
+        # A wait of 0 names no reset to wait for: such a refusal is judged by its epoch Reset,
+        # or by a whole window.
+        named = [v for v in (retry_after_seconds(headers), _relative_reset(headers)) if v]
+        epoch = _epoch_reset(headers)
+        with self._lock:
+            identity = self._identity(label)
+            refused = identity.refused
+            if refused is not None and identity.limit is not None and sent_at >= refused.until:
+                later = refused.epoch is None or (epoch is not None and epoch > refused.epoch)
+                # Nothing named: a whole window before this request (its own send aside)
+                # in which the run sent nothing on the key.
+                quiet = refused.stated or (
+                    sum(1 for t in identity.sent if sent_at - self.window <= t < sent_at) <= 1
+                )
+                since = sum(
+                    1
+                    for other_label, other in self._identities.items()
+                    if other_label != "anonymous"
+                    for t in other.sent
+                    if refused.until <= t < sent_at
+                )
+                if later and quiet and since < identity.limit:
+                    named_text = "the reset it named" if refused.stated else "a whole window"
+                    return (
+                        f"429 again on the {label} key {sent_at - refused.since:.0f}s after its "
+                        f"first refusal, sent after {named_text} had passed: its window did "
+                        "not reset"
+                    )
+            wait = max(named, default=0.0 if epoch is not None else self.window)
+            if wait > self.window:
+                return None  # another limit's (tokens/day): not this window's
+            until = now + wait
+            if refused is None:
+                identity.refused = _Refusal(now, until, epoch, bool(named) or epoch is not None)
+            else:
+                refused.until = max(refused.until, until)
+                if epoch is not None:
+                    refused.epoch = max(refused.epoch or epoch, epoch)
+            return None
+
     def wait_out_429(self, label: str, headers: Mapping[str, str]) -> None:
         """After a 429 the plan explains: wait for the reset the target named (Retry-After,
         Reset) or else the documented window, then count the window as observed."""
@@ -398,6 +472,24 @@ class Pacer:
         self.before(label, why="its window was spent before this run's requests (429)")
         with self._lock:
             identity.observed_from = min(identity.observed_from, self._clock() - self.window)
+
+
+def _epoch_reset(headers: Mapping[str, str]) -> float | None:
+    """The contract's X-RateLimit-Reset when it is a Unix time (GitHub's convention)."""
+    try:
+        value = float(headers.get("x-ratelimit-reset") or "")
+    except ValueError:
+        return None
+    return value if value > EPOCH_AFTER else None
+
+
+def _relative_reset(headers: Mapping[str, str]) -> float | None:
+    """A reset stated as seconds from now (a delta Reset, OpenAI's durations, the IETF draft's
+    t=): no clock of the target's in it."""
+    if _epoch_reset(headers) is not None:
+        return None
+    info = read_rate_headers(headers)
+    return info.reset_seconds if info is not None else None
 
 
 def about_tokens(text: str) -> bool:

@@ -6,10 +6,16 @@ import argparse
 import json
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+from jinja2 import UndefinedError
 
 from opconform.exitcodes import HARNESS, NOT_CONFORMANT, UsageError
-from reports.render import ReportError, render_run
+from reports.render import ReportError, kind_of, render_run
+
+T = TypeVar("T")
 
 
 def add_report(sub: argparse._SubParsersAction) -> None:
@@ -42,6 +48,12 @@ def add_report(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=report)
 
 
+# What reading a hand-made or damaged results.json / load.json raises once it is parsed: a key
+# that is missing, a value of the wrong type. Caught here only, where the document came from the
+# user: render_run and diff_runs still raise them to the project's own tests.
+_MALFORMED = (KeyError, TypeError, AttributeError, IndexError, ValueError, UndefinedError)
+
+
 def report(args: argparse.Namespace) -> int:
     paths = args.paths
     try:
@@ -54,11 +66,30 @@ def report(args: argparse.Namespace) -> int:
         run_dir = Path(paths[0])
         if not run_dir.is_dir():
             raise UsageError(f"{run_dir} is not a folder")
-        for path in render_run(run_dir):
+        for path in _readable(render_run, run_dir):
             print(f"wrote {path}")
         return _allure(run_dir) if args.allure else 0
     except ReportError as exc:
         raise UsageError(str(exc)) from None
+
+
+def _readable(action: Callable[..., T], *run_dirs: Path) -> T:
+    """`action` over run folders whose document parsed as JSON but may not be one opconform
+    wrote: a missing key or a wrong type is one line naming the file, not a traceback."""
+    try:
+        return action(*run_dirs)
+    except _MALFORMED as exc:
+        detail = f"no key {exc}" if isinstance(exc, KeyError) else str(exc).split("\n")[0]
+        names = " or ".join(dict.fromkeys(str(_document_path(d)) for d in run_dirs))
+        raise ReportError(f"{names} is not a run document opconform can read ({detail})") from None
+
+
+def _document_path(run_dir: Path) -> Path:
+    try:
+        name = "results.json" if kind_of(run_dir) == "conformance" else "load.json"
+    except ReportError:
+        return run_dir
+    return run_dir / name
 
 
 def _diff(old: Path, new: Path, args: argparse.Namespace) -> int:
@@ -67,8 +98,9 @@ def _diff(old: Path, new: Path, args: argparse.Namespace) -> int:
     for folder in (old, new):
         if not folder.is_dir():
             raise UsageError(f"{folder} is not a folder")
-    result = diff_runs(old, new, args.tolerance)
-    print(json.dumps(result, indent=2, default=str) if args.json else format_diff(result))
+    result = _readable(lambda a, b: diff_runs(a, b, args.tolerance), old, new)
+    text = json.dumps(result, indent=2, default=str) if args.json else None
+    print(text if text is not None else _readable(lambda *_: format_diff(result), old, new))
     lost = args.fail_on_lost_coverage and result["lost_coverage"]
     return NOT_CONFORMANT if result["regressed"] or lost else 0
 

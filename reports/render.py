@@ -107,6 +107,8 @@ def load_document(run_dir: Path) -> dict[str, Any]:
         data: dict[str, Any] = json.loads((run_dir / name).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ReportError(f"cannot read {run_dir / name}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ReportError(f"{run_dir / name} holds a JSON {type(data).__name__}, not an object")
     return data
 
 

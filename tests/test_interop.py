@@ -30,13 +30,17 @@ ROOT = Path(__file__).resolve().parent.parent
 # with SUITE_ISSUES.md #13): a bound on the test, not a speed goal (issue #18's is 150 s for one
 # Free key against the reference gateway, in benchmarks/time_to_verdict.py).
 RUN_LIMIT_S = 300.0
+# The real limiters' runs wait as the target asks: LiteLLM keeps a concurrency slot taken after it
+# answers a 500 until its minute ends (Retry-After 60), which the concurrency check waits out, and
+# the cap's own 429 holds the key for that minute too (2026-12-03: litellm 334-341 s with both).
+LIMITER_RUN_LIMIT_S = 420.0
 PARALLEL = 2
 STATUSES = {"PASS", "FAIL", "WARN", "INCONCLUSIVE", "BLOCKED", "DISABLED", "ERROR"}
 # Suite issues of tests/interop/SUITE_ISSUES.md that are still open. A difference on a requirement
 # whose entry names one of them (`suite_issue: N`) is known: with nothing else wrong the case is an
 # expected failure that shows its table; any other difference fails. Drop a number once the suite
 # is fixed (the entries keep the number as the record).
-OPEN_SUITE_ISSUES = frozenset({9, 10, 11, 12, 13})
+OPEN_SUITE_ISSUES: frozenset[int] = frozenset()
 SUITE_ISSUES_FILE = Path(__file__).resolve().parent / "interop" / "SUITE_ISSUES.md"
 
 
@@ -70,7 +74,7 @@ def _run_one(name: str, report_root: Path) -> InteropRun:
                 env=clean_env(),
                 capture_output=True,
                 text=True,
-                timeout=RUN_LIMIT_S * 3,
+                timeout=LIMITER_RUN_LIMIT_S * 3,
                 check=False,
             )
             seconds = time.monotonic() - began
@@ -183,8 +187,9 @@ def test_suite_matches_hand_verified_expectations(
     problems = []
     if run.exit_code != 1:
         problems.append(f"exit code {run.exit_code}, expected 1 (not conformant)")
-    if run.seconds >= RUN_LIMIT_S:
-        problems.append(f"the run took {run.seconds:.0f} s (limit {RUN_LIMIT_S:.0f} s)")
+    limit = LIMITER_RUN_LIMIT_S if name in REAL_LIMITERS else RUN_LIMIT_S
+    if run.seconds >= limit:
+        problems.append(f"the run took {run.seconds:.0f} s (limit {limit:.0f} s)")
     all_rows = differences(expected, run.results)
     known = [row for row in all_rows if _known(expected, row[0])]
     rows = [row for row in all_rows if not _known(expected, row[0])]

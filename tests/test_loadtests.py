@@ -14,6 +14,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -726,9 +727,20 @@ def test_bad_load_input_is_one_clear_line(tmp_path: Path, argv: list[str], messa
 
 
 def test_unreachable_target_trips_the_breaker(tmp_path: Path) -> None:
-    """Nothing listens: after --breaker transport failures in a row the run stops, and
-    load.json says the target could not be judged (exit 3) long before the duration."""
-    port = _free_port()  # closed again: connections are refused
+    """The target goes away after the pre-check's one connection: after --breaker transport
+    failures in a row the run stops, and load.json says the target could not be judged (exit 3)
+    long before the duration."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+
+    def accept_once_then_vanish() -> None:
+        connection, _ = listener.accept()  # the pre-check's; every later one is refused
+        connection.close()
+        listener.close()
+
+    threading.Thread(target=accept_once_then_vanish, daemon=True).start()
     started = time.monotonic()
     code, document = _load(
         tmp_path / "r",

@@ -148,12 +148,16 @@ COMBINATIONS: tuple[tuple[str, ...], ...] = (
     ("error-body-missing-type", "429-no-retry-after"),
 )
 # Misattributions the full matrix found and that are not fixed yet: strict, so a fix shows.
-KNOWN_MISATTRIBUTED: dict[str, str] = {
-    "ratelimit-window-never-resets": "the key stays refused for the rest of the run: later "
-    "checks on it (OP-RL-011, OP-RL-013, Retry-After against Reset) fail on their own instead "
-    "of being blocked by OP-RL-009, which is judged last (marker slow)",
+KNOWN_MISATTRIBUTED: dict[str, str] = {}
+# Nightly only (make test's time): an HTML 404 is OP-ERR-004's own, even with the error format
+# broken everywhere (interop suite issue 12: only a JSON body's format is OP-ERR-001's).
+NIGHTLY_COMBINATIONS: tuple[tuple[str, ...], ...] = (("error-body-missing-type", "not-found-html"),)
+FULL_MATRIX = [(name,) for name in REQUIREMENT_FAULTS] + list(COMBINATIONS + NIGHTLY_COMBINATIONS)
+# Requirements a fault must leave judged (PASS) although it breaks a neighbour they were once
+# blocked by: a limit found on completions only is still a 429 to inspect (interop suite issue 11).
+STILL_JUDGED: dict[str, tuple[str, ...]] = {
+    "ratelimit-only-completions": ("OP-RL-008", "OP-RL-012", "OP-SDK-002", "OP-SDK-004"),
 }
-FULL_MATRIX = [(name,) for name in REQUIREMENT_FAULTS] + list(COMBINATIONS)
 NEVER_ENDING_RUN_BOUND_S = 120.0
 EVERY_BUILD = {
     *COMBINATIONS,
@@ -250,9 +254,30 @@ def test_full_run_blames_exactly_the_fault(
     checks = {check["id"]: check for check in results["checks"]}
     problems = [p for cause in causes.values() for p in _evidence_problems(cause, checks)]
     assert not problems, problems
+    rows = {row["id"]: row for row in results["requirements"]}
+    judged = {rid: rows[rid]["status"] for name in names for rid in STILL_JUDGED.get(name, ())}
+    assert all(status == "PASS" for status in judged.values()), judged
     if "stream-never-ends" in names:
         # Found once: the later stream checks are blocked by it instead of each waiting out its
         # own cap (a bound, like the hostile runs', not a speed goal: measured ~16 s).
         blocked = causes["OP-STREAM-007"]["blocked"]
         assert blocked, "no check was blocked by the stream that never ended"
         assert results["duration_s"] <= NEVER_ENDING_RUN_BOUND_S, results["duration_s"]
+
+
+@pytest.mark.slow
+def test_a_narrowed_run_reports_the_stream_that_never_ended(tmp_path: Path) -> None:
+    """OP-STREAM-007's own check is outside the selection, yet a stream cut at its cap blocked
+    the selected checks: its whole-run result is still the root cause, with that stream as
+    evidence, so the run fails (exit 1) instead of "could not judge" (exit 3). Measured ~9 s."""
+    with EmbeddedGateway(["--fault", "stream-never-ends"]) as gateway:
+        run = run_suite(gateway.env, tmp_path / "run", "--area", "compat")
+    results = run.results
+    assert run.code == 1, run.stdout[-2000:] + run.stderr[-1000:]
+    causes = {cause["requirement"]: cause for cause in results["root_causes"]}
+    assert set(causes) == {"OP-STREAM-007"}, results["root_causes"]
+    assert causes["OP-STREAM-007"]["blocked"], "no selected check was blocked by it"
+    checks = {check["id"]: check for check in results["checks"]}
+    assert causes["OP-STREAM-007"]["checks"] == ["invariant::OP-STREAM-007"]
+    assert not _evidence_problems(causes["OP-STREAM-007"], checks)
+    assert "no [DONE]" in checks["invariant::OP-STREAM-007"]["message"]

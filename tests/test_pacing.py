@@ -195,6 +195,70 @@ def test_waiting_out_a_429_makes_the_next_window_observed() -> None:
     assert pacer.explains_429("main") is None  # a second 429 now is evidence
 
 
+def _refusal(pacer: Pacer, clock: FakeClock, headers: dict[str, str]) -> str | None:
+    """A requests/min 429 on the main key, sent just now (the run counts it as sent)."""
+    pacer.sent("main")
+    clock.now += 0.01
+    return pacer.not_reset("main", headers, sent_ago=0.005)
+
+
+def test_a_429_after_the_named_reset_shows_the_window_did_not_reset() -> None:
+    clock = FakeClock()
+    pacer = _pacer(clock, limit=60)
+    assert _refusal(pacer, clock, {"retry-after": "5"}) is None  # the first: wait it out
+    clock.now += 2
+    assert _refusal(pacer, clock, {"retry-after": "3"}) is None  # early: the reset is ahead
+    clock.now += 5
+    note = _refusal(pacer, clock, {"retry-after": "5"})
+    assert note is not None and "its window did not reset" in note
+
+
+def test_an_answer_sent_after_the_refusals_ends_them() -> None:
+    clock = FakeClock()
+    pacer = _pacer(clock, limit=60)
+    assert _refusal(pacer, clock, {"retry-after": "5"}) is None
+    pacer.observe("main", 200, {}, sent_ago=30)  # a stream opened before them: no news
+    clock.now += 6
+    pacer.observe("main", 200, {}, sent_ago=0.01)  # served after the reset: the window reset
+    assert _refusal(pacer, clock, {"retry-after": "5"}) is None
+
+
+def test_an_epoch_reset_counts_by_the_targets_clock_not_ours() -> None:
+    clock = FakeClock()
+    pacer = _pacer(clock, limit=60)
+    assert _refusal(pacer, clock, {"x-ratelimit-reset": "1700000010"}) is None
+    clock.now += 30
+    # Long after by our clock, but the same Reset: the target's window is the same one (its
+    # clock may be behind ours), so this refusal is no evidence.
+    assert _refusal(pacer, clock, {"x-ratelimit-reset": "1700000010"}) is None
+    note = _refusal(pacer, clock, {"x-ratelimit-reset": "1700000013"})
+    assert note is not None  # a later window by the target's own clock, and still refused
+
+
+def test_nothing_named_needs_a_whole_quiet_window() -> None:
+    clock = FakeClock()
+    pacer = _pacer(clock, limit=60)
+    assert _refusal(pacer, clock, {}) is None
+    clock.now += 30
+    pacer.sent("main")  # the run sent on the key within the window: a limiter may count it
+    clock.now += 31
+    assert _refusal(pacer, clock, {}) is None
+    clock.now += 61
+    assert _refusal(pacer, clock, {}) is not None
+
+
+def test_a_window_the_run_refilled_or_another_limit_is_no_evidence() -> None:
+    clock = FakeClock()
+    pacer = _pacer(clock, limit=60)
+    assert _refusal(pacer, clock, {"retry-after": "5"}) is None
+    clock.now += 6
+    pacer.sent("main", 60)  # the run filled the new window itself
+    assert _refusal(pacer, clock, {"retry-after": "5"}) is None
+    other = _pacer(FakeClock(), limit=60)
+    assert other.not_reset("main", {"retry-after": "3600"}, sent_ago=0) is None  # tokens/day
+    assert other.not_reset("main", {"retry-after": "3600"}, sent_ago=0) is None
+
+
 # ---------------------------------------------------------------------------- whole runs
 # The gateway's and the run's window are 4 s instead of 60 (both options exist for tests):
 # the run paces exactly as with the contract's minute, only 15 times faster.

@@ -230,6 +230,28 @@ def test_an_unreachable_target_is_one_line_and_results_json_only(tmp_path: Path)
     assert rebuilt.returncode == 0, rebuilt.stderr[-1500:]
 
 
+def test_load_against_an_unreachable_target_is_one_line_before_locust_starts(
+    tmp_path: Path,
+) -> None:
+    report_dir = tmp_path / "run"
+    env = {"OP_BASE_URL": "http://127.0.0.1:9/v1", "OP_API_KEY": "op_sk_test_unreachable"}
+    done = opconform_cli("load", "steady", "--report-dir", str(report_dir), env=env, timeout=60)
+    assert done.returncode == 3, done.stdout[-1500:] + done.stderr[-1500:]
+    assert done.stdout == ""
+    assert done.stderr.splitlines() == [
+        "opconform load: cannot connect to http://127.0.0.1:9/v1: connection refused"
+    ]
+    assert _files(report_dir) == ["load.json"]  # no settings.json: Locust never started
+    document = json.loads((report_dir / "load.json").read_text())
+    assert document["verdict"] == "inconclusive" and document["exit_code"] == 3
+    assert document["invalid_reasons"] == [
+        "cannot connect to http://127.0.0.1:9/v1: connection refused"
+    ]
+    assert "op_sk_test_unreachable" not in (report_dir / "load.json").read_text()
+    rebuilt = opconform_cli("report", str(report_dir), timeout=60)  # still a run folder
+    assert rebuilt.returncode == 0, rebuilt.stderr[-1500:]
+
+
 # ---------------------------------------------------------------------------- what was run
 def test_a_narrowed_run_never_says_conformant(tmp_path: Path) -> None:
     report_dir = tmp_path / "run"
@@ -361,6 +383,39 @@ def _conformance_run(folder: Path, statuses: dict[str, str]) -> Path:
     document = {"kind": "conformance", "verdict": "conformant", "checks": checks}
     (folder / "results.json").write_text(json.dumps(document))
     return folder
+
+
+MALFORMED_DOCUMENTS = {
+    "not JSON": "{oops",
+    "a JSON list": "[1, 2]",
+    "null": "null",
+    "no keys": "{}",
+    "checks not a list": '{"kind": "conformance", "verdict": "x", "checks": "abc"}',
+    "a check not an object": '{"verdict": "x", "checks": [1], "requirements": []}',
+    "a message not a string": json.dumps(
+        {
+            "verdict": "x",
+            "checks": [{"id": "a", "requirements": [], "status": "FAIL", "message": 5}],
+        }
+    ),
+}
+
+
+@pytest.mark.parametrize("name", ["results.json", "load.json"])
+@pytest.mark.parametrize("case", sorted(MALFORMED_DOCUMENTS))
+def test_a_malformed_run_document_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, case: str
+) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / name).write_text(MALFORMED_DOCUMENTS[case])
+    err = _usage_error(capsys, "report", str(bad))
+    assert err.startswith("opconform report: ") and str(bad / name) in err, err
+    assert _files(bad) == [name]  # no half-written report
+    good = _conformance_run(tmp_path / "good", {"a": "PASS"})
+    if name == "results.json":  # a diff compares two runs of one kind
+        err = _usage_error(capsys, "report", "diff", str(good), str(bad))
+        assert str(bad / name) in err, err
 
 
 def test_diff_reports_lost_coverage_and_improvements(tmp_path: Path) -> None:

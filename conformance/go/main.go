@@ -5,8 +5,9 @@
 // OP_SDK_LIBRARY picks the SDK: "go-openai" (github.com/sashabaranov/go-openai, the one the
 // reference names) or "openai-go" (OpenAI's official github.com/openai/openai-go/v3); empty runs
 // both, one line each. OP_SDK_MODE is basic (list, complete, stream to the end), errors (401,
-// 403, 404), errors-429 (the key is already over its limit) or retry-429 (the same with the
-// SDK's own default retries, to measure what it does with Retry-After).
+// 403, 404), errors-429 (the key is already over its limit; errors-429-chat asks a completion
+// instead of the list) or retry-429 (the same with the SDK's own default retries, to measure what
+// it does with Retry-After).
 //
 // The transport matches the suite's (opconform/transport.py): --ca-bundle added to the system
 // roots (SSL_CERT_FILE is honoured by Go itself), the client certificate, --insecure, --header,
@@ -477,10 +478,15 @@ func run(name string, env func(string) string) map[string]any {
 		}
 		begin()
 		result["not_found"] = judged(main.retrieve(ctx, unknownModel))
-	case "errors-429", "retry-429":
+	case "errors-429", "retry-429", "errors-429-chat":
 		began := time.Now()
 		begin()
-		_, err := main.listModels(ctx)
+		var err error
+		if mode == "errors-429-chat" { // a limiter that counts only completions (LiteLLM)
+			_, err = main.complete(ctx, model, "Say hi.", 1)
+		} else {
+			_, err = main.listModels(ctx)
+		}
 		result["rate_limit"] = judged(err)
 		result["seconds"] = time.Since(began).Seconds()
 	default:

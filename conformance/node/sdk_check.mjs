@@ -90,6 +90,15 @@ try {
     }
   } else if (env.OP_SDK_MODE === "errors-429") {
     result.rate_limit = await errorName(() => main.models.list());
+  } else if (env.OP_SDK_MODE === "errors-429-chat") {
+    // A limiter that counts only completions (LiteLLM) refuses those, not the list.
+    result.rate_limit = await errorName(() =>
+      main.chat.completions.create({
+        model: env.OP_SDK_MODEL,
+        messages: [{ role: "user", content: "Say hi." }],
+        max_tokens: 1,
+      }),
+    );
   }
 } catch (error) {
   result.error = `${error?.constructor?.name}: ${error?.message}`;
