@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import subprocess
 import sys
@@ -25,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from conformance.plan import floor_seconds
 from gateway.embedded import EmbeddedGateway
 from opconform.contract import PLANS
 
@@ -75,9 +75,8 @@ def _run(name: str, gateway_args: list[str], free_only: bool) -> dict[str, Any]:
     floors = {}
     for identity, n in paced.items():
         rpm = PLANS[_plan_of(identity, results["target"]["plan"])].requests_per_min
-        if identity != "anonymous" and rpm and n > 0:
-            # No more than rpm in any minute: n requests need ceil(n / rpm) - 1 whole minutes.
-            floors[identity] = 60.0 * (math.ceil(n / rpm) - 1)
+        if identity != "anonymous":
+            floors[identity] = floor_seconds(n, rpm)
     return {
         "name": name,
         "wall_s": wall,
@@ -86,6 +85,7 @@ def _run(name: str, gateway_args: list[str], free_only: bool) -> dict[str, Any]:
         "sent": sent,
         "floor_s": max(floors.values(), default=0.0),
         "waited_s": results.get("pacing", {}).get("waited_s", 0.0),
+        "planned": (results.get("plan") or {}).get("requests"),
     }
 
 
@@ -106,14 +106,14 @@ def main() -> int:
             ("one Free key, default latency", [], True),
             ("one Free key, 500 ms TTFT + 20 ms/token", REALISTIC, True),
         ]
-    print("| run | wall | exit | verdict | requests per identity | plan floor | waited |")
-    print("|---|---|---|---|---|---|---|")
+    print("| run | wall | exit | verdict | requests per identity | planned | plan floor | waited |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, gateway_args, free_only in scenarios:
         row = _run(name, gateway_args, free_only)
         sent = ", ".join(f"{k} {v}" for k, v in sorted(row["sent"].items()))
         print(
             f"| {row['name']} | {row['wall_s']:.0f} s | {row['exit']} | {row['verdict']} | "
-            f"{sent} | {row['floor_s']:.0f} s | {row['waited_s']:.0f} s |",
+            f"{sent} | ~{row['planned']} | {row['floor_s']:.0f} s | {row['waited_s']:.0f} s |",
             flush=True,
         )
     return 0

@@ -7,7 +7,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from conformance.plan import MARKER, bulk_of, is_frugal, room
 from conformance.plugin import blocked, disabled
+from conformance.prefetch import Jobs
 from opconform.config import Target
 
 if TYPE_CHECKING:  # as in the plugin: the client is imported when a run starts
@@ -15,24 +17,38 @@ if TYPE_CHECKING:  # as in the plugin: the client is imported when a run starts
     from opconform.client import ApiClient, Exchange
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", f"{MARKER}: needs a window of the main key to itself (conformance.plan)"
+    )
+
+
 @pytest.fixture(scope="session")
 def bulk_key(api: ApiClient) -> str:
     """The identity for checks that are not about one key's limits: Pro when given, so the main
     key's requests/min stays free for the checks that measure it."""
-    return "pro" if api.has_key("pro") else "main"
-
-
-# A bulk identity allowed no more requests per minute than this is run frugally: measurements
-# nothing judges are left out and generated cases are fewer, so a run with one Free key fits
-# in three of its windows (README: "One Free key").
-FRUGAL_REQUESTS_PER_MIN = 60
+    return bulk_of(api)
 
 
 @pytest.fixture(scope="session")
 def frugal(api: ApiClient, bulk_key: str) -> bool:
-    """The bulk identity's plan leaves little room: spend requests only on what is judged."""
-    limit = api.pacer.limit_of(bulk_key)
-    return limit is not None and limit <= FRUGAL_REQUESTS_PER_MIN
+    """The bulk identity's plan leaves little room (conformance.plan.FRUGAL_REQUESTS_PER_MIN):
+    spend requests only on what is judged, so a run with one Free key fits in three of its
+    windows (README: "One Free key")."""
+    return is_frugal(api, bulk_key)
+
+
+@pytest.fixture(scope="session")
+def jobs(
+    request: pytest.FixtureRequest, api: ApiClient, bulk_key: str, frugal: bool, evidence: Recorder
+) -> Jobs:
+    """The selection's jobs (conformance.prefetch), sent together when the bulk key has room: a
+    frugal Free key sends each when its check takes it, one after the other."""
+
+    def together() -> bool:
+        return not frugal and room(api, bulk_key) > 1
+
+    return Jobs(request, api, bulk_key, evidence, together=together)
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from conformance import prefetch
 from opconform.client import Exchange
 from opconform.contract import KEY_PREFIX, KEY_VARIABLES
 from opconform.redact import Redactor
@@ -113,8 +114,9 @@ class Recorder:
         self.all_statuses: list[tuple[str | None, int | None]] = []
 
     def __call__(self, exchange: Exchange) -> None:
-        self.current.append(self._entry(exchange))
-        self.current_exchanges.append(exchange)
+        if not prefetch.record(exchange):  # a job's: the checks that take it attach it
+            self.current.append(self._entry(exchange))
+            self.current_exchanges.append(exchange)
         self.all_statuses.append((exchange.key_label, exchange.status))
         if self.observe is not None:
             self.observe(exchange)

@@ -142,6 +142,7 @@ class ConformanceRun:
         self.unreachable: str | None = None  # why the target could not be reached at all
         self.collected = 0  # checks collected, before any selection
         self.selection: str | None = None  # "selected --area auth (12 of 121 checks)"
+        self.plan: dict[str, Any] | None = None  # the requests the run plans (conformance.plan)
 
     def start(self) -> Target:
         if self.target is not None:
@@ -221,7 +222,9 @@ class ConformanceRun:
 
     def _observe(self, exchange: Any) -> None:
         if self.invariants is not None:
-            self.invariants.observe(exchange, self.context)
+            from conformance.prefetch import context_or
+
+            self.invariants.observe(exchange, context_or(self.context))
 
     @property
     def stopped(self) -> str | None:
@@ -393,6 +396,12 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         run.start()
     except UsageError as exc:
         raise pytest.UsageError(str(exc)) from None
+    if run.client is not None and run.target is not None and not run.unreachable:
+        from conformance.plan import make_plan, plan_lines
+
+        run.plan = make_plan(session.items, run.target, run.client)
+        for line in plan_lines(run.plan):
+            run.say(line)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -461,6 +470,7 @@ def _opconform_evidence(request: pytest.FixtureRequest) -> Any:
         return
     run = request.config.stash[_RUN]
     from conformance.invariants import Context
+    from conformance.prefetch import sent_already
 
     run.recorder.take()
     area = area_of(item)
@@ -472,7 +482,7 @@ def _opconform_evidence(request: pytest.FixtureRequest) -> Any:
     _allure_labels(area, ids)
     if run.unreachable:
         blocked("run", run.unreachable)
-    if run.stopped:
+    if run.stopped and not sent_already(item):
         blocked("run", f"the run stopped sending: {run.stopped}")
     yield
     item.stash[_RESULT] = run.recorder.take()
@@ -487,17 +497,20 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     fixtures it is first to use included, are the difference (results.json `sent`)."""
     run = item.config.stash.get(_RUN, None)
     if run is not None and run.client is not None and _is_check(item):
+        from conformance.prefetch import mark_start
+
         item.stash[_SENT_BEFORE] = dict(run.client.sent)
+        mark_start(item)
 
 
 def _sent_by(run: ConformanceRun, item: pytest.Item) -> dict[str, int]:
     before = item.stash.get(_SENT_BEFORE, None)
     if before is None or run.client is None:
         return {}
+    from conformance.prefetch import sent_by
+
     after = run.client.sent
-    return {
-        label: n - before.get(label, 0) for label, n in after.items() if n > before.get(label, 0)
-    }
+    return sent_by(item, {label: n - before.get(label, 0) for label, n in after.items()})
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -960,6 +973,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         "counts": counts(run.results),
         "root_causes": causes,
         "samples": run.target.samples,
+        "plan": run.plan,
         "requests_sent": dict(run.client.sent) if run.client else {},
         "tokens_spent": run.client.budget.spent if run.client else 0,
         # Where the run waited for a key's window, and why (the plan's rate, or a 429).

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from conformance import expect, gosdk
+from conformance import expect, gosdk, prefetch
 from conformance.plugin import disabled
 from opconform.client import ApiClient
 from opconform.config import Target
@@ -33,9 +33,11 @@ def python_client(api: ApiClient, target: Target, key: str) -> Any:
     import openai
 
     label = f"sdk-python:{key}"
+    sending_for = prefetch.current()  # the hook runs on the SDK's own threads
 
     def count(_request: Any) -> None:
         api.count_sent(label, key)
+        prefetch.count(sending_for, label)
 
     sdk_httpx = _sdk_httpx()
     transport = target.transport
@@ -303,7 +305,9 @@ def _run_sdk_process(
             f"the {sdk} SDK runner printed no result (exit {done.returncode}): "
             f"{redactor.text(done.stderr[-500:])}"
         )
-    api.count_sent(label, key, sum(int(r.get("requests", 0)) for r in results))
+    sent = sum(int(r.get("requests", 0)) for r in results)
+    api.count_sent(label, key, sent)
+    prefetch.count(prefetch.current(), label, sent)
     return results
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from conformance import expect
+from conformance.prefetch import BULK, Pending, job
 from opconform.client import ApiClient, Exchange
 from opconform.config import Target
 from opconform.contract import COUNTING_PROMPT
@@ -16,16 +19,27 @@ requirement = pytest.mark.requirement
 COUNTING = COUNTING_PROMPT
 
 
+def _completion(api: ApiClient, bulk_key: str, model: str) -> Exchange:
+    return api.chat(expect.chat_request(model), key=bulk_key)
+
+
+# One ordinary completion per check, sent together with the other jobs of the run: a target
+# that breaks one property in one answer still fails only the check of that answer.
+completion_for_json = job(name="completion_for_json")(_completion)
+completion_for_schema = job(name="completion_for_schema")(_completion)
+completion_for_usage = job(name="completion_for_usage")(_completion)
+
+
 @requirement("OP-CHAT-006")
-def test_completion_is_json(api: ApiClient, bulk_key: str, model: str) -> None:
-    exchange = api.chat(expect.chat_request(model), key=bulk_key)
+def test_completion_is_json(completion_for_json: Pending) -> None:
+    exchange = completion_for_json.take()
     expect.status(exchange, 200)
     expect.json_body(exchange)
 
 
 @requirement("OP-CHAT-001")
-def test_completion_matches_schema(api: ApiClient, bulk_key: str, model: str) -> None:
-    exchange = api.chat(expect.chat_request(model), key=bulk_key)
+def test_completion_matches_schema(completion_for_schema: Pending) -> None:
+    exchange = completion_for_schema.take()
     expect.status(exchange, 200)
     try:
         body = exchange.json()
@@ -34,10 +48,15 @@ def test_completion_matches_schema(api: ApiClient, bulk_key: str, model: str) ->
     expect.matches(body, "chat-completion-response", "the completion")
 
 
+@job(slots=2, sends={BULK: "models"})
+def completion_per_model(api: ApiClient, bulk_key: str, models: list[str]) -> list[Exchange]:
+    calls = [functools.partial(_completion, api, bulk_key, m) for m in models]
+    return api.gather(calls, key=bulk_key)
+
+
 @requirement("OP-CHAT-002")
-def test_completion_echoes_model(api: ApiClient, bulk_key: str, models: list[str]) -> None:
-    for model_id in models:
-        exchange = api.chat(expect.chat_request(model_id), key=bulk_key)
+def test_completion_echoes_model(completion_per_model: Pending, models: list[str]) -> None:
+    for model_id, exchange in zip(models, completion_per_model.take(), strict=True):
         expect.status(exchange, 200)
         echoed = exchange.json().get("model")
         # A dated snapshot of the requested alias (gpt-4o -> gpt-4o-2024-08-06) is the same model.
@@ -47,8 +66,8 @@ def test_completion_echoes_model(api: ApiClient, bulk_key: str, models: list[str
 
 
 @requirement("OP-CHAT-003")
-def test_usage_adds_up(api: ApiClient, bulk_key: str, model: str) -> None:
-    exchange = api.chat(expect.chat_request(model), key=bulk_key)
+def test_usage_adds_up(completion_for_usage: Pending) -> None:
+    exchange = completion_for_usage.take()
     expect.status(exchange, 200)
     usage = exchange.json().get("usage") or {}
     prompt, completion, total = (
@@ -61,18 +80,23 @@ def test_usage_adds_up(api: ApiClient, bulk_key: str, model: str) -> None:
     )
 
 
-@pytest.fixture(scope="module")
-def cut_completions(api: ApiClient, bulk_key: str, model: str, target: Target) -> list[Exchange]:
-    """--samples completions of a long answer asked with max_tokens 5."""
+@job(slots=5, sends={BULK: "samples"})
+def cut_answers(api: ApiClient, bulk_key: str, model: str, target: Target) -> list[Exchange]:
+    """--samples completions of a long answer asked with max_tokens 5 (two checks judge them)."""
     body = expect.chat_request(model, COUNTING, max_tokens=5)
     return api.gather([lambda: api.chat(body, key=bulk_key)] * target.samples, key=bulk_key)
 
 
+@pytest.fixture
+def cut_completions(cut_answers: Pending) -> Callable[[], list[Exchange]]:
+    return cut_answers.take
+
+
 @requirement("OP-CHAT-004")
-def test_max_tokens_is_honoured(cut_completions: list[Exchange], attach: Any) -> None:
+def test_max_tokens_is_honoured(cut_completions: Callable[[], list[Exchange]]) -> None:
     over, unjudged = [], 0
-    for exchange in cut_completions:
-        attach(exchange)
+    completions = cut_completions()
+    for exchange in completions:
         expect.status(exchange, 200)
         body = expect.json_body(exchange, about="OP-CHAT-006")
         completion_tokens = (body.get("usage") or {}).get("completion_tokens")
@@ -87,9 +111,9 @@ def test_max_tokens_is_honoured(cut_completions: list[Exchange], attach: Any) ->
         else:
             unjudged += 1
     assert not over, (
-        f"max_tokens 5, but {over[0]} (in {len(over)} of {len(cut_completions)} completions)"
+        f"max_tokens 5, but {over[0]} (in {len(over)} of {len(completions)} completions)"
     )
-    if unjudged == len(cut_completions):
+    if unjudged == len(completions):
         pytest.skip("no usage and short answers: nothing shows how many tokens were generated")
 
 
@@ -102,10 +126,9 @@ def _content(body: Any) -> str:
 
 
 @requirement("OP-CHAT-005")
-def test_cut_completion_says_length(cut_completions: list[Exchange], attach: Any) -> None:
+def test_cut_completion_says_length(cut_completions: Callable[[], list[Exchange]]) -> None:
     judged, wrong = 0, []
-    for exchange in cut_completions:
-        attach(exchange)
+    for exchange in cut_completions():
         expect.status(exchange, 200)
         body = exchange.json()
         completion_tokens = (body.get("usage") or {}).get("completion_tokens", 0)
@@ -123,11 +146,8 @@ def test_cut_completion_says_length(cut_completions: list[Exchange], attach: Any
     )
 
 
-@requirement("OP-CHAT-007")
-@pytest.mark.parametrize("temperature", [0, 0.7, 2])
-def test_documented_request_is_accepted(
-    api: ApiClient, bulk_key: str, model: str, temperature: float
-) -> None:
+@job()
+def documented_answer(api: ApiClient, bulk_key: str, model: str, temperature: float) -> Exchange:
     body = {
         "model": model,
         "messages": [
@@ -138,5 +158,10 @@ def test_documented_request_is_accepted(
         "temperature": temperature,
         "stream": False,
     }
-    exchange = api.chat(body, key=bulk_key)
-    expect.status(exchange, 200)
+    return api.chat(body, key=bulk_key)
+
+
+@requirement("OP-CHAT-007")
+@pytest.mark.parametrize("temperature", [0, 0.7, 2])
+def test_documented_request_is_accepted(documented_answer: Pending, temperature: float) -> None:
+    expect.status(documented_answer.take(), 200)

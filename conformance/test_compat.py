@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from conformance import expect
-from conformance.plugin import Check
+from conformance.plugin import Check, disabled
+from conformance.prefetch import Pending, job
 from opconform.client import ApiClient, Exchange
 from opconform.config import Target
 from opconform.sse import SSEStats
@@ -15,9 +16,10 @@ requirement = pytest.mark.requirement
 GO_EMPTY_MESSAGE_LIMIT = 300
 
 
-@pytest.fixture
-def stream(api: ApiClient, bulk_key: str, model: str) -> Exchange:
-    exchange = api.chat(
+@job(streams=True)
+def compat_stream(api: ApiClient, bulk_key: str, model: str) -> Exchange:
+    """One stream, read by the four checks of its wire properties."""
+    return api.chat(
         expect.chat_request(
             model,
             "Write a haiku about APIs.",
@@ -27,6 +29,11 @@ def stream(api: ApiClient, bulk_key: str, model: str) -> Exchange:
         key=bulk_key,
         stream=True,
     )
+
+
+@pytest.fixture
+def stream(compat_stream: Pending) -> Exchange:
+    exchange: Exchange = compat_stream.take()
     expect.status(exchange, 200)
     assert exchange.sse is not None
     return exchange
@@ -80,16 +87,17 @@ def test_keepalives_stay_below_go_limit(stream: Exchange, check: Check) -> None:
         )
 
 
-@requirement("OP-COMPAT-005")
-def test_in_stream_error_starts_with_error_key(
-    api: ApiClient, bulk_key: str, target: Target
-) -> None:
-    from conformance.plugin import disabled
-
+@job(streams=True)
+def midstream_error_stream(api: ApiClient, bulk_key: str, target: Target) -> Exchange:
     model_id = target.midstream_error_model
     if not model_id:
         disabled("needs --midstream-error-model")
-    exchange = api.chat(expect.chat_request(model_id, max_tokens=24), key=bulk_key, stream=True)
+    return api.chat(expect.chat_request(model_id, max_tokens=24), key=bulk_key, stream=True)
+
+
+@requirement("OP-COMPAT-005")
+def test_in_stream_error_starts_with_error_key(midstream_error_stream: Pending) -> None:
+    exchange: Exchange = midstream_error_stream.take()
     errors = [e for e in exchange.events or [] if '"error"' in e.data]
     if not errors:
         pytest.skip("the mid-stream failure model sent no error event (see OP-ERR-008)")

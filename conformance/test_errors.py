@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import secrets
-from typing import Any
 
 import pytest
 
 from conformance import expect
+from conformance.prefetch import BULK, Pending, job
 from opconform.client import ApiClient, Exchange
 from opconform.config import Target
 
@@ -25,11 +25,9 @@ TYPE_WORDS = {
 }
 
 
-@pytest.fixture
-def error_exchanges(api: ApiClient, bulk_key: str, target: Target, attach: Any) -> list[Exchange]:
-    """One answer of every error status the suite can provoke with its identities. A request
-    the target did not refuse is left out here (its own requirement judges that); with no
-    error answer at all there is nothing to judge."""
+@job(others=("restricted",), sends={BULK: 2, "anonymous": 1, "restricted": 1})
+def error_answers(api: ApiClient, bulk_key: str, target: Target) -> list[Exchange]:
+    """One answer of every error status the suite can provoke with its identities."""
     unknown_key = f"Bearer op_sk_opconform_unknown_{secrets.token_hex(12)}"
     exchanges = [
         api.request("GET", "/models", key=None, authorization=unknown_key),
@@ -46,6 +44,14 @@ def error_exchanges(api: ApiClient, bulk_key: str, target: Target, attach: Any) 
         exchanges.append(
             api.chat(expect.chat_request(target.restricted_model, max_tokens=4), key="restricted")
         )
+    return exchanges
+
+
+@pytest.fixture
+def error_exchanges(error_answers: Pending) -> list[Exchange]:
+    """The error answers. A request the target did not refuse is left out here (its own
+    requirement judges that); with no error answer at all there is nothing to judge."""
+    exchanges: list[Exchange] = error_answers.take()
     errors = [e for e in exchanges if e.status is not None and e.status >= 400]
     if not errors:
         pytest.skip("the target refused none of the requests meant to provoke an error")

@@ -8,44 +8,60 @@ import pytest
 
 from conformance import expect
 from conformance.plugin import disabled
+from conformance.prefetch import Pending, job
 from conformance.sdk import python_client, raised
-from opconform.client import ApiClient
+from opconform.client import ApiClient, Exchange
 from opconform.config import Target
 
 requirement = pytest.mark.requirement
 
 
-@requirement("OP-ERR-006")
-def test_upstream_failure_is_502(api: ApiClient, bulk_key: str, target: Target) -> None:
+@job()
+def upstream_failure(api: ApiClient, bulk_key: str, target: Target) -> Exchange:
     model_id = target.upstream_error_model
     if not model_id:
         disabled("needs --upstream-error-model")
-    exchange = api.chat(expect.chat_request(model_id), key=bulk_key)
+    return api.chat(expect.chat_request(model_id), key=bulk_key)
+
+
+@requirement("OP-ERR-006")
+def test_upstream_failure_is_502(upstream_failure: Pending) -> None:
+    exchange: Exchange = upstream_failure.take()
     expect.status(exchange, 502)
     expect.error_body(exchange)
     expect.rate_headers(exchange)
 
 
-@requirement("OP-ERR-007")
-def test_unavailable_model_is_503(api: ApiClient, bulk_key: str, target: Target) -> None:
+@job()
+def unavailable_model(api: ApiClient, bulk_key: str, target: Target) -> Exchange:
     model_id = target.unavailable_model
     if not model_id:
         disabled("needs --unavailable-model")
-    exchange = api.chat(expect.chat_request(model_id), key=bulk_key)
+    return api.chat(expect.chat_request(model_id), key=bulk_key)
+
+
+@requirement("OP-ERR-007")
+def test_unavailable_model_is_503(unavailable_model: Pending) -> None:
+    exchange: Exchange = unavailable_model.take()
     expect.status(exchange, 503)
     expect.error_body(exchange)
     expect.rate_headers(exchange)
 
 
-@requirement("OP-ERR-008")
-def test_midstream_failure_ends_with_error_event(
-    api: ApiClient, bulk_key: str, target: Target
-) -> None:
+@job(streams=True)
+def midstream_failure(api: ApiClient, bulk_key: str, target: Target) -> Exchange:
     model_id = target.midstream_error_model
     if not model_id:
         disabled("needs --midstream-error-model")
     body = expect.chat_request(model_id, max_tokens=24)
-    exchange = api.chat(body, key=bulk_key, stream=True)
+    return api.chat(body, key=bulk_key, stream=True)
+
+
+@requirement("OP-ERR-008")
+def test_midstream_failure_ends_with_error_event(
+    api: ApiClient, bulk_key: str, target: Target, midstream_failure: Pending
+) -> None:
+    exchange: Exchange = midstream_failure.take()
     expect.status(exchange, 200)
     errors = []
     for event in exchange.events or []:
@@ -65,6 +81,8 @@ def test_midstream_failure_ends_with_error_event(
     assert exchange.done_count == 0, "an error event followed by [DONE] reads as success"
     # The SDK's view: the Python SDK must raise on it.
     client = python_client(api, target, bulk_key)
+    body = json.loads(exchange.request_body)
+    body.pop("stream", None)
 
     def consume() -> None:
         for _ in client.chat.completions.create(stream=True, **body):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import secrets
 from typing import Any
 
@@ -9,7 +10,8 @@ import pytest
 
 from conformance import expect
 from conformance.plugin import Check, blocked
-from opconform.client import ApiClient
+from conformance.prefetch import BULK, Pending, job
+from opconform.client import ApiClient, Exchange
 
 requirement = pytest.mark.requirement
 
@@ -65,14 +67,22 @@ def test_model_ids_are_unique(model_list: dict[str, Any]) -> None:
     assert not duplicates, f"model ids listed more than once: {', '.join(duplicates)}"
 
 
-@requirement("OP-MODELS-004")
-def test_listed_models_answer_chat(
+@job(slots=3, sends={BULK: "models+1"})
+def listed_model_answers(
     api: ApiClient, bulk_key: str, models: list[str], listed_models: list[str]
-) -> None:
+) -> list[tuple[str, Exchange]]:
     chosen = list(dict.fromkeys(models + listed_models[: len(models) + 1]))
+
+    def ask(model_id: str) -> tuple[str, Exchange]:
+        return model_id, api.chat(expect.chat_request(model_id, max_tokens=4), key=bulk_key)
+
+    return api.gather([functools.partial(ask, m) for m in chosen], key=bulk_key)
+
+
+@requirement("OP-MODELS-004")
+def test_listed_models_answer_chat(listed_model_answers: Pending) -> None:
     failures = []
-    for model_id in chosen:
-        exchange = api.chat(expect.chat_request(model_id, max_tokens=4), key=bulk_key)
+    for model_id, exchange in listed_model_answers.take():
         if exchange.status != 200:
             failures.append(f"{model_id}: {expect.preview(exchange, 120)}")
     assert not failures, "listed models that do not answer: " + "; ".join(failures)

@@ -261,6 +261,7 @@ def _until_served(
         pause = min(pause * 2, 1.0)
 
 
+@pytest.mark.fresh_window
 @requirement("OP-RL-010")
 def test_concurrency_cap(api: ApiClient, model: str, target: Target) -> None:
     cap = _cap(target, api)
@@ -297,6 +298,7 @@ def test_concurrency_cap(api: ApiClient, model: str, target: Target) -> None:
     # invariants): a cap that works is not broken by them.
 
 
+@pytest.mark.fresh_window
 @requirement("OP-RL-011")
 def test_slot_frees_on_disconnect_and_end(
     api: ApiClient, model: str, target: Target, check: Check
@@ -462,6 +464,7 @@ def _is_completion(exchange: Exchange) -> bool:
     return exchange.method == "POST"
 
 
+@pytest.mark.fresh_window
 @requirement("OP-RL-007")
 def test_limit_onset_is_exact(exhausted: dict[str, Any], attach: Any, target: Target) -> None:
     first, sequence, over = exhausted["first"], exhausted["sequence"], exhausted["over"]
@@ -569,6 +572,7 @@ def alt_key(api: ApiClient) -> str:
     return "alt"
 
 
+@pytest.mark.fresh_window
 @requirement("OP-RL-012")
 def test_other_key_unaffected(
     alt_key: str, exhausted: dict[str, Any], api: ApiClient, attach: Any, target: Target, model: str

@@ -8,6 +8,7 @@ from typing import Any, NoReturn, TypeVar
 import pytest
 
 from conformance import expect
+from conformance.prefetch import BULK, Pending, job
 from conformance.sdk import (
     GO_STEPS,
     go_typed_error,
@@ -77,8 +78,8 @@ def _on_restricted_429(api: ApiClient, sdk: str) -> NoReturn:
     pytest.skip(f"{sdk}: the restricted key met a 429 the plan explains: no 403 to judge")
 
 
-@requirement("OP-SDK-001")
-def test_python_sdk_lists_completes_streams(
+@job(sends={BULK: 3}, after_streams=True)
+def python_sdk_lists_completes_streams(
     api: ApiClient, bulk_key: str, model: str, target: Target
 ) -> None:
     import openai
@@ -93,6 +94,11 @@ def test_python_sdk_lists_completes_streams(
         return None
 
     _with_room(api, bulk_key, "the Python SDK", attempt, lambda met: met is not None)
+
+
+@requirement("OP-SDK-001")
+def test_python_sdk_lists_completes_streams(python_sdk_lists_completes_streams: Pending) -> None:
+    python_sdk_lists_completes_streams.take()
 
 
 def _python_lists_completes_streams(client: Any, model: str) -> None:
@@ -130,11 +136,8 @@ def _python_lists_completes_streams(client: Any, model: str) -> None:
         )
 
 
-@requirement("OP-SDK-002")
-@pytest.mark.needs("OP-AUTH-004", "OP-AUTH-005")  # it provokes a 401 and a 403
-def test_python_sdk_maps_401_and_403(
-    api: ApiClient, bulk_key: str, target: Target, model: str
-) -> None:
+@job(others=("restricted",), sends={BULK: 1, "restricted": 1}, after_streams=True)
+def python_sdk_maps_401_and_403(api: ApiClient, bulk_key: str, target: Target, model: str) -> None:
     client = python_client(api, target, bulk_key).with_options(
         api_key="op_sk_opconform_unknown_python_check"
     )
@@ -157,8 +160,14 @@ def test_python_sdk_maps_401_and_403(
             )
 
 
-@requirement("OP-SDK-003")
-def test_node_sdk_lists_completes_streams(
+@requirement("OP-SDK-002")
+@pytest.mark.needs("OP-AUTH-004", "OP-AUTH-005")  # it provokes a 401 and a 403
+def test_python_sdk_maps_401_and_403(python_sdk_maps_401_and_403: Pending) -> None:
+    python_sdk_maps_401_and_403.take()
+
+
+@job(sends={BULK: 3}, after_streams=True)
+def node_sdk_lists_completes_streams(
     api: ApiClient, bulk_key: str, model: str, target: Target
 ) -> None:
     result = _with_room(
@@ -183,9 +192,13 @@ def test_node_sdk_lists_completes_streams(
     )
 
 
-@requirement("OP-SDK-004")
-@pytest.mark.needs("OP-AUTH-004", "OP-AUTH-005", "OP-MODELS-001")  # 401 and 403 on GET /models
-def test_node_sdk_maps_401_and_403(api: ApiClient, bulk_key: str, target: Target) -> None:
+@requirement("OP-SDK-003")
+def test_node_sdk_lists_completes_streams(node_sdk_lists_completes_streams: Pending) -> None:
+    node_sdk_lists_completes_streams.take()
+
+
+@job(others=("restricted",), sends={BULK: 2}, after_streams=True)
+def node_sdk_maps_401_and_403(api: ApiClient, bulk_key: str, target: Target) -> None:
     result = run_node(
         api, target, "errors", key=bulk_key, restricted_model=target.restricted_model or ""
     )
@@ -196,6 +209,12 @@ def test_node_sdk_maps_401_and_403(api: ApiClient, bulk_key: str, target: Target
         _on_restricted_429(api, "the Node SDK")
     if "permission" in result and result["permission"] != "PermissionDeniedError":
         raise expect.Deviation(f"Node SDK on 403: {result}", "OP-SDK-003")
+
+
+@requirement("OP-SDK-004")
+@pytest.mark.needs("OP-AUTH-004", "OP-AUTH-005", "OP-MODELS-001")  # 401 and 403 on GET /models
+def test_node_sdk_maps_401_and_403(node_sdk_maps_401_and_403: Pending) -> None:
+    node_sdk_maps_401_and_403.take()
 
 
 # ---------------------------------------------------------------------------- Go
@@ -252,27 +271,47 @@ def _go_typed_errors(api: ApiClient, bulk_key: str, target: Target, library: str
         go_typed_error(library, "a forbidden model", result["permission"], 403, "OP-AUTH-005")
 
 
-@requirement("OP-SDK-006")
-def test_go_openai_lists_completes_streams(
+@job(sends={BULK: 3}, after_streams=True)
+def go_openai_lists_completes_streams(
     api: ApiClient, bulk_key: str, model: str, target: Target
 ) -> None:
     _go_lists_completes_streams(api, bulk_key, model, target, "go-openai")
 
 
-@requirement("OP-SDK-007")
-@pytest.mark.needs("OP-AUTH-004", "OP-AUTH-005")  # it provokes a 401 and a 403
-def test_go_openai_returns_typed_errors(api: ApiClient, bulk_key: str, target: Target) -> None:
+@requirement("OP-SDK-006")
+def test_go_openai_lists_completes_streams(go_openai_lists_completes_streams: Pending) -> None:
+    go_openai_lists_completes_streams.take()
+
+
+@job(others=("restricted",), sends={BULK: 3}, after_streams=True)
+def go_openai_returns_typed_errors(api: ApiClient, bulk_key: str, target: Target) -> None:
     _go_typed_errors(api, bulk_key, target, "go-openai")
 
 
-@requirement("OP-SDK-008")
-def test_openai_go_lists_completes_streams(
+@requirement("OP-SDK-007")
+@pytest.mark.needs("OP-AUTH-004", "OP-AUTH-005")  # it provokes a 401 and a 403
+def test_go_openai_returns_typed_errors(go_openai_returns_typed_errors: Pending) -> None:
+    go_openai_returns_typed_errors.take()
+
+
+@job(sends={BULK: 3}, after_streams=True)
+def openai_go_lists_completes_streams(
     api: ApiClient, bulk_key: str, model: str, target: Target
 ) -> None:
     _go_lists_completes_streams(api, bulk_key, model, target, "openai-go")
 
 
+@requirement("OP-SDK-008")
+def test_openai_go_lists_completes_streams(openai_go_lists_completes_streams: Pending) -> None:
+    openai_go_lists_completes_streams.take()
+
+
+@job(others=("restricted",), sends={BULK: 3}, after_streams=True)
+def openai_go_returns_typed_errors(api: ApiClient, bulk_key: str, target: Target) -> None:
+    _go_typed_errors(api, bulk_key, target, "openai-go")
+
+
 @requirement("OP-SDK-009")
 @pytest.mark.needs("OP-AUTH-004", "OP-AUTH-005")  # it provokes a 401 and a 403
-def test_openai_go_returns_typed_errors(api: ApiClient, bulk_key: str, target: Target) -> None:
-    _go_typed_errors(api, bulk_key, target, "openai-go")
+def test_openai_go_returns_typed_errors(openai_go_returns_typed_errors: Pending) -> None:
+    openai_go_returns_typed_errors.take()

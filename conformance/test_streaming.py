@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -9,6 +10,7 @@ import pytest
 
 from conformance import expect
 from conformance.plugin import Check
+from conformance.prefetch import BULK, Pending, job
 from opconform.client import ApiClient, Exchange, StreamsDoNotEnd
 from opconform.config import Target
 from opconform.contract import COUNTING_PROMPT, SHORT_PROMPT
@@ -22,8 +24,8 @@ def _stream(api: ApiClient, key: str, model: str, **extra: Any) -> Exchange:
     return api.chat(expect.chat_request(model, HAIKU, max_tokens=24, **extra), key=key, stream=True)
 
 
-@pytest.fixture(scope="module")
-def streams(api: ApiClient, bulk_key: str, model: str, target: Target) -> list[Exchange]:
+@job(slots=5, sends={BULK: "samples"}, streams=True)
+def sampled_streams(api: ApiClient, bulk_key: str, model: str, target: Target) -> list[Exchange]:
     """--samples streams of the same request: a property that fails in one stream of five is
     not missed by judging one. Once one never ends, the others would only wait out their cap:
     the ones read to their end are the sample (none: blocked by OP-STREAM-007)."""
@@ -40,11 +42,17 @@ def streams(api: ApiClient, bulk_key: str, model: str, target: Target) -> list[E
     return sampled
 
 
-def _each(streams: list[Exchange], attach: Any, judge: Callable[[Exchange], None]) -> None:
+@pytest.fixture
+def streams(sampled_streams: Pending) -> list[Exchange]:
+    """The sampled streams, attached to the check that judges them."""
+    taken: list[Exchange] = sampled_streams.take()
+    return taken
+
+
+def _each(streams: list[Exchange], judge: Callable[[Exchange], None]) -> None:
     """Judge every sampled stream; fail with the rate and the first problem."""
     problems = []
     for exchange in streams:
-        attach(exchange)
         try:
             judge(exchange)
         except AssertionError as exc:
@@ -58,18 +66,18 @@ def _each(streams: list[Exchange], attach: Any, judge: Callable[[Exchange], None
 
 
 @requirement("OP-STREAM-001")
-def test_stream_is_event_stream(streams: list[Exchange], attach: Any) -> None:
+def test_stream_is_event_stream(streams: list[Exchange]) -> None:
     def judge(exchange: Exchange) -> None:
         expect.status(exchange, 200)
         assert exchange.content_type == "text/event-stream", (
             f"stream: Content-Type is {exchange.header('content-type')!r}, not text/event-stream"
         )
 
-    _each(streams, attach, judge)
+    _each(streams, judge)
 
 
 @requirement("OP-STREAM-002")
-def test_every_event_is_one_json_object(streams: list[Exchange], attach: Any) -> None:
+def test_every_event_is_one_json_object(streams: list[Exchange]) -> None:
     def judge(exchange: Exchange) -> None:
         expect.status(exchange, 200)
         assert exchange.events, f"no events: {expect.preview(exchange)}"
@@ -84,20 +92,20 @@ def test_every_event_is_one_json_object(streams: list[Exchange], attach: Any) ->
         for index, payload in enumerate(payloads):
             assert isinstance(payload, dict), f"event {index} is JSON but not an object"
 
-    _each(streams, attach, judge)
+    _each(streams, judge)
 
 
 @requirement("OP-STREAM-003")
-def test_chunks_match_schema(streams: list[Exchange], attach: Any) -> None:
+def test_chunks_match_schema(streams: list[Exchange]) -> None:
     def judge(exchange: Exchange) -> None:
         for index, chunk in enumerate(expect.stream_chunks(exchange)):
             expect.matches(chunk, "chat-completion-chunk", f"chunk {index}")
 
-    _each(streams, attach, judge)
+    _each(streams, judge)
 
 
 @requirement("OP-STREAM-004")
-def test_chunks_share_id_created_model(streams: list[Exchange], attach: Any) -> None:
+def test_chunks_share_id_created_model(streams: list[Exchange]) -> None:
     def judge(exchange: Exchange) -> None:
         chunks = expect.stream_chunks(exchange)
         for field in ("id", "created", "model"):
@@ -106,22 +114,22 @@ def test_chunks_share_id_created_model(streams: list[Exchange], attach: Any) -> 
                 f"chunks carry {len(values)} different {field} values: {sorted(values)[:4]}"
             )
 
-    _each(streams, attach, judge)
+    _each(streams, judge)
 
 
 @requirement("OP-STREAM-005")
-def test_first_delta_has_role(streams: list[Exchange], attach: Any) -> None:
+def test_first_delta_has_role(streams: list[Exchange]) -> None:
     def judge(exchange: Exchange) -> None:
         chunks = expect.stream_chunks(exchange)
         first = chunks[0].get("choices") or [{}]
         role = (first[0].get("delta") or {}).get("role")
         assert role == "assistant", f"first chunk's delta role is {role!r}, not 'assistant'"
 
-    _each(streams, attach, judge)
+    _each(streams, judge)
 
 
 @requirement("OP-STREAM-006")
-def test_exactly_one_finish_reason(streams: list[Exchange], attach: Any) -> None:
+def test_exactly_one_finish_reason(streams: list[Exchange]) -> None:
     def judge(exchange: Exchange) -> None:
         reasons = [
             choice.get("finish_reason")
@@ -131,11 +139,11 @@ def test_exactly_one_finish_reason(streams: list[Exchange], attach: Any) -> None
         ]
         assert len(reasons) == 1, f"{len(reasons)} chunks carry a finish_reason: {reasons}"
 
-    _each(streams, attach, judge)
+    _each(streams, judge)
 
 
 @requirement("OP-STREAM-007")
-def test_done_once_and_last(streams: list[Exchange], attach: Any) -> None:
+def test_done_once_and_last(streams: list[Exchange]) -> None:
     def judge(exchange: Exchange) -> None:
         expect.status(exchange, 200)
         if exchange.past_event_cap:
@@ -151,11 +159,11 @@ def test_done_once_and_last(streams: list[Exchange], attach: Any) -> None:
             f"{exchange.events_after_done} events after [DONE]"
         )
 
-    _each(streams, attach, judge)
+    _each(streams, judge)
 
 
 @requirement("OP-STREAM-008")
-def test_connection_closes_after_done(streams: list[Exchange], attach: Any, api: ApiClient) -> None:
+def test_connection_closes_after_done(streams: list[Exchange], api: ApiClient) -> None:
     ended = [e for e in streams if e.status == 200 and e.done_count]
     if not ended:
         pytest.skip(
@@ -169,14 +177,19 @@ def test_connection_closes_after_done(streams: list[Exchange], attach: Any, api:
             "SDK up to 2.6 reads until the server closes"
         )
 
-    _each(ended, attach, judge)
+    _each(ended, judge)
 
 
 # No needs(OP-STREAM-002): this check judges its own stream, which stream_chunks blocks by
 # OP-STREAM-002 only when that stream itself cannot be read.
+@job(streams=True)
+def usage_stream(api: ApiClient, bulk_key: str, model: str) -> Exchange:
+    return _stream(api, bulk_key, model, stream_options={"include_usage": True})
+
+
 @requirement("OP-STREAM-009")
-def test_include_usage_adds_final_usage_chunk(api: ApiClient, bulk_key: str, model: str) -> None:
-    exchange = _stream(api, bulk_key, model, stream_options={"include_usage": True})
+def test_include_usage_adds_final_usage_chunk(usage_stream: Pending) -> None:
+    exchange: Exchange = usage_stream.take()
     chunks = expect.stream_chunks(exchange)
     with_usage = [i for i, c in enumerate(chunks) if c.get("usage")]
     assert len(with_usage) == 1, f"{len(with_usage)} chunks carry usage; expected exactly one"
@@ -187,15 +200,24 @@ def test_include_usage_adds_final_usage_chunk(api: ApiClient, bulk_key: str, mod
     # not): one wrong total is one root cause, not two.
 
 
+@job(slots=2, sends={BULK: 2}, streams=True)
+def plain_and_streamed(api: ApiClient, bulk_key: str, model: str) -> list[Exchange]:
+    """The same deterministic request without and with stream, at once."""
+    body = expect.chat_request(model, HAIKU, max_tokens=24, temperature=0)
+    return api.gather(
+        [lambda: api.chat(body, key=bulk_key), lambda: api.chat(body, key=bulk_key, stream=True)],
+        key=bulk_key,
+    )
+
+
 @requirement("OP-STREAM-010")
 def test_streamed_text_equals_completion(
-    api: ApiClient, bulk_key: str, model: str, target: Target, check: Check
+    plain_and_streamed: Pending, target: Target, check: Check
 ) -> None:
-    body = expect.chat_request(model, HAIKU, max_tokens=24, temperature=0)
-    plain = api.chat(body, key=bulk_key)
+    plain, stream = plain_and_streamed.take()
     expect.status(plain, 200)
     text = plain.json()["choices"][0]["message"]["content"]
-    streamed = expect.streamed_text(expect.stream_chunks(api.chat(body, key=bulk_key, stream=True)))
+    streamed = expect.streamed_text(expect.stream_chunks(stream))
     if streamed != text and not target.deterministic:
         check.warn(
             "streamed text differs from the non-streamed text (the target does not say "
@@ -208,11 +230,16 @@ def test_streamed_text_equals_completion(
     )
 
 
+@job(slots=2, sends={BULK: "models"}, streams=True)
+def stream_per_model(api: ApiClient, bulk_key: str, models: list[str]) -> list[Exchange]:
+    calls = [functools.partial(_stream, api, bulk_key, m) for m in models]
+    return api.gather(calls, key=bulk_key)
+
+
 @requirement("OP-STREAM-011")
-def test_every_selected_model_streams(api: ApiClient, bulk_key: str, models: list[str]) -> None:
+def test_every_selected_model_streams(stream_per_model: Pending, models: list[str]) -> None:
     failures = []
-    for model_id in models:
-        exchange = _stream(api, bulk_key, model_id)
+    for model_id, exchange in zip(models, stream_per_model.take(), strict=True):
         if exchange.status != 200 or exchange.done_count != 1:
             failures.append(
                 f"{model_id}: {expect.preview(exchange, 100)} ([DONE] x{exchange.done_count})"
@@ -220,18 +247,21 @@ def test_every_selected_model_streams(api: ApiClient, bulk_key: str, models: lis
     assert not failures, "models that do not stream to [DONE]: " + "; ".join(failures)
 
 
-@requirement("OP-CHAT-004")
-@pytest.mark.needs("OP-STREAM-002")  # it reads usage from the chunks
-@pytest.mark.area("streaming")  # judged with the streams, though OP-CHAT-004 is chat's
-def test_stream_honours_max_tokens(
-    api: ApiClient, bulk_key: str, model: str, target: Target, attach: Any
-) -> None:
+@job(slots=5, sends={BULK: "samples"}, streams=True)
+def cut_streams(api: ApiClient, bulk_key: str, model: str, target: Target) -> list[Exchange]:
     body = expect.chat_request(
         model, COUNTING_PROMPT, max_tokens=5, stream_options={"include_usage": True}
     )
-    exchanges = api.gather(
+    return api.gather(
         [lambda: api.chat(body, key=bulk_key, stream=True)] * target.samples, key=bulk_key
     )
+
+
+@requirement("OP-CHAT-004")
+@pytest.mark.needs("OP-STREAM-002")  # it reads usage from the chunks
+@pytest.mark.area("streaming")  # judged with the streams, though OP-CHAT-004 is chat's
+def test_stream_honours_max_tokens(cut_streams: Pending) -> None:
+    exchanges: list[Exchange] = cut_streams.take()
 
     def judge(exchange: Exchange) -> None:
         chunks = expect.stream_chunks(exchange)
@@ -254,4 +284,4 @@ def test_stream_honours_max_tokens(
             f"max_tokens 5, but the stream's usage says {tokens} completion tokens"
         )
 
-    _each(exchanges, attach, judge)
+    _each(exchanges, judge)

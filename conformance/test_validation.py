@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 
 from conformance import expect
 from conformance.catalogue import requirements
+from conformance.plan import FRUGAL_GENERATED, GENERATED
+from conformance.prefetch import BULK, Pending, job
 from opconform.client import ApiClient, Exchange
 
 requirement = pytest.mark.requirement
@@ -202,12 +204,19 @@ UNDEFINED_REQUESTS: list[tuple[str, Any]] = [
 ]
 
 
+def _answer(api: ApiClient, bulk_key: str, model: str, body: Any) -> Exchange:
+    return api.chat(body(model), key=bulk_key)
+
+
+# Each case is its own request (a job per check), sent with the run's other jobs.
+defined_answer = job(name="defined_answer")(_answer)
+undefined_answer = job(name="undefined_answer")(_answer)
+
+
 @requirement("OP-VAL-008")
 @pytest.mark.parametrize(("case", "body"), EDGE_REQUESTS, ids=[c for c, _ in EDGE_REQUESTS])
-def test_valid_edge_request_is_served(
-    api: ApiClient, bulk_key: str, model: str, case: str, body: Any
-) -> None:
-    exchange = api.chat(body(model), key=bulk_key)
+def test_valid_edge_request_is_served(defined_answer: Pending, case: str, body: Any) -> None:
+    exchange: Exchange = defined_answer.take()
     expect.status(exchange, 200)
     _answer_matches(exchange, case)
 
@@ -228,9 +237,9 @@ def _answer_matches(exchange: Exchange, case: str) -> None:
     ("case", "body"), UNDEFINED_REQUESTS, ids=[c for c, _ in UNDEFINED_REQUESTS]
 )
 def test_undefined_request_is_served_or_refused_cleanly(
-    api: ApiClient, bulk_key: str, model: str, case: str, body: Any
+    undefined_answer: Pending, case: str, body: Any
 ) -> None:
-    exchange = api.chat(body(model), key=bulk_key)
+    exchange: Exchange = undefined_answer.take()
     assert exchange.status is not None and exchange.status < 500, (
         f"{case}: a request outside the reference got {expect.preview(exchange)}"
     )
@@ -283,15 +292,14 @@ def _request_bodies(draw: st.DrawFn, model: str) -> dict[str, Any]:
     return body
 
 
-@requirement("OP-VAL-008")
-def test_generated_requests_never_get_5xx(
-    api: ApiClient, bulk_key: str, model: str, frugal: bool
-) -> None:
+@job(sends={BULK: "generated"})
+def generated_run(api: ApiClient, bulk_key: str, model: str, frugal: bool) -> None:
     """A bounded, reproducible property run: 30 generated bodies, valid and invalid (10 on a
-    Free bulk key, whose minute holds 60 requests for the whole run)."""
+    Free bulk key, whose minute holds 60 requests for the whole run), one after the other; its
+    counter-example is raised in the check."""
 
     @settings(
-        max_examples=10 if frugal else 30,
+        max_examples=FRUGAL_GENERATED if frugal else GENERATED,
         deadline=None,
         derandomize=True,
         database=None,
@@ -310,3 +318,8 @@ def test_generated_requests_never_get_5xx(
             expect.error_body(exchange)
 
     property_check()
+
+
+@requirement("OP-VAL-008")
+def test_generated_requests_never_get_5xx(generated_run: Pending) -> None:
+    generated_run.take()

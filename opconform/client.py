@@ -9,6 +9,7 @@ the deadline by the caller's clock, never by the target's good will.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import json
 import queue
@@ -306,8 +307,11 @@ class ApiClient:
         workers = max(1, min(len(calls), self.concurrency.get(key, 1)))
         if workers == 1:
             return [call() for call in calls]
+        # Each call runs in the caller's context (contextvars): what the caller is doing (a
+        # check's job, say) is still known where its requests settle.
+        contexts = [contextvars.copy_context() for _ in calls]
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="opconform") as pool:
-            return list(pool.map(lambda call: call(), calls))
+            return list(pool.map(lambda context, call: context.run(call), contexts, calls))
 
     def has_key(self, label: str) -> bool:
         return label in self.keys

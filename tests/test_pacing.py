@@ -318,6 +318,13 @@ def test_one_free_key_twice_in_a_row(tmp_path: Path) -> None:
     assert any("--alt-api-key" in why for why in disabled.values())
     assert any("--restricted-api-key" in why for why in disabled.values())
     assert first.results["requests_sent"].get("main", 0) > 60  # more than one window's worth
+    # The plan said so before sending: a floor of whole windows, and about the requests sent
+    # (15%: with one Free key the drive's share depends on what the pacing left in its window).
+    planned = first.results["plan"]["identities"]["main"]
+    assert planned["floor_s"] >= float(window), planned
+    main_sent = sum(n for label, n in first.results["requests_sent"].items() if "main" in label)
+    assert abs(planned["requests"] - main_sent) <= 0.15 * main_sent, (planned, main_sent)
+    assert "opconform: plan: main key (Free, 60 requests/min): ~" in first.stdout
     # The earlier run's window: waited for, and said so (console and results.json).
     assert any("429" in wait for wait in second.results["pacing"]["waits"])
 

@@ -41,6 +41,13 @@ def test_default_suite_passes_against_clean_gateway(tmp_path: Path) -> None:
     assert rows["OP-AUTH-001"]["status"] == "PASS" and rows["OP-AUTH-008"]["status"] == "UNTESTABLE"
     assert rows["OP-RL-013"]["status"] == "DISABLED"  # opt-in: never reads as passed
     assert set(results["schema_hashes"]) >= {"openapi.yaml", "error.schema.json"}
+    # The plan, stated before anything was sent, is close to what was sent: within 10%, for
+    # the drive of the main key sends what is left of its window (the run's own pace decides
+    # how much that is) and a 429 the plan explains is sent once more.
+    assert "opconform: plan: pro key (Pro, 600 requests/min): ~" in run.stdout
+    assert "4 checks need a fresh window" in run.stdout
+    sent = sum(results["requests_sent"].values())
+    assert abs(results["plan"]["requests"] - sent) <= 0.1 * sent, (results["plan"], sent)
 
 
 @pytest.mark.slow
