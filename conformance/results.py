@@ -9,20 +9,23 @@ from typing import Any
 import yaml
 
 from conformance.catalogue import Requirement, requirements
-from opconform.exitcodes import CONFORMANT, HARNESS, NOT_CONFORMANT, UsageError
-
-PASS, FAIL, WARN = "PASS", "FAIL", "WARN"
-INCONCLUSIVE = "INCONCLUSIVE"  # the target gave no evidence either way (e.g. never cut an answer)
-BLOCKED = "BLOCKED"  # a prerequisite is broken (named), or the run stopped before the check
-DISABLED = "DISABLED"  # turned off by configuration: opt-in marker, missing identity, no Node
-ERROR = "ERROR"  # the harness could not judge, and says why
-STATUSES = (PASS, FAIL, WARN, INCONCLUSIVE, BLOCKED, DISABLED, ERROR)
-# Which status a requirement shows when its checks disagree: the most serious one wins. FAIL
-# outranks ERROR (a broken MUST is the news), and a requirement whose checks were all
-# inconclusive, blocked or disabled never reads as passed.
-SEVERITY = {FAIL: 6, ERROR: 5, WARN: 4, BLOCKED: 3, PASS: 2, INCONCLUSIVE: 1, DISABLED: 0}
-UNTESTABLE = "UNTESTABLE"
-RETIRED = "RETIRED"
+from opconform.exitcodes import UsageError
+from opconform.outcome import (
+    BLOCKED,
+    CONFORMANT,
+    DISABLED,
+    ERROR,
+    FAIL,
+    HARNESS,
+    NOT_CONFORMANT,
+    PASS,
+    RETIRED,
+    SEVERITY,
+    STATUSES,
+    UNTESTABLE,
+    WARN,
+)
+from opconform.outcome import INCONCLUSIVE as INCONCLUSIVE  # re-exported with the others
 
 
 @dataclass

@@ -8,6 +8,7 @@ from conformance import expect
 from conformance.plugin import Check, disabled
 from opconform.client import ApiClient
 from opconform.config import Target
+from opconform.contract import WINDOW_SECONDS
 
 pytestmark = pytest.mark.quota
 requirement = pytest.mark.requirement
@@ -30,7 +31,7 @@ def test_tokens_per_day_cutoff(api: ApiClient, model: str, target: Target, check
         if exchange.status == 429:
             expect.error_body(exchange)
             retry_after = exchange.header("retry-after") or ""
-            if retry_after.isdigit() and int(retry_after) <= 60 and used < limit:
+            if retry_after.isdigit() and int(retry_after) <= WINDOW_SECONDS and used < limit:
                 # a requests/min window, not the daily budget: wait for the next one
                 api.pacer.before("main", needed=2)
                 continue

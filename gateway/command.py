@@ -12,7 +12,8 @@ from typing import Any, NoReturn
 
 from gateway.options import SERVE_OPTIONS, SERVE_SECTION
 from opconform.config import add_arguments, resolve
-from opconform.exitcodes import HARNESS, UsageError
+from opconform.exitcodes import UsageError
+from opconform.outcome import HARNESS
 
 
 def _add_options(p: argparse.ArgumentParser) -> None:

@@ -9,6 +9,8 @@ Semantics (documented in the README):
   back before Reset. Over the concurrency cap Retry-After is 1.
 - tokens/day counts prompt + completion tokens of finished requests per UTC day.
 - The limiter lives in one process: the gateway is single-worker, so limits are exact.
+
+The limiter's faults are hooks around it (`FaultyLimiter`, fault_limits.py).
 """
 
 from __future__ import annotations
@@ -18,9 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gateway.faults import Faults
-from gateway.settings import Plan
-from opconform.contract import WINDOW_SECONDS
+from opconform.contract import WINDOW_SECONDS, Plan
 
 DAY_SECONDS = 86_400
 
@@ -49,16 +49,23 @@ class RateLimiter:
         self,
         window_seconds: int = int(WINDOW_SECONDS),
         clock: Callable[[], float] = time.time,
-        faults: frozenset[str] = frozenset(),
     ) -> None:
         self.window_seconds = window_seconds
         self._clock = clock
-        self._faults = faults
         self._states: dict[str, _KeyState] = {}
 
+    def bucket(self, key_id: str) -> str:
+        """Whose counts a request of `key_id` joins: the key's own."""
+        return key_id
+
+    def enforced(
+        self, limit: int, cap: int, tokens_per_day: int | None
+    ) -> tuple[float, float, int | None]:
+        """What is refused: (requests per window, concurrent requests, tokens per day)."""
+        return limit, cap, tokens_per_day
+
     def _state(self, key_id: str) -> _KeyState:
-        if Faults.RATELIMIT_SHARED_ACROSS_KEYS in self._faults:
-            key_id = "*"
+        key_id = self.bucket(key_id)
         state = self._states.get(key_id)
         if state is None:
             state = self._states[key_id] = _KeyState()
@@ -72,30 +79,23 @@ class RateLimiter:
             state.window_start = int(now)
             state.window_count = 0
         reset = state.window_start + self.window_seconds
-        limit = plan.requests_per_min
-        allowance = limit + 1 if Faults.RATELIMIT_OFF_BY_ONE in self._faults else limit
-        enforce = Faults.RATELIMIT_NOT_ENFORCED not in self._faults
+        limit, cap = plan.requests_per_min, plan.concurrent
+        # The gateway's plans state both figures (gateway.settings refuses a plan without them).
+        assert limit is not None and cap is not None
+        allowance, cap_enforced, tokens_per_day = self.enforced(limit, cap, plan.tokens_per_day)
 
         def refuse(retry_after: int, reason: str) -> Verdict:
             remaining = max(0, limit - state.window_count)
             return Verdict(False, limit, remaining, reset, retry_after, reason)
 
-        if enforce and state.window_count >= allowance:
+        if state.window_count >= allowance:
             return refuse(max(1, math.ceil(reset - now)), "requests per minute")
-        if (
-            takes_slot
-            and state.in_flight >= plan.concurrent
-            and Faults.CONCURRENCY_NOT_ENFORCED not in self._faults
-        ):
+        if takes_slot and state.in_flight >= cap_enforced:
             return refuse(1, "concurrent requests")
         day = int(now // DAY_SECONDS)
         if state.day != day:
             state.day, state.day_tokens = day, 0
-        if (
-            plan.tokens_per_day is not None
-            and state.day_tokens >= plan.tokens_per_day
-            and Faults.TOKENS_PER_DAY_NOT_ENFORCED not in self._faults
-        ):
+        if tokens_per_day is not None and state.day_tokens >= tokens_per_day:
             return refuse(max(1, math.ceil((day + 1) * DAY_SECONDS - now)), "tokens per day")
 
         state.window_count += 1

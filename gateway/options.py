@@ -5,6 +5,7 @@ opconform.toml, then the default here)."""
 from __future__ import annotations
 
 from opconform.config import Option, prefixed
+from opconform.contract import WINDOW_SECONDS
 
 SERVE_SECTION = "serve"
 _serve = prefixed("OP_SERVE_")
@@ -30,7 +31,7 @@ SERVE_OPTIONS: tuple[Option, ...] = (
     _serve("jitter_ms", "uniform jitter added to each token's time", kind="float", default=0.0),
     _serve(
         "window_seconds",
-        "requests/min window length (test-only; the contract says 60)",
+        f"requests/min window length (test-only; the contract says {WINDOW_SECONDS:g})",
         kind="int",
     ),
     _serve(

@@ -8,19 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from gateway.catalogue import Latency, MockModel, default_models
-from opconform.contract import KEY_PREFIX, PLANS, WINDOW_SECONDS
+from opconform.contract import KEY_PREFIX, PLANS, WINDOW_SECONDS, Plan
 
 
 class ConfigError(ValueError):
     """A gateway configuration that cannot be used; the message says why."""
-
-
-@dataclass(frozen=True)
-class Plan:
-    name: str
-    requests_per_min: int
-    tokens_per_day: int | None  # None: unlimited
-    concurrent: int
 
 
 @dataclass(frozen=True)
@@ -32,21 +24,16 @@ class ApiKey:
     denied_models: frozenset[str] = frozenset()
 
 
-# The documented plans. Enterprise is "Custom": defaults high enough that a load test of the
-# gateway itself never meets them.
-def _documented(name: str) -> Plan:
-    limits = PLANS[name]
-    assert limits.requests_per_min is not None and limits.concurrent is not None
-    return Plan(name, limits.requests_per_min, limits.tokens_per_day, limits.concurrent)
-
-
+# The documented plans; every plan here states requests/min and concurrency (the limiter counts
+# against them). Enterprise is "Custom": defaults high enough that a load test of the gateway
+# itself never meets them.
 DEFAULT_PLANS = {
-    "free": _documented("free"),
-    "pro": _documented("pro"),
-    "enterprise": Plan(
-        "enterprise", requests_per_min=1_000_000, tokens_per_day=None, concurrent=10_000
-    ),
+    **PLANS,
+    "enterprise": replace(PLANS["enterprise"], requests_per_min=1_000_000, concurrent=10_000),
 }
+# Unauthenticated answers count against a per-client bucket of the Free plan's size, so that a
+# 401 carries X-RateLimit-* headers like every other answer.
+ANONYMOUS_PLAN = replace(PLANS["free"], name="anonymous", tokens_per_day=None)
 RESTRICTED_MODEL = "claude-opus-4"
 
 # Test keys: they say so in their name, and they only ever open this mock gateway.

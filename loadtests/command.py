@@ -43,6 +43,7 @@ from opconform.config import (
 )
 from opconform.contract import IDENTITY_BY_LABEL, KEY_VARIABLES, parse_duration
 from opconform.exitcodes import HARNESS, USAGE, UsageError
+from opconform.outcome import LOAD_INCONCLUSIVE
 from opconform.preflight import check_report_dir, make_report_dir
 from opconform.redact import sweep
 from opconform.slo import parse_slo
@@ -403,7 +404,7 @@ def _fallback(report_dir: Path, run: LoadRun, host: str, plan: str, why: str) ->
         "profile": run.profile,
         "target": {"host": host, "plan": plan, "model": run.options["model"]},
         "settings": {"duration_s": run.duration_s},
-        "verdict": "inconclusive",
+        "verdict": LOAD_INCONCLUSIVE,
         "exit_code": HARNESS,
         "valid": False,
         "invalid_reasons": [why],

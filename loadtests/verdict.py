@@ -19,10 +19,12 @@ from locust.runners import MasterRunner, WorkerRunner
 from loadtests.settings import MissingLimit, Settings
 from loadtests.state import RUN, cpu_fraction, stop_run
 from opconform.contract import KEY_VARIABLES
-from opconform.exitcodes import HARNESS, NOT_CONFORMANT, USAGE
 from opconform.metrics import Sample, judge_slo, percentile, summarise
+from opconform.outcome import CONFORMANT, HARNESS, NOT_CONFORMANT, USAGE
+from opconform.outcome import LOAD_FAIL as FAIL
+from opconform.outcome import LOAD_INCONCLUSIVE as INCONCLUSIVE
+from opconform.outcome import LOAD_PASS as PASS
 
-PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
 SEND_LAG_LIMIT = 0.1  # s: requests leaving later than this at p95 means the generator lagged
 
 
@@ -115,7 +117,7 @@ def verdict_of(expectations: list[dict[str, Any]], valid: bool) -> tuple[str, in
         return FAIL, NOT_CONFORMANT
     if INCONCLUSIVE in statuses or not expectations:
         return INCONCLUSIVE, HARNESS
-    return PASS, 0
+    return PASS, CONFORMANT
 
 
 def finish(environment: Environment) -> int:

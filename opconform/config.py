@@ -17,7 +17,7 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from opconform.contract import (
     PLAN_NAMES,
     PLANS,
     WINDOW_SECONDS,
-    PlanLimits,
+    Plan,
     parse_duration,
 )
 from opconform.exitcodes import UsageError
@@ -409,15 +409,15 @@ ENTERPRISE_LIMIT_OPTIONS = {
 }
 
 
-def stated_limits(values: Mapping[str, Any]) -> PlanLimits:
+def stated_limits(values: Mapping[str, Any]) -> Plan:
     """The main key's limits: its plan's documented figures, or for Enterprise ("Custom") the
     ones the user stated (None where nobody did: nothing is guessed)."""
     plan = values.get("plan") or "free"
     limits = PLANS[plan]
     if plan == "enterprise":
-        return PlanLimits(
+        return replace(
+            limits,
             requests_per_min=values.get(ENTERPRISE_LIMIT_OPTIONS["rpm"]),
-            tokens_per_day=limits.tokens_per_day,
             concurrent=values.get(ENTERPRISE_LIMIT_OPTIONS["concurrent"]),
         )
     return limits

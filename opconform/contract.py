@@ -18,20 +18,24 @@ RATE_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset
 
 
 @dataclass(frozen=True)
-class PlanLimits:
-    """A plan's documented limits; None means "Unlimited" or, for Enterprise, "Custom" (the
-    user states the figure, see `--enterprise-*`)."""
+class Plan:
+    """A plan and its limits; None means "Unlimited" or, for Enterprise, "Custom" (the user
+    states the figure, see `--enterprise-*`; the reference gateway configures its own)."""
 
+    name: str
     requests_per_min: int | None
     tokens_per_day: int | None
     concurrent: int | None
 
 
 # The reference's Rate Limits table.
-PLANS: dict[str, PlanLimits] = {
-    "free": PlanLimits(requests_per_min=60, tokens_per_day=100_000, concurrent=5),
-    "pro": PlanLimits(requests_per_min=600, tokens_per_day=None, concurrent=50),
-    "enterprise": PlanLimits(requests_per_min=None, tokens_per_day=None, concurrent=None),
+PLANS: dict[str, Plan] = {
+    plan.name: plan
+    for plan in (
+        Plan("free", requests_per_min=60, tokens_per_day=100_000, concurrent=5),
+        Plan("pro", requests_per_min=600, tokens_per_day=None, concurrent=50),
+        Plan("enterprise", requests_per_min=None, tokens_per_day=None, concurrent=None),
+    )
 }
 PLAN_NAMES = tuple(PLANS)
 WINDOW_SECONDS = 60.0  # "Requests / min"

@@ -1,9 +1,12 @@
-"""Exit codes of every opconform command."""
+"""The usage error every command turns into exit code USAGE.
 
-CONFORMANT = 0  # also: load thresholds met, no regression
-NOT_CONFORMANT = 1  # also: a load threshold or expectation broken, a regression found
-USAGE = 2  # bad options or configuration
-HARNESS = 3  # target unreachable, or opconform itself failed
+The exit codes themselves are `opconform.outcome`'s; they are re-exported here for the commands
+that import them with UsageError.
+"""
+
+from opconform.outcome import CONFORMANT, HARNESS, NOT_CONFORMANT, USAGE
+
+__all__ = ["CONFORMANT", "HARNESS", "NOT_CONFORMANT", "USAGE", "UsageError"]
 
 
 class UsageError(Exception):

@@ -25,13 +25,18 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from opconform.slo import FLOOR_SLOS, RATIO_SLOS, SloError, parse_slo, split_latency
+from opconform.slo import (
+    FLOOR_SLOS,
+    RATIO_SLOS,
+    SAMPLE_LATENCIES,
+    SloError,
+    parse_slo,
+    split_latency,
+)
 
 __all__ = ["SloError", "parse_slo"]  # the grammar lives in opconform.slo; re-exported here
 
 PERCENTILES = (50, 90, 95, 99, 99.9)
-SAMPLE_LATENCIES = ("ttfb", "ttft", "e2e", "itl", "send_lag")
-LATENCY_METRICS = SAMPLE_LATENCIES  # the name the reports import
 
 
 @dataclass

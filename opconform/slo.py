@@ -19,9 +19,11 @@ from collections.abc import Iterable
 from opconform.contract import parse_duration
 from opconform.exitcodes import UsageError
 
-# Latency metrics a sample carries (seconds), and the pooled inter-chunk gaps; "completion"
-# is the conformance suite's whole non-streamed completion (OP-PERF-001).
-LATENCY_METRICS = ("ttfb", "ttft", "e2e", "itl", "gaps", "send_lag", "completion")
+# Latencies one load sample carries (seconds, see opconform.metrics).
+SAMPLE_LATENCIES = ("ttfb", "ttft", "e2e", "itl", "send_lag")
+# Every latency a threshold may name: a sample's, the pooled inter-chunk gaps, and "completion",
+# the conformance suite's whole non-streamed completion (OP-PERF-001).
+LATENCY_METRICS = (*SAMPLE_LATENCIES, "gaps", "completion")
 RATIO_SLOS = ("error_rate",)
 FLOOR_SLOS = ("achieved_rps", "output_tokens_per_s", "goodput_rps")
 _STAT = re.compile(r"^(p\d+(?:\.\d+)?|mean)$")

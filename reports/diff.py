@@ -6,22 +6,28 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from opconform.outcome import (
+    BLOCKED,
+    ERROR,
+    FAIL,
+    JUDGED,
+    LOAD_FAIL,
+    NOT_JUDGED,
+    PASS,
+    WARN,
+    load_status,
+)
 from reports.render import ReportError, kind_of, load_document
 
 # Conformance statuses from good to bad, for "did it get worse".
 # Skipped or disabled is a change of coverage, not a regression: a check that passed and is now
-# not judged at all is listed as lost coverage (LOST_COVERAGE), other moves as CHANGED.
+# not judged at all is listed as lost coverage, other moves as CHANGED.
 _RANK = {
-    "PASS": 0,
-    "SKIP": 0,  # runs written before INCONCLUSIVE replaced it
-    "INCONCLUSIVE": 0,
-    "DISABLED": 0,
-    "UNTESTABLE": 0,
-    "RETIRED": 0,
-    "BLOCKED": 1,
-    "WARN": 2,
-    "FAIL": 3,
-    "ERROR": 3,
+    **dict.fromkeys((PASS, *NOT_JUDGED), 0),
+    BLOCKED: 1,
+    WARN: 2,
+    FAIL: 3,
+    ERROR: 3,
 }
 # Load metrics compared, and which direction is worse.
 LOWER_IS_BETTER = [
@@ -35,9 +41,6 @@ LOWER_IS_BETTER = [
     ("ttfb", "p95"),
 ]
 HIGHER_IS_BETTER = ["achieved_rps", "output_tokens_per_s", "goodput_rps"]
-# A check that passed and now is not judged: the gate no longer covers what it did.
-JUDGED = ("PASS", "WARN")
-NOT_JUDGED = ("DISABLED", "SKIP", "INCONCLUSIVE", "UNTESTABLE", "RETIRED")
 
 
 def diff_runs(old_dir: Path, new_dir: Path, tolerance: float = 0.10) -> dict[str, Any]:
@@ -138,17 +141,17 @@ def _load(old: dict[str, Any], new: dict[str, Any], tolerance: float) -> dict[st
         regressed.append(row)
     # An expectation without its evidence is inconclusive, not failed: only a move into or out
     # of "fail" is a regression or a fix; pass <-> inconclusive is a change of evidence.
-    was = {e["name"]: _expectation_status(e) for e in old.get("expectations", [])}
+    was = {e["name"]: load_status(e) for e in old.get("expectations", [])}
     changed = []
     for expectation in new.get("expectations", []):
-        name, now = expectation["name"], _expectation_status(expectation)
+        name, now = expectation["name"], load_status(expectation)
         before = was.get(name)
         if before is None or before == now:
             continue
         row = {"metric": f"expectation: {name}", "old": before, "new": now, "change": None}
-        if now == "fail":
+        if now == LOAD_FAIL:
             regressed.append(row)
-        elif before == "fail":
+        elif before == LOAD_FAIL:
             improved.append(row)
         else:
             changed.append(row)
@@ -163,13 +166,6 @@ def _load(old: dict[str, Any], new: dict[str, Any], tolerance: float) -> dict[st
         "lost_coverage": [],
         "changed": changed,
     }
-
-
-def _expectation_status(expectation: dict[str, Any]) -> str:
-    """pass, fail or inconclusive (load.json before statuses only said `passed`)."""
-    if "status" in expectation:
-        return str(expectation["status"])
-    return "pass" if expectation.get("passed") else "fail"
 
 
 def format_diff(result: dict[str, Any]) -> str:

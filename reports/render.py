@@ -14,6 +14,16 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from opconform.outcome import (
+    FAIL,
+    INCONCLUSIVE,
+    LOAD_FAIL,
+    LOAD_INCONCLUSIVE,
+    LOAD_PASS,
+    NEEDS_ATTENTION,
+    PASS,
+    load_status,
+)
 from opconform.redact import Redactor
 from opconform.text import elide
 
@@ -165,12 +175,12 @@ def conformance_context(document: dict[str, Any], run_dir: Path) -> dict[str, An
             check = dict(checks[check_id])
             check["evidence"] = (
                 _evidence(run_dir, check.get("evidence"))
-                if check["status"] in ("FAIL", "ERROR", "WARN", "BLOCKED")
+                if check["status"] in NEEDS_ATTENTION
                 else []
             )
             row["check_rows"].append(check)
         areas.setdefault(row["area"], []).append(row)
-        if row["status"] in ("FAIL", "ERROR", "WARN", "BLOCKED") or row["stale_baseline"]:
+        if row["status"] in NEEDS_ATTENTION or row["stale_baseline"]:
             problems.append(row)
     verdict = document["verdict"]
     causes = []
@@ -185,6 +195,7 @@ def conformance_context(document: dict[str, Any], run_dir: Path) -> dict[str, An
         "reproduce": reproduction(causes, checks, document.get("target") or {}),
         "blocked_total": sum(len(c["blocked"]) for c in causes),
         "css": (TEMPLATES / "style.css").read_text(),
+        "needs_attention": NEEDS_ATTENTION,
         "verdict_text": verdict.upper(),
         "verdict_class": verdict.replace(" ", "-"),
         "started": _utc(document["started_at"]),
@@ -262,7 +273,7 @@ def load_context(document: dict[str, Any], run_dir: Path) -> dict[str, Any]:
             figures.append({"title": title, "svg": svg})
     extra = {k: v for k, v in extra_document.items() if k not in ("windows", "steps")}
     expectations = [
-        {**e, "label": _LABELS.get(_status(e), _status(e).upper())}
+        {**e, "label": _LABELS.get(load_status(e), load_status(e).upper())}
         for e in document.get("expectations", [])
     ]
     return {
@@ -271,7 +282,7 @@ def load_context(document: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         "unjudged": [
             f"{e['name']} (needs {e.get('needs') or 'evidence'})"
             for e in expectations
-            if _status(e) == "inconclusive"
+            if load_status(e) == LOAD_INCONCLUSIVE
         ],
         "css": (TEMPLATES / "style.css").read_text(),
         "columns": columns,
@@ -286,12 +297,7 @@ def load_context(document: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     }
 
 
-_LABELS = {"pass": "PASS", "fail": "**FAIL**", "inconclusive": "INCONCLUSIVE"}
-
-
-def _status(expectation: dict[str, Any]) -> str:
-    """pass, fail or inconclusive (load.json of older runs only has `passed`)."""
-    return str(expectation.get("status") or ("pass" if expectation.get("passed") else "fail"))
+_LABELS = {LOAD_PASS: PASS, LOAD_FAIL: f"**{FAIL}**", LOAD_INCONCLUSIVE: INCONCLUSIVE}
 
 
 def _curve(extra: dict[str, Any]) -> tuple[list[list[str]], list[str], str]:

@@ -326,7 +326,9 @@ def test_one_free_key_twice_in_a_row(tmp_path: Path) -> None:
     assert abs(planned["requests"] - main_sent) <= 0.15 * main_sent, (planned, main_sent)
     assert "opconform: plan: main key (Free, 60 requests/min): ~" in first.stdout
     # The earlier run's window: waited for, and said so (console and results.json).
-    assert any("429" in wait for wait in second.results["pacing"]["waits"])
+    assert any("429" in wait for wait in second.results["pacing"]["waits"]), second.results[
+        "pacing"
+    ]
 
 
 @pytest.mark.slow

@@ -46,6 +46,8 @@ def test_run_writes_html_and_markdown(runs: dict[str, SuiteRun]) -> None:
     assert "partial: selected --area streaming,errors" in clean_markdown
     markdown = (faulty / "report.md").read_text()
     assert "NOT CONFORMANT" in markdown and "| OP-STREAM-007 | MUST | **FAIL** |" in markdown
+    row = markdown.split("| OP-STREAM-007 | MUST | **FAIL** |")[1].splitlines()[0]
+    assert "came 0 times" in row  # the failing check's message, beside its requirement
     html = (faulty / "report.html").read_text()
     assert 'id="OP-STREAM-007"' in html and "The stream ends with a [DONE] message." in html
     assert "http://" not in html.split("<body>")[0].replace("http://127.0.0.1", "")  # no CDN

@@ -327,7 +327,6 @@ use_profile(
     Profile(
         "concurrency-cap",
         expectations=expectations,
-        slo_groups=("main",),
         extra=lambda samples, settings: {
             "cap": settings.limit("concurrent"),
             "peak_open": max((open_at(_held(samples), s) for s, _ in _held(samples)), default=0),

@@ -25,7 +25,7 @@ from loadtests.llm import (
     stop_run,
     use_profile,
 )
-from opconform.contract import PLANS
+from opconform.contract import PLANS, WINDOW_SECONDS
 from opconform.ratelimit import retry_after_seconds
 
 
@@ -59,7 +59,7 @@ def cutoff(samples: list[Sample], window: float) -> dict[str, Any]:
             spent += sample.total_tokens
         elif sample.status == 429 and (
             retry_after_seconds({"retry-after": sample.retry_after}) or 0
-        ) > max(window, 60):
+        ) > max(window, WINDOW_SECONDS):
             return {"cut_off": True, "tokens_before_cutoff": spent}
     return {"cut_off": False, "tokens_spent": spent}
 
@@ -109,7 +109,6 @@ use_profile(
     Profile(
         "quota",
         expectations=expectations,
-        slo_groups=("main",),
         extra=lambda samples, settings: {
             **cutoff(group(samples, "main"), settings.window),
             "documented": documented(settings),

@@ -99,7 +99,6 @@ use_profile(
                 evidence=bool(STEPS),
             )
         ],
-        slo_groups=("main",),
         extra=capacity,
         judges_slo=False,
     )

@@ -86,7 +86,6 @@ use_profile(
     Profile(
         "soak",
         expectations=expectations,
-        slo_groups=("main",),
         target_rps=offered,
         extra=lambda samples, settings: {"slices": slices(group(samples, "main"), settings)},
     )

@@ -53,4 +53,4 @@ def expectations(samples: list[Sample], settings: Settings) -> list[dict[str, An
     return results
 
 
-use_profile(Profile("steady", expectations=expectations, slo_groups=("main",), target_rps=offered))
+use_profile(Profile("steady", expectations=expectations, target_rps=offered))
