@@ -21,6 +21,7 @@ from conformance.plugin import disabled
 from opconform.client import ApiClient
 from opconform.config import Target
 from opconform.redact import Redactor
+from opconform.timeouts import Timeouts
 
 NODE_DIR = Path(__file__).resolve().parent / "node"
 NODE_SCRIPT = NODE_DIR / "sdk_check.mjs"
@@ -41,12 +42,7 @@ def python_client(api: ApiClient, target: Target, key: str) -> Any:
 
     sdk_httpx = _sdk_httpx()
     transport = target.transport
-    timeout = sdk_httpx.Timeout(
-        connect=target.connect_timeout,
-        read=min(target.read_timeout, target.request_timeout),
-        write=target.connect_timeout,
-        pool=target.connect_timeout,
-    )
+    timeout = Timeouts.of(target).to_httpx(sdk_httpx)
     http_client = _deadline_client_class()(
         deadline=target.request_timeout,
         event_hooks={"request": [count]},

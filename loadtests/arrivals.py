@@ -53,3 +53,44 @@ def paused(
             shift += waited
             moment = blocked
         yield moment, waited
+
+
+class ClosedLoopPacing:
+    """A closed-loop user's send times at a rate (Locust's constant_pacing, with a phase): the
+    first at its `phase` (0..1) of the interval, then one interval after the one before. A user
+    that falls behind because its own last answer took longer than the interval restarts from
+    now: in a closed loop that is the target's pace, not the generator's delay."""
+
+    def __init__(self, phase: float = 0.0) -> None:
+        self.phase = phase
+        self.next_at: float | None = None
+
+    def next(self, rate: float, now: float) -> float:
+        """When to send next at `rate` per second (wall clock); counts that send as planned."""
+        if self.next_at is None:
+            self.next_at = now + self.phase / rate
+        elif self.next_at < now:
+            self.next_at = now
+        scheduled = self.next_at
+        self.next_at = scheduled + 1.0 / rate
+        return scheduled
+
+    def restart(self) -> None:
+        """After a wait of the user's own (Retry-After): the next send is at once."""
+        self.next_at = None
+
+
+def open_arrivals(
+    kind: str,
+    rate: float,
+    start: float,
+    rng: random.Random,
+    phase: float = 0.0,
+    blocked_until: Callable[[], float] | None = None,
+) -> Iterator[tuple[float, float]]:
+    """An open-loop process's send times, with how long each waited: `schedule`'s, paused as
+    Retry-After says (`blocked_until`) when the client honours it."""
+    moments = schedule(kind, rate, start, rng, phase)
+    if blocked_until is None:
+        return ((moment, 0.0) for moment in moments)
+    return paused(moments, blocked_until)

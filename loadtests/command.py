@@ -9,7 +9,6 @@ load.json says so, so a hostile target gets a verdict, never a hang.
 from __future__ import annotations
 
 import argparse
-import ast
 import ipaddress
 import json
 import os
@@ -23,6 +22,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from loadtests import distributed
+from loadtests.catalogue import ProfileSpec, explicit_rate, profiles
 from loadtests.options import (
     LOAD_OPTION_NAMES,
     LOAD_OPTIONS,
@@ -47,30 +47,20 @@ from opconform.outcome import LOAD_INCONCLUSIVE
 from opconform.preflight import check_report_dir, make_report_dir
 from opconform.redact import sweep
 from opconform.slo import parse_slo
+from opconform.timeouts import Timeouts
 from opconform.transport import TransportSettings
 
-PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
-GRACE_SECONDS = 45.0  # past --duration: Locust's stop timeout, one network timeout, the verdict
+STOP_SECONDS = 5  # Locust's --stop-timeout: how long requests in flight at the end may finish
+VERDICT_SECONDS = 10.0  # Locust's quitting: the verdict, load.json, its CSV and HTML
 
 
-@dataclass(frozen=True)
-class ProfileSpec:
-    file: str
-    duration: str
-    needs: tuple[str, ...] = ()  # limits it must know: rpm, concurrent
-    capacity: bool = False  # finds the target's capacity: the embedded Enterprise key
+def grace_seconds(timeouts: Timeouts) -> float:
+    """How long Locust may run past --duration: its stop timeout, one request that has just
+    connected and then waits out the read timeout, and the verdict. Past that it is killed."""
+    return STOP_SECONDS + timeouts.connect + timeouts.read + VERDICT_SECONDS
 
 
-PROFILES = {
-    "steady": ProfileSpec("steady.py", "20s", ("rpm",)),
-    "rpm-burst": ProfileSpec("rpm_burst.py", "130s", ("rpm",)),
-    "concurrency-cap": ProfileSpec("concurrency_cap.py", "20s", ("rpm", "concurrent")),
-    "key-isolation": ProfileSpec("key_isolation.py", "30s", ("rpm",)),
-    "ramp": ProfileSpec("ramp.py", "60s", capacity=True),
-    "sweep": ProfileSpec("sweep.py", "60s", capacity=True),
-    "soak": ProfileSpec("soak.py", "300s", ("rpm",)),
-    "quota": ProfileSpec("quota.py", "180s"),
-}
+PROFILES = profiles()  # by name, as each profile file's Profile(...) declares itself
 
 
 def add_load(sub: argparse._SubParsersAction) -> None:
@@ -107,20 +97,10 @@ def _for_load(option: Option) -> Option:
     return replace(option, help=_LOAD_HELP[option.name]) if option.name in _LOAD_HELP else option
 
 
-def profile_summary(name: str) -> str:
-    """The first sentence of a profile's own docstring, read without importing Locust."""
-    path = PROFILE_DIR / PROFILES[name].file
-    doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
-    first = " ".join(doc.split("\n\n")[0].split())
-    if first.startswith(name):  # "quota (opt-in): burns ..." -> "(opt-in) burns ..."
-        first = first[len(name) :].replace(":", "", 1).strip()
-    return first
-
-
 def list_profiles() -> int:
     width = max(len(name) for name in PROFILES)
     for name in sorted(PROFILES):
-        print(f"{name:<{width}}  {profile_summary(name)}")
+        print(f"{name:<{width}}  {PROFILES[name].summary()}")
     return 0
 
 
@@ -134,6 +114,14 @@ class LoadRun:
     options: dict[str, Any]
     duration_s: float
     cli_plan: str | None  # the embedded gateway's main key is Free unless --plan says otherwise
+
+    @property
+    def spec(self) -> ProfileSpec:
+        return PROFILES[self.profile].spec
+
+    @property
+    def timeouts(self) -> Timeouts:
+        return Timeouts.from_values(self.shared)
 
 
 def seconds(text: str) -> float:
@@ -154,11 +142,11 @@ def _users(run: LoadRun, env: dict[str, str], concurrent: int | None) -> int:
     options = run.options
     if options["users"]:
         return int(options["users"])
-    if run.profile in ("steady", "soak"):
+    if run.spec.users == "closed-loop":
         if options["arrival"] != "closed":  # one open-loop sender per generator process
             return int(options["expect_workers" if options["master"] else "processes"])
         return max(1, min((concurrent or 5) - 1, 4))
-    if run.profile in ("rpm-burst", "key-isolation"):
+    if run.spec.users == "per-key":
         return 1 + bool(env.get(KEY_VARIABLES["alt"])) + bool(env.get(KEY_VARIABLES["pro"]))
     return 1
 
@@ -179,9 +167,13 @@ def _resolve(args: argparse.Namespace) -> LoadRun:
     shared, options = resolve_load(cli, config_file=args.config)
     options["slo"] = _slo_text(options["slo"])
     parse_slo(options["slo"])
-    duration_s = options["duration"] or seconds(PROFILES[args.profile].duration)
+    spec = PROFILES[args.profile].spec
+    duration_s = options["duration"] or seconds(spec.duration)
     if duration_s < 1 or options["max_requests"] < 1 or options["processes"] < 1:
         raise UsageError("--duration, --max-requests and --processes must be positive")
+    for name in ("connect_timeout", "read_timeout"):
+        if shared[name] is not None and shared[name] <= 0:
+            raise UsageError(f"{OPTION_BY_NAME[name].flag} must be more than zero")
     output = options["output_tokens"] or str(options["max_tokens"])
     Distribution.parse(output, what="--output-tokens")
     Distribution.parse(options["prompt_tokens"], what="--prompt-tokens")
@@ -189,9 +181,11 @@ def _resolve(args: argparse.Namespace) -> LoadRun:
         read_dataset(Path(options["dataset"]))
     arrival, rate = options["arrival"], options["rate"]
     if arrival != "closed":
-        if args.profile not in ("steady", "soak", "sweep"):
-            raise UsageError(f"--arrival {arrival}: steady, soak and sweep only")
-        if not rate and args.profile != "sweep":
+        if not spec.open_loop:
+            open_loop = [name for name, each in PROFILES.items() if each.spec.open_loop]
+            listed = ", ".join(open_loop[:-1]) + " and " + open_loop[-1]
+            raise UsageError(f"--arrival {arrival}: {listed} only")
+        if not rate and spec.open_loop == "rate":
             raise UsageError(f"--arrival {arrival} needs --rate (requests/s)")
     if rate is not None and rate <= 0:
         raise UsageError("--rate must be positive")
@@ -201,8 +195,8 @@ def _resolve(args: argparse.Namespace) -> LoadRun:
             "constant or poisson (closed loop paces with --profile-option rate=R)"
         )
     distributed.check_roles(options, args.profile)
-    if args.profile == "concurrency-cap" and options["processes"] > 1:
-        raise UsageError("concurrency-cap counts open streams in one process: --processes 1")
+    if spec.one_process and options["processes"] > 1:
+        raise UsageError(f"{args.profile} counts what it sees in one process: --processes 1")
     return LoadRun(args.profile, shared, options, duration_s, cli_plan=args.plan)
 
 
@@ -211,12 +205,9 @@ def _limits(run: LoadRun, plan: str) -> dict[str, int | None]:
     a figure nobody stated is bad usage."""
     limits = stated_limits({**run.shared, "plan": plan})
     found = {"rpm": limits.requests_per_min, "concurrent": limits.concurrent}
-    needed = [n for n in PROFILES[run.profile].needs if found[n] is None]
-    explicit_rate = run.options["rate"] or any(
-        item.startswith("rate=") for item in run.options["profile_option"] or ()
-    )
-    if run.profile in ("steady", "soak") and explicit_rate:
-        needed = [n for n in needed if n != "rpm"]  # an explicit rate is all steady needs
+    named = {item.split("=", 1)[0] for item in run.options["profile_option"] or () if "=" in item}
+    stated_rate = explicit_rate(run.options["rate"], named)
+    needed = [n for n in run.spec.needed_limits(stated_rate) if found[n] is None]
     if needed:
         flags = [OPTION_BY_NAME[ENTERPRISE_LIMIT_OPTIONS[n]].flag for n in needed]
         raise UsageError(
@@ -249,9 +240,7 @@ def run_load(args: argparse.Namespace) -> int:
         if run.shared.get(identity.option):
             env[identity.env] = run.shared[identity.option]
     if run.options["worker"]:  # the master has the target, the settings and the verdict
-        return distributed.run_worker(
-            PROFILE_DIR / PROFILES[run.profile].file, run.options, env, run.duration_s
-        )
+        return distributed.run_worker(PROFILES[run.profile].path, run.options, env, run.duration_s)
     gateway = None
     base_url = run.shared.get("base_url")
     plan = run.shared.get("plan") or "free"
@@ -261,7 +250,7 @@ def run_load(args: argparse.Namespace) -> int:
         base_url = gateway.base_url
         env.update({k: v for k, v in gateway_env.items() if k.endswith("_API_KEY")})
         plan = run.cli_plan or "free"
-        if PROFILES[run.profile].capacity:  # capacity, not plan limits: limits out of reach
+        if run.spec.capacity:  # capacity, not plan limits: limits out of reach
             env[KEY_VARIABLES["main"]] = gateway_env[KEY_VARIABLES["enterprise"]]
             plan = "enterprise"
     try:
@@ -280,7 +269,7 @@ def run_load(args: argparse.Namespace) -> int:
         if not env.get(KEY_VARIABLES["main"]):
             raise UsageError("--api-key (or OP_API_KEY) is required for a remote target")
         limits = _limits(run, plan)
-        why = None if gateway is not None else _unreachable(base_url, transport)
+        why = None if gateway is not None else _unreachable(base_url, transport, run.timeouts)
         if why is not None:
             # As `opconform run` does: one line, and a load.json that says so, nothing judged.
             make_report_dir(report_dir)
@@ -294,6 +283,7 @@ def run_load(args: argparse.Namespace) -> int:
             plan=plan,
             rpm=limits["rpm"],
             concurrent=limits["concurrent"],
+            timeouts=run.timeouts,
             users=users,
         )
         settings_file = report_dir / SETTINGS_FILE_NAME
@@ -314,13 +304,13 @@ def run_load(args: argparse.Namespace) -> int:
     return _outcome(report_dir, code, [*secrets, *transport.secret_values()])
 
 
-def _unreachable(base_url: str, transport: TransportSettings) -> str | None:
+def _unreachable(base_url: str, transport: TransportSettings, timeouts: Timeouts) -> str | None:
     """Why the target cannot be reached at all (one connection, TLS handshake), else None:
-    `opconform run`'s own pre-check, at the default connect timeout."""
-    from opconform.client import Limits
+    `opconform run`'s own pre-check, at the run's --connect-timeout."""
+    from opconform.limits import Limits
     from opconform.preflight import reach
 
-    return reach(base_url, transport, Limits())
+    return reach(base_url, transport, Limits(connect_timeout=timeouts.connect))
 
 
 def _locust_command(
@@ -331,7 +321,7 @@ def _locust_command(
         "-m",
         "locust",
         "-f",
-        str(PROFILE_DIR / PROFILES[run.profile].file),
+        str(PROFILES[run.profile].path),
         "--headless",
         "-u",
         str(users),
@@ -340,7 +330,7 @@ def _locust_command(
         "--run-time",
         f"{run.duration_s:g}s",
         "--stop-timeout",
-        "5",
+        str(STOP_SECONDS),
         "--host",
         base_url,
         "--csv",
@@ -368,18 +358,19 @@ def _run_bounded(
     base_url: str,
     plan: str,
 ) -> int:
-    """Run Locust; past the duration plus GRACE_SECONDS kill it (and its worker processes:
-    a session of their own) and write the verdict it could not."""
+    """Run Locust; past the duration plus its grace (grace_seconds) kill it (and its worker
+    processes: a session of their own) and write the verdict it could not."""
+    grace = grace_seconds(run.timeouts)
     process = subprocess.Popen(command, env=env, start_new_session=True)
     try:
         wait = run.options["worker_wait"] if run.options["master"] else 0.0
-        return process.wait(timeout=run.duration_s + GRACE_SECONDS + wait)
+        return process.wait(timeout=run.duration_s + grace + wait)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
         print(
             f"opconform load: Locust did not stop within {run.duration_s:g}s + "
-            f"{GRACE_SECONDS:g}s grace; killed",
+            f"{grace:g}s grace; killed",
             file=sys.stderr,
         )
         _fallback(
@@ -387,7 +378,7 @@ def _run_bounded(
             run,
             base_url,
             plan,
-            f"Locust did not stop within the duration plus {GRACE_SECONDS:g} s; killed",
+            f"Locust did not stop within the duration plus {grace:g} s; killed",
         )
         return HARNESS
     except BaseException:

@@ -2,8 +2,10 @@
 
 The machinery lives in one module per job: `settings` (Locust options, Settings), `state` (the
 run's samples, workers, ceilings, breaker, live status line), `verdict` (expectations,
-load.json, exit code), `user` (pacing, sending, SSE timing), `workload` and `arrivals` (what is
-sent and when). Importing this module registers their Locust listeners.
+load.json, exit code), `user` (who sends and when: identity, pacing, the 429 policy),
+`stream_client` (sending one request, SSE timing), `workload` and `arrivals` (what is sent and
+when), `catalogue` (what each profile declares). Importing this module registers their Locust
+listeners.
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ from opconform.config import (
     stated_limits,
 )
 from opconform.contract import WINDOW_SECONDS
+from opconform.timeouts import DEFAULT_TIMEOUTS, Timeouts
 
 LOAD_SECTION = "load"
 SETTINGS_FILE_NAME = "settings.json"  # in the report folder: what the Locust processes read
@@ -41,6 +42,8 @@ SHARED = (
     "enterprise_requests_per_min",
     "enterprise_concurrent",
     "gateway_args",
+    "connect_timeout",
+    "read_timeout",
     *TRANSPORT_OPTIONS,
 )
 _load = prefixed("OP_LOAD_")
@@ -172,10 +175,12 @@ def settings_document(
     plan: str,
     rpm: int | None,
     concurrent: int | None,
+    timeouts: Timeouts = DEFAULT_TIMEOUTS,
     users: int | None = None,
 ) -> dict[str, Any]:
     """What a Locust process needs to run a profile: JSON-ready, with no secret in it."""
     document: dict[str, Any] = {name: own.get(name) for name in LOAD_OPTION_NAMES}
+    document.update(connect_timeout=timeouts.connect, read_timeout=timeouts.read)
     for name in ("dataset", "report_dir"):  # Locust may run elsewhere
         if document[name]:
             document[name] = str(Path(str(document[name])).resolve())
@@ -194,4 +199,5 @@ def document_from_environment(env: Mapping[str, str] | None = None) -> dict[str,
         plan=shared.get("plan") or "free",
         rpm=limits.requests_per_min,
         concurrent=limits.concurrent,
+        timeouts=Timeouts.from_values(shared),
     )

@@ -19,6 +19,7 @@ from typing import Any
 from locust import events
 from locust.env import Environment
 
+from loadtests.catalogue import explicit_rate
 from loadtests.options import document_from_environment
 from loadtests.transport_env import transport_from_environment
 from loadtests.workload import Distribution, Workload, read_dataset
@@ -26,6 +27,7 @@ from opconform.config import ENTERPRISE_LIMIT_OPTIONS, OPTION_BY_NAME
 from opconform.contract import KEY_VARIABLES
 from opconform.redact import Redactor
 from opconform.slo import parse_slo
+from opconform.timeouts import DEFAULT_TIMEOUTS, Timeouts
 from opconform.transport import TransportSettings
 
 
@@ -81,6 +83,7 @@ class Settings:
     progress_seconds: float
     breaker: int
     transport: TransportSettings = field(default_factory=TransportSettings)
+    timeouts: Timeouts = DEFAULT_TIMEOUTS  # the run's --connect-timeout and --read-timeout
 
     @classmethod
     def from_environment(cls, environment: Environment) -> Settings:
@@ -125,6 +128,7 @@ class Settings:
             progress_seconds=document["progress_seconds"],
             breaker=document["breaker"],
             transport=transport_from_environment(),
+            timeouts=Timeouts.from_values(document),
         )
 
     def redactor(self) -> Redactor:
@@ -142,6 +146,10 @@ class Settings:
                 f"the {self.plan} plan's {name} is custom: give {stated.flag} ({stated.env})"
             )
         return int(value)
+
+    @property
+    def explicit_rate(self) -> bool:
+        return explicit_rate(self.rate, self.profile_options)
 
     def option(self, name: str, default: float) -> float:
         value = self.profile_options.get(name)

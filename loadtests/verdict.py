@@ -16,6 +16,7 @@ from locust import events
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
+from loadtests.catalogue import ProfileSpec
 from loadtests.settings import MissingLimit, Settings
 from loadtests.state import RUN, cpu_fraction, stop_run
 from opconform.contract import KEY_VARIABLES
@@ -46,17 +47,16 @@ def expectation(
 
 
 @dataclass
-class Profile:
-    """A profile's judgement: expectations over all samples, which groups the SLOs apply to,
+class Profile(ProfileSpec):
+    """A profile: what it declares (ProfileSpec, which `opconform load` reads before Locust
+    starts) and its judgement: expectations over all samples, which groups the SLOs apply to,
     what rate it aimed to offer, and what it did (load.json's `extra`)."""
 
-    name: str
-    expectations: Any  # Callable[[list[Sample], Settings], list[dict]]
+    expectations: Any = None  # Callable[[list[Sample], Settings], list[dict]]
     slo_groups: tuple[str, ...] = ("main",)
     target_rps: Any = None  # Callable[[Settings], float | None]
     extra: Any = None  # Callable[[list[Sample], Settings], dict]
     judges_slo: bool = True  # ramp and sweep use the thresholds to find capacity instead
-    needs_limits: tuple[str, ...] = ()  # "rpm", "concurrent": figures the profile must know
     notes: dict[str, Any] = field(default_factory=dict)
 
 
@@ -70,7 +70,8 @@ def _check_limits(environment: Environment, **_: Any) -> None:
     settings = RUN.settings
     if RUN.profile is None or settings is None:
         return
-    missing = [name for name in RUN.profile.needs_limits if getattr(settings, name) is None]
+    needed = RUN.profile.needed_limits(settings.explicit_rate)
+    missing = [name for name in needed if getattr(settings, name) is None]
     if missing:
         try:
             settings.limit(missing[0])

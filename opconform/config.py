@@ -31,6 +31,7 @@ from opconform.contract import (
     parse_duration,
 )
 from opconform.exitcodes import UsageError
+from opconform.timeouts import DEFAULT_TIMEOUTS
 from opconform.transport import TransportSettings, split_headers
 
 
@@ -140,21 +141,25 @@ OPTIONS: tuple[Option, ...] = (
         "test model whose stream fails part-way",
     ),
     Option(
-        "connect_timeout", "OP_CONNECT_TIMEOUT", "seconds to connect", kind="float", default=5.0
+        "connect_timeout",
+        "OP_CONNECT_TIMEOUT",
+        "seconds to connect",
+        kind="float",
+        default=DEFAULT_TIMEOUTS.connect,
     ),
     Option(
         "read_timeout",
         "OP_READ_TIMEOUT",
         "longest silence in an answer, seconds",
         kind="float",
-        default=20.0,
+        default=DEFAULT_TIMEOUTS.read,
     ),
     Option(
         "request_timeout",
         "OP_REQUEST_TIMEOUT",
         "longest exchange, seconds",
         kind="float",
-        default=60.0,
+        default=DEFAULT_TIMEOUTS.request,
     ),
     Option(
         "deadline",

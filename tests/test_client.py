@@ -4,12 +4,9 @@ evidence, and a stream the check abandons on purpose is no failure of the target
 
 from __future__ import annotations
 
-import contextlib
 import json
 import socket
-import socketserver
 import struct
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +14,7 @@ from typing import Any
 import pytest
 
 from opconform.client import ApiClient, Exchange, Limits, StreamsDoNotEnd, TargetUnreachable
+from tests.fakes import scripted_server
 from tests.hostile import read_request
 
 CHAT = "POST /chat/completions"
@@ -74,26 +72,10 @@ def _serve(conn: socket.socket) -> None:
         )
 
 
-class _Server(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-
-class _Handler(socketserver.BaseRequestHandler):
-    def handle(self) -> None:
-        with contextlib.suppress(OSError):  # the client went away
-            _serve(self.request)
-
-
 @pytest.fixture(scope="module")
 def base_url() -> Iterator[str]:
-    server = _Server(("127.0.0.1", 0), _Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with scripted_server(_serve) as url:
+        yield url
 
 
 @pytest.fixture
@@ -123,7 +105,7 @@ def test_a_held_stream_cut_by_the_target_is_a_transport_failure(
     exchange = held.collect()
     assert exchange.error_kind == "transport", exchange.error
     assert client.breaker.in_a_row == 1 and client.breaker.failed_seconds > 0
-    assert client.consecutive_failures[CHAT] == 1
+    assert client.endpoints.failures[CHAT] == 1
     assert recorded == [exchange] and client.sent == {"main": 1}
 
 
@@ -160,7 +142,7 @@ def test_an_abandoned_held_stream_is_no_failure(
     assert held.drain().error is None  # the disconnect is ours: not read as a broken stream
     # The target served it: the failures in a row are over, nothing is added to their time.
     assert client.breaker.in_a_row == 0 and client.breaker.reason is None
-    assert client.consecutive_failures[CHAT] == 0
+    assert client.endpoints.failures[CHAT] == 0
     # What arrived before the disconnect is spent (counted per event without usage).
     assert client.budget.spent - spent == len(exchange.events or []) >= 2
     assert recorded[-1] is exchange and len(recorded) == 2

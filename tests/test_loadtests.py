@@ -712,6 +712,9 @@ BAD_INPUT = [
         "--enterprise-requests-per-min",
     ),
     (["steady", "--arrival", "poisson"], "needs --rate"),
+    (["ramp", "--arrival", "constant", "--rate", "2"], "soak, steady and sweep only"),
+    (["concurrency-cap", "--processes", "2"], "--processes 1"),
+    (["steady", "--read-timeout", "0"], "--read-timeout must be more than zero"),
     (["steady", "--output-tokens", "uniform:9:3"], "--output-tokens"),
     (["steady", "--dataset", "/nonexistent/prompts.jsonl"], "cannot read"),
 ]
@@ -818,7 +821,10 @@ def test_tls_target_is_verified_and_trusted_with_a_ca_bundle(
             "--breaker",
             "5",
         )
-    assert code == 3 and untrusted["verdict"] == "unreachable", untrusted
+    # Without --ca-bundle the private CA is not trusted: the pre-check's handshake fails, and
+    # nothing is judged (exit 3, Locust never started).
+    assert code == 3 and untrusted["verdict"] == "inconclusive", untrusted
+    assert "certificate" in " ".join(untrusted["invalid_reasons"]), untrusted
 
 
 @pytest.mark.slow

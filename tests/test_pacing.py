@@ -24,19 +24,7 @@ from opconform.ratelimit import (
     retry_after_seconds,
 )
 from tests.conftest import SuiteRun, run_suite
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
+from tests.fakes import FakeClock
 
 
 def _pacer(clock: FakeClock, limit: int = 3, **extra: Any) -> Pacer:

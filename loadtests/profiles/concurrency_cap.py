@@ -326,6 +326,8 @@ def _round(phase: str) -> int:
 use_profile(
     Profile(
         "concurrency-cap",
+        duration="20s",
+        one_process=True,
         expectations=expectations,
         extra=lambda samples, settings: {
             "cap": settings.limit("concurrent"),

@@ -105,6 +105,8 @@ def expectations(samples: list[Sample], settings: Settings) -> list[dict[str, An
 use_profile(
     Profile(
         "key-isolation",
+        duration="30s",
+        users="per-key",
         expectations=expectations,
         slo_groups=("steady",),
         target_rps=lambda settings: 0.5 * settings.limit("rpm") / settings.window,

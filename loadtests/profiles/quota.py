@@ -108,6 +108,7 @@ def expectations(samples: list[Sample], settings: Settings) -> list[dict[str, An
 use_profile(
     Profile(
         "quota",
+        duration="180s",
         expectations=expectations,
         extra=lambda samples, settings: {
             **cutoff(group(samples, "main"), settings.window),

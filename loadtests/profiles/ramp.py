@@ -90,6 +90,8 @@ def capacity(samples: list[Sample], settings: Settings) -> dict[str, Any]:
 use_profile(
     Profile(
         "ramp",
+        duration="60s",
+        capacity=True,
         expectations=lambda samples, settings: [
             expectation(
                 "at least one step was measured",

@@ -162,6 +162,8 @@ def expectations(samples: list[Sample], settings: Settings) -> list[dict[str, An
 use_profile(
     Profile(
         "rpm-burst",
+        duration="130s",
+        users="per-key",
         expectations=expectations,
         slo_groups=("polite",),
         target_rps=lambda settings: 2.0 * settings.limit("rpm") / settings.window,

@@ -85,6 +85,11 @@ def expectations(samples: list[Sample], settings: Settings) -> list[dict[str, An
 use_profile(
     Profile(
         "soak",
+        duration="300s",
+        needs_limits=("rpm",),
+        rate_replaces_rpm=True,
+        open_loop="rate",
+        users="closed-loop",
         expectations=expectations,
         target_rps=offered,
         extra=lambda samples, settings: {"slices": slices(group(samples, "main"), settings)},

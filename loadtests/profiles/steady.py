@@ -53,4 +53,15 @@ def expectations(samples: list[Sample], settings: Settings) -> list[dict[str, An
     return results
 
 
-use_profile(Profile("steady", expectations=expectations, target_rps=offered))
+use_profile(
+    Profile(
+        "steady",
+        duration="20s",
+        needs_limits=("rpm",),
+        rate_replaces_rpm=True,
+        open_loop="rate",
+        users="closed-loop",
+        expectations=expectations,
+        target_rps=offered,
+    )
+)

@@ -123,6 +123,9 @@ def capacity(samples: list[Sample], settings: Settings) -> dict[str, Any]:
 use_profile(
     Profile(
         "sweep",
+        duration="60s",
+        capacity=True,
+        open_loop="own",
         expectations=lambda samples, settings: [
             expectation(
                 "at least one rate was measured",
