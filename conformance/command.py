@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from opconform import __version__
-from opconform.config import AREAS, OPTIONS, Target, add_arguments, parse_slo, resolve
+from opconform.config import OPTIONS, Target, add_arguments, parse_slo, resolve
 from opconform.exitcodes import HARNESS, USAGE, UsageError
 from opconform.preflight import check_report_dir, discard_report_dir, make_report_dir
 from opconform.redact import sweep
@@ -164,6 +164,7 @@ def validate(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
     a line: options, config file, target, TLS files, headers, areas, requirement IDs, SLOs,
     baseline, the run folder, the embedded gateway's arguments, the selection. Starts nothing.
     Returns the resolved values and the secrets the final sweep must scrub."""
+    from conformance.catalogue import check_areas, requirements
     from conformance.results import Baseline
     from gateway.command import check_gateway_args
 
@@ -176,14 +177,8 @@ def validate(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
         secrets = TransportSettings.from_values(values).secret_values()
         check_gateway_args(values["gateway_args"])
     parse_slo(values["latency_slo"])
-    unknown_areas = sorted(set(values["area"] or []) - set(AREAS))
-    if unknown_areas:
-        raise UsageError(
-            f"--area: unknown area(s) {', '.join(unknown_areas)}; known: {', '.join(AREAS)}"
-        )
+    check_areas(values["area"] or [])
     if values["requirement"]:
-        from conformance.catalogue import requirements
-
         unknown = sorted(set(values["requirement"]) - set(requirements()))
         if unknown:
             raise UsageError(f"--requirement: unknown ID(s) {', '.join(unknown)}")

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
+from conformance import catalogue
 from opconform import __version__
 from opconform.config import (
-    AREAS,
     OPTIONS,
     TRANSPORT_OPTIONS,
     Target,
@@ -67,10 +67,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "slow: opt-in, waits for rate-limit windows",
         "quota: opt-in, spends a Free key's tokens/day",
         "order_last: run after every other check",
-        "needs(*ids): requirements this check stands on; if one is broken, it is BLOCKED",
+        "needs(*ids): what this check's situation stands on beyond its requirements' needs "
+        "(requirements.yaml); if one is broken, it is BLOCKED",
     ):
         config.addinivalue_line("markers", line)
-    for area in AREAS:
+    for area in catalogue.areas():
         config.addinivalue_line("markers", f"{_area_marker(area)}: checks of the {area} area")
     report_dir = _report_dir_option(config)
     if report_dir is not None:
@@ -122,11 +123,7 @@ class ConformanceRun:
         cli = {o.name: config.getoption(f"op_{o.name}") for o in OPTIONS}
         file = config.getoption("op_config_file")
         self.values = resolve(cli, config_file=Path(file) if file else None)
-        unknown_areas = sorted(set(self.values["area"] or []) - set(AREAS))
-        if unknown_areas:
-            raise UsageError(
-                f"--area: unknown area(s) {', '.join(unknown_areas)}; known: {', '.join(AREAS)}"
-            )
+        catalogue.check_areas(self.values["area"] or [])
         self.baseline = Baseline.load(self.values["expected_failures"])
         report_dir = self.values["report_dir"]
         self.report_dir = Path(report_dir) if report_dir else None
@@ -274,8 +271,9 @@ def requirement_ids(item: pytest.Item) -> list[str]:
 
 
 def area_of(item: pytest.Item) -> str:
+    """Its requirements' area (requirements.yaml), unless the check declares its own."""
     mark = item.get_closest_marker("area")
-    return str(mark.args[0]) if mark else "other"
+    return str(mark.args[0]) if mark else catalogue.area_of(requirement_ids(item))
 
 
 @pytest.hookimpl(tryfirst=True)  # before -k and -m deselect: the run counts what was collected
@@ -536,8 +534,10 @@ def blocked(cause: str, reason: str) -> NoReturn:
 
 
 def needs_of(item: pytest.Item) -> list[str]:
-    """The requirements a check stands on (`@pytest.mark.needs("OP-RL-001")`)."""
-    return [rid for mark in item.iter_markers("needs") for rid in mark.args]
+    """The requirements a check stands on: its requirements' needs (requirements.yaml), then
+    what its situation needs beyond them (`@pytest.mark.needs("OP-RL-007")`)."""
+    situation = [rid for mark in item.iter_markers("needs") for rid in mark.args]
+    return catalogue.prerequisites(requirement_ids(item), situation)
 
 
 def _broken_prerequisite(run: ConformanceRun, item: pytest.Item) -> tuple[str, str] | None:

@@ -13,7 +13,6 @@ from conformance.sdk import python_client, raised
 from opconform.client import ApiClient, Exchange
 from opconform.config import Target
 
-pytestmark = pytest.mark.area("gateway-failures")
 requirement = pytest.mark.requirement
 
 

@@ -13,7 +13,6 @@ from conformance.plugin import Check, blocked
 from conformance.prefetch import BULK, Pending, job
 from opconform.client import ApiClient, Exchange
 
-pytestmark = pytest.mark.area("models")
 requirement = pytest.mark.requirement
 
 
@@ -81,7 +80,6 @@ def listed_model_answers(
 
 
 @requirement("OP-MODELS-004")
-@pytest.mark.needs("OP-CHAT-007")
 def test_listed_models_answer_chat(listed_model_answers: Pending) -> None:
     failures = []
     for model_id, exchange in listed_model_answers.take():

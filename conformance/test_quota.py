@@ -10,7 +10,7 @@ from opconform.client import ApiClient
 from opconform.config import Target
 from opconform.contract import WINDOW_SECONDS
 
-pytestmark = [pytest.mark.area("ratelimit"), pytest.mark.quota]
+pytestmark = pytest.mark.quota
 requirement = pytest.mark.requirement
 
 PROMPT_TOKENS = 20_000
