@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from conformance import catalogue
 from conformance.settings import RunSettings
-from opconform.config import AREAS
 
 OPT_IN_MARKERS = ("slow", "quota")
 SUITE_DIR = Path(__file__).resolve().parent
@@ -24,13 +24,16 @@ def requirement_ids(item: pytest.Item) -> list[str]:
 
 
 def needs_of(item: pytest.Item) -> list[str]:
-    """The requirements a check stands on (`@pytest.mark.needs("OP-RL-001")`)."""
-    return [rid for mark in item.iter_markers("needs") for rid in mark.args]
+    """The requirements a check stands on: its requirements' needs (requirements.yaml), then
+    what its situation needs beyond them (`@pytest.mark.needs("OP-RL-007")`)."""
+    situation = [rid for mark in item.iter_markers("needs") for rid in mark.args]
+    return catalogue.prerequisites(requirement_ids(item), situation)
 
 
 def area_of(item: pytest.Item) -> str:
+    """Its requirements' area (requirements.yaml), unless the check declares its own."""
     mark = item.get_closest_marker("area")
-    return str(mark.args[0]) if mark else "other"
+    return str(mark.args[0]) if mark else catalogue.area_of(requirement_ids(item))
 
 
 def area_marker(area: str) -> str:
@@ -115,8 +118,9 @@ def markers() -> list[str]:
         "slow: opt-in, waits for rate-limit windows",
         "quota: opt-in, spends a Free key's tokens/day",
         "order_last: run after every other check",
-        "needs(*ids): requirements this check stands on; if one is broken, it is BLOCKED",
-        *(f"{area_marker(area)}: checks of the {area} area" for area in AREAS),
+        "needs(*ids): what this check's situation stands on beyond its requirements' needs "
+        "(requirements.yaml); if one is broken, it is BLOCKED",
+        *(f"{area_marker(area)}: checks of the {area} area" for area in catalogue.areas()),
     ]
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from opconform.config import AREAS, OPTIONS, resolve
+from opconform.config import OPTIONS, resolve
 from opconform.exitcodes import UsageError
 from opconform.target import Target, parse_slo
 from opconform.transport import TransportSettings
@@ -47,14 +47,10 @@ class RunSettings:
         if target and made is None:  # the embedded gateway's: the way to it is still the user's
             TransportSettings.from_values(values)
         parse_slo(values["latency_slo"])
-        unknown_areas = sorted(set(values["area"] or []) - set(AREAS))
-        if unknown_areas:
-            raise UsageError(
-                f"--area: unknown area(s) {', '.join(unknown_areas)}; known: {', '.join(AREAS)}"
-            )
-        if values["requirement"]:
-            from conformance.catalogue import requirements
+        from conformance.catalogue import check_areas, requirements
 
+        check_areas(values["area"] or [])
+        if values["requirement"]:
             unknown = sorted(set(values["requirement"]) - set(requirements()))
             if unknown:
                 raise UsageError(f"--requirement: unknown ID(s) {', '.join(unknown)}")

@@ -12,7 +12,6 @@ from opconform.client import ApiClient, Exchange
 from opconform.contract import KEY_PREFIX
 from opconform.target import Target
 
-pytestmark = pytest.mark.area("auth")
 requirement = pytest.mark.requirement
 
 # The documented endpoints. GET /v1/models/{id} is not documented: OP-MODELS-005 (a SHOULD)
@@ -43,7 +42,6 @@ def test_request_without_key_is_refused(api: ApiClient, model: str, method: str,
 
 
 @requirement("OP-AUTH-002")
-@pytest.mark.needs("OP-AUTH-001")
 @pytest.mark.parametrize("scheme", ["Basic", "Token", "Bearer:", "(none)"])
 def test_key_with_other_scheme_is_refused(api: ApiClient, model: str, scheme: str) -> None:
     secret = api.secret("main")
@@ -53,7 +51,6 @@ def test_key_with_other_scheme_is_refused(api: ApiClient, model: str, scheme: st
 
 
 @requirement("OP-AUTH-003")
-@pytest.mark.needs("OP-AUTH-001")
 @pytest.mark.parametrize(("method", "path"), ENDPOINTS)
 def test_key_without_prefix_is_refused(api: ApiClient, model: str, method: str, path: str) -> None:
     unprefixed = api.secret("main").removeprefix(KEY_PREFIX)
@@ -62,7 +59,6 @@ def test_key_without_prefix_is_refused(api: ApiClient, model: str, method: str, 
 
 
 @requirement("OP-AUTH-004")
-@pytest.mark.needs("OP-AUTH-001")
 @pytest.mark.parametrize("kind", ["unknown", "empty"])
 @pytest.mark.parametrize(("method", "path"), ENDPOINTS)
 def test_invalid_key_is_refused(
@@ -77,7 +73,6 @@ def test_invalid_key_is_refused(
 
 
 @requirement("OP-AUTH-005")
-@pytest.mark.needs("OP-ERR-001")
 def test_key_without_permission_gets_403(api: ApiClient, restricted: str) -> None:
     exchange = api.chat(expect.chat_request(restricted, max_tokens=4), key="restricted")
     expect.status(exchange, 403)
@@ -96,7 +91,6 @@ def test_configured_key_is_accepted(api: ApiClient, model: str) -> None:
 
 
 @requirement("OP-AUTH-007")
-@pytest.mark.needs("OP-AUTH-004")
 def test_401_has_documented_body(api: ApiClient, model: str) -> None:
     exchange = _send(
         api,

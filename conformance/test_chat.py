@@ -14,7 +14,6 @@ from opconform.client import ApiClient, Exchange
 from opconform.contract import COUNTING_PROMPT
 from opconform.target import Target
 
-pytestmark = pytest.mark.area("chat")
 requirement = pytest.mark.requirement
 
 COUNTING = COUNTING_PROMPT
@@ -32,7 +31,6 @@ completion_for_usage = job(name="completion_for_usage")(_completion)
 
 
 @requirement("OP-CHAT-006")
-@pytest.mark.needs("OP-CHAT-007")
 def test_completion_is_json(completion_for_json: Pending) -> None:
     exchange = completion_for_json.take()
     expect.status(exchange, 200)
@@ -40,7 +38,6 @@ def test_completion_is_json(completion_for_json: Pending) -> None:
 
 
 @requirement("OP-CHAT-001")
-@pytest.mark.needs("OP-CHAT-006")
 def test_completion_matches_schema(completion_for_schema: Pending) -> None:
     exchange = completion_for_schema.take()
     expect.status(exchange, 200)
@@ -129,7 +126,6 @@ def _content(body: Any) -> str:
 
 
 @requirement("OP-CHAT-005")
-@pytest.mark.needs("OP-CHAT-004")
 def test_cut_completion_says_length(cut_completions: Callable[[], list[Exchange]]) -> None:
     judged, wrong = 0, []
     for exchange in cut_completions():

@@ -12,7 +12,6 @@ from opconform.client import ApiClient, Exchange
 from opconform.sse import SSEStats
 from opconform.target import Target
 
-pytestmark = pytest.mark.area("compat")
 requirement = pytest.mark.requirement
 
 GO_EMPTY_MESSAGE_LIMIT = 300
@@ -48,7 +47,6 @@ def _sse(stream: Exchange) -> SSEStats:
 
 
 @requirement("OP-COMPAT-001")
-@pytest.mark.needs("OP-STREAM-001")
 def test_no_event_field(stream: Exchange) -> None:
     events = {e.event for e in stream.events or [] if e.event is not None}
     assert "event" not in _sse(stream).fields_seen, (
@@ -59,7 +57,6 @@ def test_no_event_field(stream: Exchange) -> None:
 
 
 @requirement("OP-COMPAT-002")
-@pytest.mark.needs("OP-STREAM-001")
 def test_no_id_or_retry_field(stream: Exchange) -> None:
     present = sorted(_sse(stream).fields_seen & {"id", "retry"})
     assert not present, (
@@ -69,7 +66,6 @@ def test_no_id_or_retry_field(stream: Exchange) -> None:
 
 
 @requirement("OP-COMPAT-003")
-@pytest.mark.needs("OP-STREAM-001")
 def test_each_payload_on_one_data_line(stream: Exchange) -> None:
     split = [i for i, e in enumerate(stream.events or []) if e.data_lines > 1]
     assert not split, (
@@ -79,7 +75,6 @@ def test_each_payload_on_one_data_line(stream: Exchange) -> None:
 
 
 @requirement("OP-COMPAT-004")
-@pytest.mark.needs("OP-STREAM-001")
 def test_keepalives_stay_below_go_limit(stream: Exchange, check: Check) -> None:
     run = _sse(stream).max_non_data_run
     assert run < GO_EMPTY_MESSAGE_LIMIT, (

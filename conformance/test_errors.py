@@ -11,7 +11,6 @@ from conformance.prefetch import BULK, Pending, job
 from opconform.client import ApiClient, Exchange
 from opconform.target import Target
 
-pytestmark = pytest.mark.area("errors")
 requirement = pytest.mark.requirement
 
 # Which error.type words fit a status (the reference documents authentication_error for 401;

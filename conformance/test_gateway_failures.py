@@ -13,7 +13,6 @@ from conformance.skips import disabled
 from opconform.client import ApiClient, Exchange
 from opconform.target import Target
 
-pytestmark = pytest.mark.area("gateway-failures")
 requirement = pytest.mark.requirement
 
 

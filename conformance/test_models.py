@@ -14,7 +14,6 @@ from conformance.run import Check
 from conformance.skips import blocked
 from opconform.client import ApiClient, Exchange
 
-pytestmark = pytest.mark.area("models")
 requirement = pytest.mark.requirement
 
 
@@ -82,7 +81,6 @@ def listed_model_answers(
 
 
 @requirement("OP-MODELS-004")
-@pytest.mark.needs("OP-CHAT-007")
 def test_listed_models_answer_chat(listed_model_answers: Pending) -> None:
     failures = []
     for model_id, exchange in listed_model_answers.take():

@@ -17,7 +17,6 @@ from opconform.client import ApiClient
 from opconform.sse import SSEEvent
 from opconform.target import Target
 
-pytestmark = pytest.mark.area("perf")
 requirement = pytest.mark.requirement
 
 
@@ -121,7 +120,7 @@ def test_time_to_first_byte_of_models(
 
 
 @requirement("OP-PERF-001")
-@pytest.mark.needs("OP-CHAT-007")
+@pytest.mark.needs("OP-CHAT-007")  # it times completions
 def test_small_completion_latency(
     benchmark: Any, api: ApiClient, bulk_key: str, model: str, target: Target, frugal: bool
 ) -> None:
@@ -133,7 +132,7 @@ def test_small_completion_latency(
 
 
 @requirement("OP-PERF-001")
-@pytest.mark.needs("OP-STREAM-001")
+@pytest.mark.needs("OP-STREAM-001")  # it times streams
 def test_time_to_first_token(
     benchmark: Any, api: ApiClient, bulk_key: str, model: str, target: Target, frugal: bool
 ) -> None:

@@ -11,7 +11,7 @@ from opconform.client import ApiClient
 from opconform.contract import WINDOW_SECONDS
 from opconform.target import Target
 
-pytestmark = [pytest.mark.area("ratelimit"), pytest.mark.quota]
+pytestmark = pytest.mark.quota
 requirement = pytest.mark.requirement
 
 PROMPT_TOKENS = 20_000

@@ -25,7 +25,6 @@ from opconform.ratelimit import (
 )
 from opconform.target import Target
 
-pytestmark = pytest.mark.area("ratelimit")
 requirement = pytest.mark.requirement
 
 WINDOW = int(WINDOW_SECONDS)  # "Requests / min"
@@ -69,7 +68,6 @@ def test_headers_on_success(api: ApiClient, model: str) -> None:
 
 
 @requirement("OP-RL-002")
-@pytest.mark.needs("OP-RL-001")
 def test_headers_on_errors(api: ApiClient, model: str, target: Target) -> None:
     exchanges = [
         api.request(
@@ -96,7 +94,6 @@ def test_headers_on_errors(api: ApiClient, model: str, target: Target) -> None:
 
 
 @requirement("OP-RL-003")
-@pytest.mark.needs("OP-RL-001")
 def test_headers_on_stream(api: ApiClient, model: str) -> None:
     exchange = api.chat(expect.chat_request(model, max_tokens=8), key="main", stream=True)
     expect.status(exchange, 200)
@@ -104,7 +101,6 @@ def test_headers_on_stream(api: ApiClient, model: str) -> None:
 
 
 @requirement("OP-RL-014")
-@pytest.mark.needs("OP-RL-001")
 def test_headers_on_401(api: ApiClient) -> None:
     exchange = api.request("GET", "/models", key=None)
     expect.status(exchange, 401, about="OP-AUTH-001")  # no 401 to look at is that one's
@@ -112,7 +108,7 @@ def test_headers_on_401(api: ApiClient) -> None:
 
 
 @requirement("OP-RL-004")
-@pytest.mark.needs("OP-RL-001")
+@pytest.mark.needs("OP-RL-001")  # it reads the limit from X-RateLimit-Limit
 def test_limit_matches_plan(api: ApiClient, target: Target) -> None:
     rpm = _rpm(target)
     # A 429 carries the headers too: a key limited below its plan must show it here, once.
@@ -130,7 +126,6 @@ def test_limit_matches_plan(api: ApiClient, target: Target) -> None:
 
 
 @requirement("OP-RL-005")
-@pytest.mark.needs("OP-RL-001")
 def test_remaining_drops_by_one(api: ApiClient) -> None:
     for _attempt in range(2):
         api.pacer.before("main", needed=4)
@@ -146,7 +141,6 @@ def test_remaining_drops_by_one(api: ApiClient) -> None:
 
 
 @requirement("OP-RL-006")
-@pytest.mark.needs("OP-RL-001")
 def test_reset_is_sane(api: ApiClient) -> None:
     exchange = api.request("GET", "/models", key="main")
     reset = expect.rate_headers(exchange)["x-ratelimit-reset"]
@@ -307,7 +301,6 @@ def test_concurrency_cap(api: ApiClient, model: str, target: Target) -> None:
 
 @pytest.mark.fresh_window
 @requirement("OP-RL-011")
-@pytest.mark.needs("OP-RL-010")
 def test_slot_frees_on_disconnect_and_end(
     api: ApiClient, model: str, target: Target, check: Check
 ) -> None:
@@ -601,7 +594,6 @@ def test_other_key_unaffected(
 
 
 @requirement("OP-SDK-002")
-@pytest.mark.area("sdk")
 def test_python_sdk_raises_rate_limit_error(
     exhausted: dict[str, Any], api: ApiClient, target: Target, model: str
 ) -> None:
@@ -621,7 +613,6 @@ def test_python_sdk_raises_rate_limit_error(
 
 
 @requirement("OP-SDK-004")
-@pytest.mark.area("sdk")
 def test_node_sdk_raises_rate_limit_error(
     exhausted: dict[str, Any], api: ApiClient, target: Target, model: str
 ) -> None:
@@ -636,7 +627,6 @@ def test_node_sdk_raises_rate_limit_error(
 
 
 @requirement("OP-SDK-007")
-@pytest.mark.area("sdk")
 def test_go_openai_returns_rate_limit_error(
     exhausted: dict[str, Any], api: ApiClient, target: Target, model: str
 ) -> None:
@@ -644,7 +634,6 @@ def test_go_openai_returns_rate_limit_error(
 
 
 @requirement("OP-SDK-009")
-@pytest.mark.area("sdk")
 def test_openai_go_returns_rate_limit_error(
     exhausted: dict[str, Any], api: ApiClient, target: Target, model: str
 ) -> None:
@@ -666,7 +655,7 @@ def _go_sdk_on_429(
 
 
 @requirement("OP-RL-009")
-@pytest.mark.needs("OP-RL-008")
+@pytest.mark.needs("OP-RL-008")  # it waits out the Retry-After it got
 @pytest.mark.slow
 def test_request_succeeds_after_retry_after(
     exhausted: dict[str, Any], api: ApiClient, attach: Any, model: str

@@ -24,7 +24,6 @@ from opconform.target import Target
 
 T = TypeVar("T")
 
-pytestmark = pytest.mark.area("sdk")
 requirement = pytest.mark.requirement
 
 
@@ -98,7 +97,6 @@ def python_sdk_lists_completes_streams(
 
 
 @requirement("OP-SDK-001")
-@pytest.mark.needs("OP-STREAM-007")  # an SDK stream waits for [DONE] too
 def test_python_sdk_lists_completes_streams(python_sdk_lists_completes_streams: Pending) -> None:
     python_sdk_lists_completes_streams.take()
 
@@ -163,7 +161,7 @@ def python_sdk_maps_401_and_403(api: ApiClient, bulk_key: str, target: Target, m
 
 
 @requirement("OP-SDK-002")
-@pytest.mark.needs("OP-AUTH-004", "OP-AUTH-005")
+@pytest.mark.needs("OP-AUTH-004", "OP-AUTH-005")  # it provokes a 401 and a 403
 def test_python_sdk_maps_401_and_403(python_sdk_maps_401_and_403: Pending) -> None:
     python_sdk_maps_401_and_403.take()
 
@@ -195,7 +193,6 @@ def node_sdk_lists_completes_streams(
 
 
 @requirement("OP-SDK-003")
-@pytest.mark.needs("OP-STREAM-007")  # an SDK stream waits for [DONE] too
 def test_node_sdk_lists_completes_streams(node_sdk_lists_completes_streams: Pending) -> None:
     node_sdk_lists_completes_streams.take()
 
@@ -215,7 +212,7 @@ def node_sdk_maps_401_and_403(api: ApiClient, bulk_key: str, target: Target) -> 
 
 
 @requirement("OP-SDK-004")
-@pytest.mark.needs("OP-AUTH-004", "OP-AUTH-005", "OP-MODELS-001")
+@pytest.mark.needs("OP-AUTH-004", "OP-AUTH-005", "OP-MODELS-001")  # 401 and 403 on GET /models
 def test_node_sdk_maps_401_and_403(node_sdk_maps_401_and_403: Pending) -> None:
     node_sdk_maps_401_and_403.take()
 
@@ -282,7 +279,6 @@ def go_openai_lists_completes_streams(
 
 
 @requirement("OP-SDK-006")
-@pytest.mark.needs("OP-STREAM-007")  # an SDK stream waits for [DONE] too
 def test_go_openai_lists_completes_streams(go_openai_lists_completes_streams: Pending) -> None:
     go_openai_lists_completes_streams.take()
 
@@ -293,7 +289,7 @@ def go_openai_returns_typed_errors(api: ApiClient, bulk_key: str, target: Target
 
 
 @requirement("OP-SDK-007")
-@pytest.mark.needs("OP-AUTH-004", "OP-AUTH-005")
+@pytest.mark.needs("OP-AUTH-004", "OP-AUTH-005")  # it provokes a 401 and a 403
 def test_go_openai_returns_typed_errors(go_openai_returns_typed_errors: Pending) -> None:
     go_openai_returns_typed_errors.take()
 
@@ -306,7 +302,6 @@ def openai_go_lists_completes_streams(
 
 
 @requirement("OP-SDK-008")
-@pytest.mark.needs("OP-STREAM-007")  # an SDK stream waits for [DONE] too
 def test_openai_go_lists_completes_streams(openai_go_lists_completes_streams: Pending) -> None:
     openai_go_lists_completes_streams.take()
 
@@ -317,6 +312,6 @@ def openai_go_returns_typed_errors(api: ApiClient, bulk_key: str, target: Target
 
 
 @requirement("OP-SDK-009")
-@pytest.mark.needs("OP-AUTH-004", "OP-AUTH-005")
+@pytest.mark.needs("OP-AUTH-004", "OP-AUTH-005")  # it provokes a 401 and a 403
 def test_openai_go_returns_typed_errors(openai_go_returns_typed_errors: Pending) -> None:
     openai_go_returns_typed_errors.take()

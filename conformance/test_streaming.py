@@ -15,7 +15,6 @@ from opconform.client import ApiClient, Exchange, StreamsDoNotEnd
 from opconform.contract import COUNTING_PROMPT, SHORT_PROMPT
 from opconform.target import Target
 
-pytestmark = pytest.mark.area("streaming")
 requirement = pytest.mark.requirement
 
 HAIKU = SHORT_PROMPT
@@ -78,7 +77,6 @@ def test_stream_is_event_stream(streams: list[Exchange]) -> None:
 
 
 @requirement("OP-STREAM-002")
-@pytest.mark.needs("OP-STREAM-001")
 def test_every_event_is_one_json_object(streams: list[Exchange]) -> None:
     def judge(exchange: Exchange) -> None:
         expect.status(exchange, 200)
@@ -98,7 +96,6 @@ def test_every_event_is_one_json_object(streams: list[Exchange]) -> None:
 
 
 @requirement("OP-STREAM-003")
-@pytest.mark.needs("OP-STREAM-002")
 def test_chunks_match_schema(streams: list[Exchange]) -> None:
     def judge(exchange: Exchange) -> None:
         for index, chunk in enumerate(expect.stream_chunks(exchange)):
@@ -108,7 +105,6 @@ def test_chunks_match_schema(streams: list[Exchange]) -> None:
 
 
 @requirement("OP-STREAM-004")
-@pytest.mark.needs("OP-STREAM-002")
 def test_chunks_share_id_created_model(streams: list[Exchange]) -> None:
     def judge(exchange: Exchange) -> None:
         chunks = expect.stream_chunks(exchange)
@@ -122,7 +118,6 @@ def test_chunks_share_id_created_model(streams: list[Exchange]) -> None:
 
 
 @requirement("OP-STREAM-005")
-@pytest.mark.needs("OP-STREAM-002")
 def test_first_delta_has_role(streams: list[Exchange]) -> None:
     def judge(exchange: Exchange) -> None:
         chunks = expect.stream_chunks(exchange)
@@ -134,7 +129,6 @@ def test_first_delta_has_role(streams: list[Exchange]) -> None:
 
 
 @requirement("OP-STREAM-006")
-@pytest.mark.needs("OP-STREAM-002")
 def test_exactly_one_finish_reason(streams: list[Exchange]) -> None:
     def judge(exchange: Exchange) -> None:
         reasons = [
@@ -149,7 +143,6 @@ def test_exactly_one_finish_reason(streams: list[Exchange]) -> None:
 
 
 @requirement("OP-STREAM-007")
-@pytest.mark.needs("OP-STREAM-001")
 def test_done_once_and_last(streams: list[Exchange]) -> None:
     def judge(exchange: Exchange) -> None:
         expect.status(exchange, 200)
@@ -170,7 +163,6 @@ def test_done_once_and_last(streams: list[Exchange]) -> None:
 
 
 @requirement("OP-STREAM-008")
-@pytest.mark.needs("OP-STREAM-007")
 def test_connection_closes_after_done(streams: list[Exchange], api: ApiClient) -> None:
     ended = [e for e in streams if e.status == 200 and e.done_count]
     if not ended:
@@ -245,7 +237,6 @@ def stream_per_model(api: ApiClient, bulk_key: str, models: list[str]) -> list[E
 
 
 @requirement("OP-STREAM-011")
-@pytest.mark.needs("OP-STREAM-007")
 def test_every_selected_model_streams(stream_per_model: Pending, models: list[str]) -> None:
     failures = []
     for model_id, exchange in zip(models, stream_per_model.take(), strict=True):
@@ -267,7 +258,8 @@ def cut_streams(api: ApiClient, bulk_key: str, model: str, target: Target) -> li
 
 
 @requirement("OP-CHAT-004")
-@pytest.mark.needs("OP-STREAM-002")
+@pytest.mark.needs("OP-STREAM-002")  # it reads usage from the chunks
+@pytest.mark.area("streaming")  # judged with the streams, though OP-CHAT-004 is chat's
 def test_stream_honours_max_tokens(cut_streams: Pending) -> None:
     exchanges: list[Exchange] = cut_streams.take()
 

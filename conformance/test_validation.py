@@ -15,7 +15,6 @@ from conformance.plan import FRUGAL_GENERATED, GENERATED
 from conformance.prefetch import BULK, Pending, job
 from opconform.client import ApiClient, Exchange
 
-pytestmark = pytest.mark.area("validation")
 requirement = pytest.mark.requirement
 
 USER = [{"role": "user", "content": "Say hello."}]

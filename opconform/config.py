@@ -283,21 +283,6 @@ def variable(name: str) -> str:
     return env
 
 
-AREAS = (
-    "auth",
-    "models",
-    "chat",
-    "validation",
-    "streaming",
-    "compat",
-    "errors",
-    "gateway-failures",
-    "ratelimit",
-    "sdk",
-    "perf",
-)
-
-
 def _convert(option: Option, value: Any, source: str) -> Any:
     if value is None:
         return None

@@ -14,7 +14,6 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from opconform.config import AREAS
 from opconform.outcome import (
     FAIL,
     INCONCLUSIVE,
@@ -183,8 +182,6 @@ def conformance_context(document: dict[str, Any], run_dir: Path) -> dict[str, An
         areas.setdefault(row["area"], []).append(row)
         if row["status"] in NEEDS_ATTENTION or row["stale_baseline"]:
             problems.append(row)
-    ordered = {a: areas[a] for a in AREAS if a in areas}
-    ordered.update({a: rows for a, rows in areas.items() if a not in ordered})
     verdict = document["verdict"]
     causes = []
     for cause in document.get("root_causes") or []:
@@ -204,7 +201,8 @@ def conformance_context(document: dict[str, Any], run_dir: Path) -> dict[str, An
         "started": _utc(document["started_at"]),
         "finished": _utc(document["finished_at"]),
         "duration": document["duration_s"],
-        "areas": ordered,
+        # results.json lists requirements in catalogue order, so areas come in the catalogue's.
+        "areas": areas,
         "problems": problems,
     }
 
