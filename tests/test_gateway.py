@@ -102,8 +102,11 @@ def test_latency_model_is_ground_truth() -> None:
                     arrivals.append(time.perf_counter() - start)
         gaps = sorted(b - a for a, b in itertools.pairwise(arrivals))
         assert len(arrivals) == 20
-        assert 0.07 < arrivals[0] < 0.3, arrivals[0]
-        assert 0.006 < gaps[len(gaps) // 2] < 0.02, gaps
+        # Lower bounds are the model's (a gateway that ignored it would answer in ~1 ms); the
+        # upper ones only catch a model off by an order of magnitude, as a shared machine's
+        # scheduling delays add to both.
+        assert 0.07 < arrivals[0] < 0.8, arrivals[0]
+        assert 0.006 < gaps[len(gaps) // 2] < 0.1, gaps
 
 
 def test_every_response_carries_rate_headers(fresh_gateway: EmbeddedGateway) -> None:
