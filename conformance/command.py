@@ -6,15 +6,15 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
-from opconform import __version__
-from opconform.config import OPTIONS, Target, add_arguments, parse_slo, resolve
+from conformance import record
+from conformance.settings import RunSettings
+from opconform.config import OPTIONS, add_arguments
 from opconform.exitcodes import HARNESS, USAGE, UsageError
 from opconform.preflight import check_report_dir, discard_report_dir, make_report_dir
 from opconform.redact import sweep
-from opconform.transport import TransportSettings
 
 SUITE_DIR = Path(__file__).resolve().parent
 DEFAULT_REPORTS = Path("reports") / "runs"
@@ -63,26 +63,11 @@ _NO_PLUGINS = [
 
 
 def _selection_args(args: argparse.Namespace) -> list[str]:
-    """What selects checks and configures the run: shared by the collection pass and the run."""
-    argv: list[str] = []
-    if args.markexpr:
-        argv += ["-m", args.markexpr]
-    if args.keyword:
-        argv += ["-k", args.keyword]
-    if args.config:
-        argv += ["--opconform-config", str(args.config)]
-    for option in OPTIONS:
-        value = getattr(args, option.name)
-        if value is None or option.name == "report_dir":  # the run's own, given explicitly
-            continue
-        if option.kind == "bool":
-            argv.append(option.flag)
-        elif option.kind in ("lines", "list"):  # repeatable (add_arguments): one flag each
-            for item in value:
-                argv += [option.flag, str(item)]
-        else:
-            argv += [option.flag, str(value)]
-    return argv
+    """What selects checks besides the resolved settings (pytest's own -m, -k and arguments):
+    shared by the collection pass and the run."""
+    argv = ["-m", args.markexpr] if args.markexpr else []
+    argv += ["-k", args.keyword] if args.keyword else []
+    return argv + list(args.pytest_args)
 
 
 def _pytest_args(args: argparse.Namespace, report_dir: Path) -> list[str]:
@@ -91,8 +76,6 @@ def _pytest_args(args: argparse.Namespace, report_dir: Path) -> list[str]:
         *_NO_PLUGINS,
         "--tb=short",
         "-rN",
-        "--report-dir",
-        str(report_dir),
         "--junitxml",
         str(report_dir / "junit.xml"),
         "--alluredir",
@@ -118,16 +101,14 @@ def _pytest_args(args: argparse.Namespace, report_dir: Path) -> list[str]:
     ]
     argv += ["-q"] if args.quiet else []
     argv += ["-v"] if args.verbose else []
-    return argv + _selection_args(args) + list(args.pytest_args)
+    return argv + _selection_args(args)
 
 
-def _narrowed(args: argparse.Namespace, values: dict[str, Any]) -> bool:
-    return bool(
-        args.markexpr or args.keyword or args.pytest_args or values["area"] or values["requirement"]
-    )
+def _narrowed(args: argparse.Namespace, settings: RunSettings) -> bool:
+    return bool(_selection_args(args) or settings.areas or settings.requirements)
 
 
-def check_selection(args: argparse.Namespace) -> None:
+def check_selection(args: argparse.Namespace, settings: RunSettings) -> None:
     """A selection (-k, -m, --area, --requirement, pytest arguments) that matches no check is a
     usage error before anything is written: collected once, quietly, by the plugin's own rules
     (pytest_collection_finish raises "... selects no check")."""
@@ -135,6 +116,8 @@ def check_selection(args: argparse.Namespace) -> None:
     import io
 
     import pytest
+
+    from conformance.run import ConformanceRun
 
     argv = [
         str(SUITE_DIR),
@@ -147,11 +130,10 @@ def check_selection(args: argparse.Namespace) -> None:
         "-W",
         "ignore::pytest.PytestAssertRewriteWarning",
         *_selection_args(args),
-        *args.pytest_args,
     ]
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-        code = pytest.main(argv)
+        code = pytest.main(argv, plugins=[ConformanceRun(settings)])
     if code == pytest.ExitCode.USAGE_ERROR:
         errors = [line for line in out.getvalue().splitlines() if line.startswith("ERROR: ")]
         raise UsageError(errors[0].removeprefix("ERROR: ") if errors else "bad pytest arguments")
@@ -159,100 +141,50 @@ def check_selection(args: argparse.Namespace) -> None:
         raise UsageError(f"{' '.join(args.pytest_args) or 'the selection'} selects no check")
 
 
-def validate(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
+def validate(args: argparse.Namespace) -> RunSettings:
     """Everything the plugin would refuse, checked before a run folder exists or pytest prints
     a line: options, config file, target, TLS files, headers, areas, requirement IDs, SLOs,
     baseline, the run folder, the embedded gateway's arguments, the selection. Starts nothing.
-    Returns the resolved values and the secrets the final sweep must scrub."""
-    from conformance.catalogue import check_areas, requirements
-    from conformance.results import Baseline
+    Returns the run's settings, resolved once: pytest gets them as they are."""
     from gateway.command import check_gateway_args
 
     cli = {option.name: getattr(args, option.name) for option in OPTIONS}
-    values = resolve(cli, config_file=args.config)
-    if values.get("base_url"):
-        target = Target.from_values(values)
-        secrets = target.secrets()
-    else:  # the embedded gateway brings its own keys; the way to it is still ours to check
-        secrets = TransportSettings.from_values(values).secret_values()
-        check_gateway_args(values["gateway_args"])
-    parse_slo(values["latency_slo"])
-    check_areas(values["area"] or [])
-    if values["requirement"]:
-        unknown = sorted(set(values["requirement"]) - set(requirements()))
-        if unknown:
-            raise UsageError(f"--requirement: unknown ID(s) {', '.join(unknown)}")
-    Baseline.load(values["expected_failures"])
-    values["report_dir"] = Path(
-        values["report_dir"] or DEFAULT_REPORTS / time.strftime("%Y%m%dT%H%M%S")
-    )
-    check_report_dir(values["report_dir"])
-    if _narrowed(args, values):
-        check_selection(args)
-    return values, secrets
+    settings = RunSettings.resolve(cli, args.config, target=True)
+    if settings.embedded:  # the embedded gateway brings its own keys and target
+        check_gateway_args(settings.values["gateway_args"])
+    report_dir = settings.report_dir or DEFAULT_REPORTS / time.strftime("%Y%m%dT%H%M%S")
+    settings = replace(settings, report_dir=report_dir)
+    check_report_dir(report_dir)
+    if _narrowed(args, settings):
+        check_selection(args, settings)
+    return settings
 
 
-def _unreachable(values: dict[str, Any]) -> str | None:
+def _unreachable(settings: RunSettings) -> str | None:
     """Why a remote target cannot be reached at all (one connection, TLS handshake), else None."""
-    from opconform.client import Limits
+    from conformance.run import limits_of
     from opconform.preflight import reach
 
-    if not values.get("base_url"):
+    if settings.target is None:
         return None  # the embedded gateway: started by the plugin, on loopback
-    target = Target.from_values(values)
-    limits = Limits(
-        connect_timeout=target.connect_timeout,
-        read_timeout=target.read_timeout,
-        request_timeout=target.request_timeout,
-    )
-    return reach(target.base_url, target.transport, limits)
-
-
-def _write_unreachable(report_dir: Path, values: dict[str, Any], why: str) -> None:
-    """The one file an unreachable target leaves: results.json that says so, nothing judged."""
-    from conformance.results import counts, verdict
-    from schemas.loader import schema_hashes
-
-    summary, code = verdict([], why)
-    target = Target.from_values(values)
-    now = time.time()
-    document = {
-        "kind": "conformance",
-        "suite": {"name": "opconform", "version": __version__},
-        "target": {**target.describe(), "insecure": target.transport.insecure},
-        "started_at": now,
-        "finished_at": now,
-        "duration_s": 0.0,
-        "verdict": summary,
-        "exit_code": code,
-        "partial": why,
-        "selection": None,
-        "counts": counts([]),
-        "root_causes": [],
-        "samples": target.samples,
-        "requests_sent": {},
-        "tokens_spent": 0,
-        "baseline": {"file": values["expected_failures"], "unused_entries": []},
-        "schema_hashes": schema_hashes(),
-        "checks": [],
-        "requirements": [],
-    }
-    make_report_dir(report_dir)
-    (report_dir / "results.json").write_text(json.dumps(document, indent=2), encoding="utf-8")
+    return reach(settings.target.base_url, settings.target.transport, limits_of(settings.target))
 
 
 def run(args: argparse.Namespace) -> int:
     import pytest
 
-    values, secrets = validate(args)
-    report_dir: Path = values["report_dir"]
-    why = _unreachable(values)
+    from conformance.run import ConformanceRun
+
+    settings = validate(args)
+    report_dir = settings.report_dir
+    assert report_dir is not None  # validate chose one
+    why = _unreachable(settings)
     if why is not None:
-        _write_unreachable(report_dir, values, why)
+        record.write_unreachable(report_dir, settings.remote_target(), settings.baseline, why)
         print(f"opconform run: {why}", file=sys.stderr)
         return HARNESS
     created = make_report_dir(report_dir)
-    code = pytest.main(_pytest_args(args, report_dir))
+    code = pytest.main(_pytest_args(args, report_dir), plugins=[ConformanceRun(settings)])
     if code in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.NO_TESTS_COLLECTED):
         # Whatever pytest printed, the run leaves no folder behind: a corrected rerun can use it.
         discard_report_dir(report_dir, created)
@@ -264,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"opconform run: no results were written (pytest exit {int(code)})", file=sys.stderr)
         return HARNESS
     document = json.loads(results.read_text(encoding="utf-8"))
-    sweep(report_dir, secrets)
+    sweep(report_dir, settings.secrets())
     if document.get("partial"):
         # The one line that says why the run could not judge everything (a certificate that
         # does not verify, the deadline, a target broken at the transport).

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 import pytest
 
 from conformance.plan import MARKER, bulk_of, is_frugal, room
-from conformance.plugin import blocked, disabled
 from conformance.prefetch import Jobs
-from opconform.config import Target
+from conformance.skips import blocked, disabled
+from opconform.target import Target
 
 if TYPE_CHECKING:  # as in the plugin: the client is imported when a run starts
     from conformance.evidence import Recorder

@@ -24,7 +24,7 @@ from opconform.contract import WINDOW_SECONDS
 
 if TYPE_CHECKING:
     from opconform.client import ApiClient
-    from opconform.config import Target
+    from opconform.target import Target
 
 BULK = "bulk"  # the identity of bulk checks: Pro when given, else the main key
 Cost = Mapping[str, int | str]
@@ -205,7 +205,7 @@ def make_plan(items: list[pytest.Item], target: Target, api: ApiClient) -> dict[
         planned[label] = planned.get(label, 0) + n
         if not paced:
             unpaced[label] = unpaced.get(label, 0) + n
-    from conformance.plugin import plan_limits
+    from conformance.run import plan_limits
 
     plans = plan_limits(target)
     identities = {}

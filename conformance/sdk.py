@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 
 from conformance import expect, gosdk, prefetch
-from conformance.plugin import disabled
+from conformance.skips import disabled
 from opconform.client import ApiClient
-from opconform.config import Target
 from opconform.redact import Redactor
+from opconform.target import Target
 from opconform.timeouts import Timeouts
 
 NODE_DIR = Path(__file__).resolve().parent / "node"

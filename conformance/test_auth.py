@@ -9,8 +9,8 @@ import pytest
 
 from conformance import expect
 from opconform.client import ApiClient, Exchange
-from opconform.config import Target
 from opconform.contract import KEY_PREFIX
+from opconform.target import Target
 
 requirement = pytest.mark.requirement
 

@@ -11,8 +11,8 @@ import pytest
 from conformance import expect
 from conformance.prefetch import BULK, Pending, job
 from opconform.client import ApiClient, Exchange
-from opconform.config import Target
 from opconform.contract import COUNTING_PROMPT
+from opconform.target import Target
 
 requirement = pytest.mark.requirement
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 
 from conformance import expect
-from conformance.plugin import Check, disabled
 from conformance.prefetch import Pending, job
+from conformance.run import Check
+from conformance.skips import disabled
 from opconform.client import ApiClient, Exchange
-from opconform.config import Target
 from opconform.sse import SSEStats
+from opconform.target import Target
 
 requirement = pytest.mark.requirement
 

@@ -9,7 +9,7 @@ import pytest
 from conformance import expect
 from conformance.prefetch import BULK, Pending, job
 from opconform.client import ApiClient, Exchange
-from opconform.config import Target
+from opconform.target import Target
 
 requirement = pytest.mark.requirement
 

@@ -7,11 +7,11 @@ import json
 import pytest
 
 from conformance import expect
-from conformance.plugin import disabled
 from conformance.prefetch import Pending, job
 from conformance.sdk import python_client, raised
+from conformance.skips import disabled
 from opconform.client import ApiClient, Exchange
-from opconform.config import Target
+from opconform.target import Target
 
 requirement = pytest.mark.requirement
 

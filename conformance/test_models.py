@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from conformance import expect
-from conformance.plugin import Check, blocked
 from conformance.prefetch import BULK, Pending, job
+from conformance.run import Check
+from conformance.skips import blocked
 from opconform.client import ApiClient, Exchange
 
 requirement = pytest.mark.requirement

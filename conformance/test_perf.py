@@ -12,10 +12,10 @@ import pytest
 
 from conformance import expect
 from conformance.plan import ROUNDS, room
-from conformance.plugin import disabled
+from conformance.skips import disabled
 from opconform.client import ApiClient
-from opconform.config import Target
 from opconform.sse import SSEEvent
+from opconform.target import Target
 
 requirement = pytest.mark.requirement
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 from conformance import expect
-from conformance.plugin import Check, disabled
+from conformance.run import Check
+from conformance.skips import disabled
 from opconform.client import ApiClient
-from opconform.config import Target
 from opconform.contract import WINDOW_SECONDS
+from opconform.target import Target
 
 pytestmark = pytest.mark.quota
 requirement = pytest.mark.requirement

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from conformance import expect
-from conformance.plugin import Check, disabled
+from conformance.run import Check
+from conformance.skips import disabled
 from opconform.client import ApiClient, Exchange, Transfer
-from opconform.config import Target
 from opconform.contract import LONG_PROMPT, PLANS, WINDOW_SECONDS
 from opconform.ratelimit import (
     EPOCH_AFTER,
@@ -23,6 +23,7 @@ from opconform.ratelimit import (
     reset_in_seconds,
     retry_after_seconds,
 )
+from opconform.target import Target
 
 requirement = pytest.mark.requirement
 

@@ -19,8 +19,8 @@ from conformance.sdk import (
     sdk_refused,
 )
 from opconform.client import ApiClient, LimitSpent
-from opconform.config import Target
 from opconform.ratelimit import PacingStopped
+from opconform.target import Target
 
 T = TypeVar("T")
 

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from conformance import expect
-from conformance.plugin import Check
 from conformance.prefetch import BULK, Pending, job
+from conformance.run import Check
 from opconform.client import ApiClient, Exchange, StreamsDoNotEnd
-from opconform.config import Target
 from opconform.contract import COUNTING_PROMPT, SHORT_PROMPT
+from opconform.target import Target
 
 requirement = pytest.mark.requirement
 

@@ -21,7 +21,7 @@ from typing import Any
 from loadtests.arrivals import ARRIVALS
 from opconform.config import (
     OPTION_BY_NAME,
-    TRANSPORT_OPTIONS,
+    OPTIONS,
     Option,
     prefixed,
     resolve,
@@ -32,20 +32,9 @@ from opconform.timeouts import DEFAULT_TIMEOUTS, Timeouts
 
 LOAD_SECTION = "load"
 SETTINGS_FILE_NAME = "settings.json"  # in the report folder: what the Locust processes read
-# The run's options that a load run shares: where the target is, as whom, and how to reach it.
-SHARED = (
-    "base_url",
-    "api_key",
-    "alt_api_key",
-    "pro_api_key",
-    "plan",
-    "enterprise_requests_per_min",
-    "enterprise_concurrent",
-    "gateway_args",
-    "connect_timeout",
-    "read_timeout",
-    *TRANSPORT_OPTIONS,
-)
+# The run's options that a load run shares (each says so): where the target is, as whom, how
+# to reach it and how long to wait.
+SHARED = tuple(option.name for option in OPTIONS if option.load)
 _load = prefixed("OP_LOAD_")
 LOAD_OPTIONS: tuple[Option, ...] = (
     _load("duration", "e.g. 60s, 5m (default per profile)", kind="duration"),

@@ -1,27 +1,21 @@
 """Configuration: tables of options, read from the command line, the environment and an
 optional `opconform.toml`, in that order of precedence, by one function (`resolve`).
 
-`OPTIONS` is the run's table: it builds the options of `opconform run` and of the pytest plugin,
-and `opconform load` shares its target and transport options. `opconform load`
-(loadtests/options.py) and `opconform serve` (gateway/options.py) declare their own tables of
-the same `Option`; each command's table has its own section of `opconform.toml` (SECTIONS), and
-`add_arguments` turns any table into command-line options.
-
-Keys (every option marked secret) are never printed; the file is only read for a key when the
-environment does not carry it.
+`OPTIONS` is the run's table, each option with its scope (SCOPES) and whether `opconform load`
+shares it; `opconform run` resolves it once (conformance/settings.py), plain pytest the same way.
+`load` (loadtests/options.py) and `serve` (gateway/options.py) have tables of their own, each
+with its section of `opconform.toml` (SECTIONS). Keys (options marked secret) are never printed.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from opconform import slo as slo_grammar
 from opconform.contract import (
     IDENTITY_BY_LABEL,
     PLAN_NAMES,
@@ -32,7 +26,7 @@ from opconform.contract import (
 )
 from opconform.exitcodes import UsageError
 from opconform.timeouts import DEFAULT_TIMEOUTS
-from opconform.transport import TransportSettings, split_headers
+from opconform.transport import split_headers
 
 
 @dataclass(frozen=True)
@@ -47,6 +41,8 @@ class Option:
     aliases: tuple[str, ...] = ()  # other spellings of the flag
     metavar: str | None = None
     normalise: Callable[[str], str] | None = None  # each value (list item), e.g. str.upper
+    scope: str = "run"  # one of SCOPES
+    load: bool = False  # `opconform load` reads it too (loadtests/options.py)
 
     @property
     def flag(self) -> str:
@@ -67,38 +63,53 @@ def prefixed(prefix: str) -> Callable[..., Option]:
     return make
 
 
+# What a value describes: "target", its identities (an embedded gateway prints its own); "run",
+# how the run goes whatever the target; "transport", the way to the target (TLS, headers).
+SCOPES = ("target", "run", "transport")
+
+
+def scoped(scope: str, *options: Option, load: bool = False) -> tuple[Option, ...]:
+    return tuple(replace(option, scope=scope, load=option.load or load) for option in options)
+
+
 OPTIONS: tuple[Option, ...] = (
-    Option(
-        "base_url",
-        "OP_BASE_URL",
-        "target, e.g. https://staging.example/v1 (default: start the embedded gateway)",
-    ),
-    # The identities and their variables are the contract module's (IDENTITIES).
-    *(
-        Option(identity.option, identity.env, help, secret=True)
-        for identity, help in (
-            (IDENTITY_BY_LABEL["main"], "main key (required for a remote target)"),
-            (IDENTITY_BY_LABEL["alt"], "second key of the same plan (per-key isolation)"),
-            (IDENTITY_BY_LABEL["pro"], "a Pro key: used for bulk checks"),
-            (
-                IDENTITY_BY_LABEL["restricted"],
-                "a key without permission for --restricted-model (403 checks)",
-            ),
-        )
-    ),
-    Option("plan", "OP_PLAN", "plan of the main key", choices=PLAN_NAMES, default="free"),
-    Option("restricted_model", "OP_RESTRICTED_MODEL", "a model the restricted key may not use"),
-    Option(
-        "enterprise_requests_per_min",
-        "OP_ENTERPRISE_REQUESTS_PER_MIN",
-        "requests/min of an enterprise main key",
-        kind="int",
-    ),
-    Option(
-        "enterprise_concurrent",
-        "OP_ENTERPRISE_CONCURRENT",
-        "concurrent requests of an enterprise main key",
-        kind="int",
+    *scoped(
+        "target",
+        Option(
+            "base_url",
+            "OP_BASE_URL",
+            "target, e.g. https://staging.example/v1 (default: start the embedded gateway)",
+            load=True,
+        ),
+        # The identities and their variables are the contract module's (IDENTITIES).
+        *(
+            Option(identity.option, identity.env, help, secret=True, load=label != "restricted")
+            for label, help in (
+                ("main", "main key (required for a remote target)"),
+                ("alt", "second key of the same plan (per-key isolation)"),
+                ("pro", "a Pro key: used for bulk checks"),
+                ("restricted", "a key without permission for --restricted-model (403 checks)"),
+            )
+            for identity in (IDENTITY_BY_LABEL[label],)
+        ),
+        Option(
+            "plan", "OP_PLAN", "plan of the main key", choices=PLAN_NAMES, default="free", load=True
+        ),
+        Option("restricted_model", "OP_RESTRICTED_MODEL", "a model the restricted key may not use"),
+        Option(
+            "enterprise_requests_per_min",
+            "OP_ENTERPRISE_REQUESTS_PER_MIN",
+            "requests/min of an enterprise main key",
+            kind="int",
+            load=True,
+        ),
+        Option(
+            "enterprise_concurrent",
+            "OP_ENTERPRISE_CONCURRENT",
+            "concurrent requests of an enterprise main key",
+            kind="int",
+            load=True,
+        ),
     ),
     Option(
         "models",
@@ -122,23 +133,26 @@ OPTIONS: tuple[Option, ...] = (
         kind="int",
         default=50_000,
     ),
-    Option(
-        "deterministic",
-        "OP_DETERMINISTIC",
-        "the target answers the same request with the same text",
-        kind="bool",
-        default=False,
-    ),
-    Option(
-        "upstream_error_model",
-        "OP_UPSTREAM_ERROR_MODEL",
-        "test model that answers 502 (enables the gateway-failure checks)",
-    ),
-    Option("unavailable_model", "OP_UNAVAILABLE_MODEL", "test model that answers 503"),
-    Option(
-        "midstream_error_model",
-        "OP_MIDSTREAM_ERROR_MODEL",
-        "test model whose stream fails part-way",
+    *scoped(
+        "target",
+        Option(
+            "deterministic",
+            "OP_DETERMINISTIC",
+            "the target answers the same request with the same text",
+            kind="bool",
+            default=False,
+        ),
+        Option(
+            "upstream_error_model",
+            "OP_UPSTREAM_ERROR_MODEL",
+            "test model that answers 502 (enables the gateway-failure checks)",
+        ),
+        Option("unavailable_model", "OP_UNAVAILABLE_MODEL", "test model that answers 503"),
+        Option(
+            "midstream_error_model",
+            "OP_MIDSTREAM_ERROR_MODEL",
+            "test model whose stream fails part-way",
+        ),
     ),
     Option(
         "connect_timeout",
@@ -146,6 +160,7 @@ OPTIONS: tuple[Option, ...] = (
         "seconds to connect",
         kind="float",
         default=DEFAULT_TIMEOUTS.connect,
+        load=True,
     ),
     Option(
         "read_timeout",
@@ -153,6 +168,7 @@ OPTIONS: tuple[Option, ...] = (
         "longest silence in an answer, seconds",
         kind="float",
         default=DEFAULT_TIMEOUTS.read,
+        load=True,
     ),
     Option(
         "request_timeout",
@@ -219,53 +235,49 @@ OPTIONS: tuple[Option, ...] = (
         "gateway_args",
         "OP_GATEWAY_ARGS",
         "extra options for the embedded gateway, e.g. --fault stream-no-done",
+        load=True,
     ),
     # How to reach the target (opconform/transport.py): the suite, both SDKs and the load tester.
-    Option(
-        "ca_bundle",
-        "OP_CA_BUNDLE",
-        "PEM file of CAs to trust besides the system's (SSL_CERT_FILE is honoured too)",
+    *scoped(
+        "transport",
+        Option(
+            "ca_bundle",
+            "OP_CA_BUNDLE",
+            "PEM file of CAs to trust besides the system's (SSL_CERT_FILE is honoured too)",
+        ),
+        Option("client_cert", "OP_CLIENT_CERT", "PEM client certificate for mutual TLS"),
+        Option("client_key", "OP_CLIENT_KEY", "its private key (default: inside --client-cert)"),
+        Option(
+            "insecure",
+            "OP_INSECURE",
+            "do not verify the target's certificate (the report says so)",
+            kind="bool",
+            default=False,
+        ),
+        Option(
+            "header",
+            "OP_HEADERS",
+            "'Name: value' sent with every request, e.g. for an access proxy (repeatable; env: "
+            "one per line); credential-like names (authorization, cookie, *token*, *key*, ...) "
+            "are secret",
+            kind="lines",
+            metavar="'NAME: VALUE'",
+        ),
+        Option(
+            "secret_header",
+            "OP_SECRET_HEADERS",
+            "like --header, and its value is redacted like a key whatever the name",
+            kind="lines",
+            metavar="'NAME: VALUE'",
+        ),
+        load=True,
     ),
-    Option("client_cert", "OP_CLIENT_CERT", "PEM client certificate for mutual TLS"),
-    Option("client_key", "OP_CLIENT_KEY", "its private key (default: inside --client-cert)"),
-    Option(
-        "insecure",
-        "OP_INSECURE",
-        "do not verify the target's certificate (the report says so)",
-        kind="bool",
-        default=False,
-    ),
-    Option(
-        "header",
-        "OP_HEADERS",
-        "'Name: value' sent with every request, e.g. for an access proxy (repeatable; env: one "
-        "per line); credential-like names (authorization, cookie, *token*, *key*, ...) are secret",
-        kind="lines",
-        metavar="'NAME: VALUE'",
-    ),
-    Option(
-        "secret_header",
-        "OP_SECRET_HEADERS",
-        "like --header, and its value is redacted like a key whatever the name",
-        kind="lines",
-        metavar="'NAME: VALUE'",
-    ),
-)
-# Options that describe the way to the target, not the target: an embedded gateway keeps them.
-TRANSPORT_OPTIONS = (
-    "ca_bundle",
-    "client_cert",
-    "client_key",
-    "insecure",
-    "header",
-    "secret_header",
 )
 OPTION_BY_NAME = {option.name: option for option in OPTIONS}
 
 
 def variable(name: str) -> str:
-    """The environment variable of a run option: every tool that prints or reads OP_* names
-    takes them from here."""
+    """A run option's environment variable: whatever prints or reads OP_* names takes it here."""
     env = OPTION_BY_NAME[name].env
     assert env is not None, name
     return env
@@ -402,11 +414,6 @@ def resolve(
     return values
 
 
-def parse_slo(items: list[str] | None) -> dict[str, float]:
-    """ "ttft_p95=800ms" -> {"ttft_p95": 0.8} (seconds); the grammar is opconform.slo's."""
-    return slo_grammar.parse_slo(items, what="--latency-slo")
-
-
 # The options where a user states an Enterprise ("Custom") key's limits, by limit.
 ENTERPRISE_LIMIT_OPTIONS = {
     "rpm": "enterprise_requests_per_min",
@@ -426,108 +433,3 @@ def stated_limits(values: Mapping[str, Any]) -> Plan:
             concurrent=values.get(ENTERPRISE_LIMIT_OPTIONS["concurrent"]),
         )
     return limits
-
-
-def _positive(values: Mapping[str, Any], name: str) -> Any:
-    """An option's resolved value, else its one declared default; zero is refused here rather
-    than silently replaced (a `--model-count 0` must not become 2)."""
-    value = values.get(name)
-    if value is None:
-        value = OPTION_BY_NAME[name].default
-    if not value:
-        raise UsageError(f"{OPTION_BY_NAME[name].flag} must be more than zero")
-    return value
-
-
-@dataclass(frozen=True)
-class Target:
-    """A resolved target: where, as whom, what to check, how long to wait."""
-
-    base_url: str
-    keys: dict[str, str | None]  # main, alt, pro, restricted
-    plan: str
-    requests_per_min: int | None
-    tokens_per_day: int | None
-    concurrent: int | None
-    restricted_model: str | None
-    models: list[str] | None
-    model_count: int
-    all_models: bool
-    max_tokens_total: int
-    deterministic: bool
-    upstream_error_model: str | None
-    unavailable_model: str | None
-    midstream_error_model: str | None
-    connect_timeout: float
-    read_timeout: float
-    request_timeout: float
-    deadline: float
-    samples: int
-    window_seconds: float = WINDOW_SECONDS
-    latency_slo: dict[str, float] = field(default_factory=dict)
-    embedded: bool = False
-    transport: TransportSettings = field(default_factory=TransportSettings)
-
-    @classmethod
-    def from_values(cls, values: Mapping[str, Any], *, embedded: bool = False) -> Target:
-        base_url = values.get("base_url")
-        if not base_url:
-            raise UsageError(
-                "no target: give --base-url (or OP_BASE_URL), or run without it "
-                "to use the embedded gateway"
-            )
-        if not re.match(r"^https?://[^/\s]+", base_url):
-            raise UsageError(f"--base-url must be an http(s) URL, not {base_url!r}")
-        if not values.get("api_key"):
-            raise UsageError("--api-key (or OP_API_KEY) is required for a remote target")
-        transport = TransportSettings.from_values(values)
-        if embedded:  # opconform's own loopback gateway: never through a user's proxy
-            transport = transport.without_env_proxies()
-        plan = values.get("plan") or "free"
-        limits = stated_limits(values)
-        return cls(
-            base_url=base_url.rstrip("/"),
-            keys={
-                label: values.get(IDENTITY_BY_LABEL[label].option)
-                for label in ("main", "alt", "pro", "restricted")
-            },
-            plan=plan,
-            requests_per_min=limits.requests_per_min,
-            tokens_per_day=limits.tokens_per_day,
-            concurrent=limits.concurrent,
-            restricted_model=values.get("restricted_model"),
-            models=values.get("models") or None,
-            model_count=_positive(values, "model_count"),
-            all_models=bool(values.get("all_models")),
-            max_tokens_total=_positive(values, "max_tokens_total"),
-            deterministic=bool(values.get("deterministic")),
-            upstream_error_model=values.get("upstream_error_model"),
-            unavailable_model=values.get("unavailable_model"),
-            midstream_error_model=values.get("midstream_error_model"),
-            connect_timeout=_positive(values, "connect_timeout"),
-            read_timeout=_positive(values, "read_timeout"),
-            request_timeout=_positive(values, "request_timeout"),
-            latency_slo=parse_slo(values.get("latency_slo")),
-            deadline=_positive(values, "deadline"),
-            samples=_positive(values, "samples"),
-            window_seconds=_positive(values, "window_seconds"),
-            embedded=embedded,
-            transport=transport,
-        )
-
-    def secrets(self) -> list[str]:
-        """Every value a report must never show: keys and secret header values."""
-        return [key for key in self.keys.values() if key] + self.transport.secret_values()
-
-    def describe(self) -> dict[str, Any]:
-        """What a report may say about the target: never a key, only which identities exist."""
-        return {
-            "base_url": self.base_url,
-            "embedded": self.embedded,
-            "plan": self.plan,
-            "identities": sorted(label for label, key in self.keys.items() if key),
-            "requests_per_min": self.requests_per_min,
-            "concurrent": self.concurrent,
-            "tokens_per_day": self.tokens_per_day,
-            "transport": self.transport.describe(),
-        }

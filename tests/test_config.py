@@ -117,3 +117,33 @@ def test_repeated_list_options_reach_the_suite_item_by_item(tmp_path: Path) -> N
     )
     assert done.returncode == 2, done.stdout + done.stderr
     assert "unknown area(s) nonsense;" in done.stderr, done.stderr
+
+
+def test_an_embedded_gateway_fills_only_the_options_that_describe_the_target() -> None:
+    from conformance.settings import RunSettings
+    from opconform.config import OPTIONS, SCOPES
+
+    assert {option.scope for option in OPTIONS} == set(SCOPES)
+    user = {"plan": "pro", "samples": 3, "request_timeout": 7.0, "insecure": True}
+    settings = RunSettings.resolve(user, Path(os.devnull), env={})
+    assert settings.embedded and settings.target is None
+    gateway = {"OP_BASE_URL": "http://127.0.0.1:1/v1", "OP_API_KEY": "sk-gw", "OP_PLAN": "free"}
+    target = settings.embedded_target(gateway)
+    # The gateway's URL, key and plan; the run's and the transport's options as the user gave.
+    assert (target.base_url, target.keys["main"], target.plan) == (
+        "http://127.0.0.1:1/v1",
+        "sk-gw",
+        "free",
+    )
+    assert (target.samples, target.request_timeout, target.transport.insecure) == (3, 7.0, True)
+    assert target.embedded
+
+
+def test_load_shares_the_target_and_the_transport_but_not_what_only_checks_use() -> None:
+    from loadtests.options import SHARED
+    from opconform.config import OPTION_BY_NAME
+
+    scopes = {OPTION_BY_NAME[name].scope for name in SHARED}
+    assert scopes == {"target", "run", "transport"}
+    assert "gateway_args" in SHARED and "samples" not in SHARED
+    assert "restricted_api_key" not in SHARED and "api_key" in SHARED

@@ -11,7 +11,7 @@ from typing import Any, cast
 import pytest
 
 from conformance.catalogue import requirements
-from conformance.plugin import REQUEST_NAMED
+from conformance.verdicts import REQUEST_NAMED
 from gateway.embedded import EmbeddedGateway
 from gateway.faults import FAULTS, Fault
 from tests.conftest import SuiteRun, run_suite

@@ -10,10 +10,11 @@ from gateway import mock
 from gateway.limits import RateLimiter
 from gateway.settings import DEFAULT_PLANS, ConfigError, load_config
 from opconform.client import Budget, BudgetExhausted
-from opconform.config import Target, parse_slo, resolve
+from opconform.config import resolve
 from opconform.exitcodes import UsageError
 from opconform.ratelimit import Pacer, reset_in_seconds
 from opconform.redact import Redactor
+from opconform.target import Target, parse_slo
 
 
 def test_redactor_hides_known_keys_their_suffix_and_anything_key_shaped() -> None:

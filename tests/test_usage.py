@@ -181,6 +181,8 @@ def test_a_duration_needs_its_unit_but_a_ratio_does_not() -> None:
         (["-m", "nosuchmarker"], "-m nosuchmarker selects no check"),
         (["--area", "auth", "-k", "stream"], "--area auth -k stream selects no check"),
         (["--requirement", "op-rl-013"], "--requirement OP-RL-013 selects no check (opt-in"),
+        # The run's options are resolved once, before pytest: given to pytest they would be lost.
+        (["-k", "auth", "--", "--samples", "3"], "--samples: give opconform's options before --"),
     ],
 )
 def test_a_selection_that_matches_nothing_is_a_usage_error(

@@ -4,6 +4,7 @@ whole-run invariants and replay lines."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -17,14 +18,23 @@ from conformance.results import (
     INCONCLUSIVE,
     PASS,
     WARN,
+    Baseline,
     CheckResult,
     roll_up,
     root_causes,
     verdict,
 )
 from conformance.verdicts import (
+    Blocked,
+    Disabled,
+    Observed,
     Outcome,
+    Raised,
+    RunState,
+    Shown,
     apply_prerequisites,
+    broken_prerequisite,
+    judge,
     only_assertions,
     status_of,
     transport_failure,
@@ -56,15 +66,12 @@ def test_status_of_maps_every_outcome() -> None:
     assert status_of(Outcome(False, False, True, "bad"), "SHOULD")[0] == WARN
     assert status_of(Outcome(False, False, False, "KeyError: x"), "MUST")[0] == ERROR
     assert status_of(Outcome(False, True, False, "no evidence"), "MUST")[0] == INCONCLUSIVE
-    assert status_of(Outcome(False, True, False, "[disabled] needs a key"), "MUST")[:2] == (
-        DISABLED,
-        "needs a key",
-    )
-    assert status_of(Outcome(False, True, False, "[blocked OP-RL-001] why"), "MUST") == (
-        BLOCKED,
-        "why",
-        "OP-RL-001",
-    )
+    off = Outcome(False, True, False, "[disabled] needs a key", skip=Disabled("needs a key"))
+    assert status_of(off, "MUST")[:2] == (DISABLED, "needs a key")
+    stopped = Outcome(False, True, False, "x", skip=Blocked("OP-RL-001", "why"))
+    assert status_of(stopped, "MUST") == (BLOCKED, "why", "OP-RL-001")
+    # A skip's text alone carries no status: only the typed outcome does.
+    assert status_of(Outcome(False, True, False, "[disabled] x"), "MUST")[0] == INCONCLUSIVE
 
 
 def test_a_group_of_counter_examples_is_a_failure_not_an_error() -> None:
@@ -139,15 +146,9 @@ def _stream(
     if done:
         events.append(SSEEvent(data="[DONE]", data_lines=1, at=0.0))
     body = request or {"model": "m", "messages": [], "stream": True, "max_tokens": 8}
-    return Exchange(
-        method="POST",
-        url="http://x/v1/chat/completions",
-        path="/chat/completions",
-        key_label="pro",
-        request_headers={},
-        request_body=json.dumps(body).encode(),
-        started_at=0.0,
-        status=200,
+    return _post(
+        json.dumps(body).encode(),
+        "pro",
         headers={
             "content-type": "text/event-stream",
             "x-ratelimit-limit": "600",
@@ -276,3 +277,125 @@ def test_a_deviation_judged_later_in_the_run_still_blocks() -> None:
     alone.implied = ["OP-CHAT-006"]
     apply_prerequisites([alone, _result("OP-CHAT-006", PASS)])
     assert alone.status == FAIL  # the situation was fine: the deviation is its own
+
+
+# ---------------------------------------------------------------------------- one check, judged
+def _post(body: bytes = b'{"model": "m"}', key_label: str = "main", **extra: Any) -> Exchange:
+    """A POST /chat/completions answered 200, with whatever else the test gives."""
+    return Exchange(
+        method="POST",
+        url="http://x/v1/chat/completions",
+        path="/chat/completions",
+        key_label=key_label,
+        request_headers={},
+        request_body=body,
+        started_at=0.0,
+        status=200,
+        **extra,
+    )
+
+
+def _seen(
+    outcome: Outcome,
+    *,
+    rid: str = "OP-CHAT-001",
+    level: str = "MUST",
+    needs: tuple[str, ...] = (),
+    raised: Raised | None = None,
+    exchanges: tuple[Exchange, ...] = (),
+) -> Observed:
+    return Observed(
+        id=f"conformance/test_x.py::check_{rid}",
+        name=f"check_{rid}",
+        area="chat",
+        requirements=[rid],
+        level=level,
+        needs=list(needs),
+        outcome=outcome,
+        raised=raised or Raised(),
+        exchanges=list(exchanges),
+    )
+
+
+def _state(*results: CheckResult, baseline: tuple[str, ...] = (), **broken: str) -> RunState:
+    entries = {entry: "" for entry in baseline}
+    invariants = {rid.replace("_", "-"): why for rid, why in broken.items()}
+    return RunState(list(results), Baseline(entries), invariants, replay=lambda e: f"curl {e.path}")
+
+
+FAILED = Outcome(passed=False, skipped=False, failed_assertion=True, message="no id")
+
+
+def test_a_failure_names_its_request_and_carries_replay_lines() -> None:
+    result, shown = judge(_seen(FAILED, exchanges=(_post(),)), _state())
+    assert (result.status, shown) == (FAIL, Shown())
+    assert result.message == 'no id [request: POST /chat/completions {"model": "m"}]'
+    assert result.replay == ["curl /chat/completions"]
+    should, shown = judge(_seen(FAILED, level="SHOULD"), _state())
+    assert (should.status, shown.outcome, should.warnings) == (WARN, "passed", ["no id"])
+
+
+def test_a_failure_on_a_broken_prerequisite_is_blocked_by_it_before_or_after() -> None:
+    root = _result("OP-RL-001", FAIL)
+    result, shown = judge(_seen(FAILED, needs=("OP-RL-001",)), _state(root))
+    assert (result.status, result.blocked_by) == (BLOCKED, "OP-RL-001")
+    assert result.message == "blocked by OP-RL-001: OP-RL-001 says FAIL; here: no id"
+    assert shown == Shown("skipped", skipped_because=result.message)
+    by_invariant, _ = judge(_seen(FAILED, needs=("OP-RL-001",)), _state(OP_RL_001="late (1 of 9)"))
+    assert by_invariant.message == "blocked by OP-RL-001: late (1 of 9); here: no id"
+    # An invariant the baseline expects to fail blocks nothing: the check's failure is its own.
+    known = _state(baseline=("OP-RL-001",), OP_RL_001="late (1 of 9)")
+    assert judge(_seen(FAILED, needs=("OP-RL-001",)), known)[0].status == FAIL
+    assert broken_prerequisite(["OP-RL-001"], ["OP-RL-001"], _state(root)) is None
+    # A prerequisite blocked by the check's own requirement does not block the check itself.
+    consequence = _result("OP-RL-004", BLOCKED)
+    consequence.blocked_by = "OP-RL-001"
+    assert broken_prerequisite(["OP-RL-001"], ["OP-RL-004"], _state(consequence)) is None
+    assert broken_prerequisite(["OP-X"], ["OP-RL-004"], _state(consequence)) == (
+        "OP-RL-001",
+        "OP-RL-004 says BLOCKED",
+    )
+
+
+def test_the_baseline_turns_an_expected_failure_into_a_skip_and_a_pass_into_stale() -> None:
+    state = _state(baseline=("OP-CHAT-001",))
+    result, shown = judge(_seen(FAILED), state)
+    assert (result.status, result.baseline, shown.outcome) == (FAIL, "expected", "skipped")
+    assert shown.wasxfail == "expected failure (OP-CHAT-001 in the baseline)"
+    passed, shown = judge(_seen(Outcome(True, False, False, "")), state)
+    assert (passed.baseline, shown.outcome) == ("stale", "failed")
+    assert state.baseline.used == {"OP-CHAT-001"}
+
+
+def test_what_the_exception_says_about_the_run_decides_over_the_status() -> None:
+    error = Outcome(False, False, False, "RunStopped: deadline")
+    stopped, _ = judge(_seen(error, raised=Raised("deadline", stopped=True)), _state())
+    assert (stopped.status, stopped.blocked_by, stopped.message) == (
+        BLOCKED,
+        "run",
+        "not sent: deadline",
+    )
+    limited = Raised("429", rate_limited=True, limit_root="OP-RL-007")
+    assert judge(_seen(error, raised=limited), _state())[0].status == ERROR  # pacing failed
+    below, _ = judge(_seen(error, raised=limited), _state(OP_RL_007="429 at 12 of 60"))
+    assert (below.status, below.blocked_by) == (BLOCKED, "OP-RL-007")
+    # A key still refused after the reset it named blocks what the check wanted from it.
+    stuck = _post(window_not_reset=True)
+    refused = _state(OP_RL_009="429 after the named reset (1 of 1)")
+    kept, _ = judge(_seen(error, exchanges=(stuck,)), refused)
+    assert (kept.status, kept.blocked_by) == (BLOCKED, "OP-RL-009")
+    assert judge(_seen(error, exchanges=(_post(),)), refused)[0].status == ERROR
+
+
+def test_a_typed_skip_keeps_its_fields_through_the_judgement() -> None:
+    skip = Blocked("OP-MODELS-001", "no model list")
+    result, _ = judge(_seen(Outcome(False, True, False, str(skip), skip=skip)), _state())
+    assert (result.status, result.blocked_by, result.message) == (
+        BLOCKED,
+        "OP-MODELS-001",
+        "no model list",
+    )
+    assert str(skip) == "[blocked OP-MODELS-001] no model list"  # what pytest shows
+    off = Disabled("needs --alt-api-key")
+    result, _ = judge(_seen(Outcome(False, True, False, str(off), skip=off)), _state())
+    assert (result.status, result.message) == (DISABLED, "needs --alt-api-key")
