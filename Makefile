@@ -4,6 +4,8 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+# The installed layout as links, for mypy and import-linter (opconform/layout.py).
+LAYOUT := $(VENV)/layout
 # Re-installs only when the dependency list changes.
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
@@ -22,7 +24,7 @@ $(NODE_STAMP): conformance/node/package-lock.json
 # checks report DISABLED, and a failure here never stops setup.
 go-sdk: $(STAMP)
 	@if command -v go >/dev/null 2>&1; then \
-		$(BIN)/python -m conformance.gosdk || echo "the Go SDK runner did not build: its checks will fail"; \
+		$(BIN)/python -m opconform.conformance.gosdk || echo "the Go SDK runner did not build: its checks will fail"; \
 	else echo "go not found: the Go SDK checks will be DISABLED"; fi
 
 $(STAMP): pyproject.toml
@@ -39,8 +41,9 @@ run: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy opconform schemas gateway conformance loadtests reports tests benchmarks
-	$(BIN)/lint-imports --no-cache
+	$(BIN)/python -m opconform.layout $(LAYOUT) tests benchmarks
+	cd $(LAYOUT) && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml opconform tests benchmarks
+	cd $(LAYOUT) && $(CURDIR)/$(BIN)/lint-imports --config $(CURDIR)/pyproject.toml --no-cache
 
 test: lint
 	$(BIN)/python -m pytest
@@ -54,8 +57,8 @@ test-quick: setup
 # interop runs against the two real rate limiters (paced at the Free plan: ~4 min, and LiteLLM
 # installs ~490 MB). Not part of `make test` or .ci/run.
 test-nightly: setup
-	$(BIN)/python -m pytest -m nightly tests/test_mutation_matrix.py tests/test_interop.py \
-		tests/test_interop_servers.py
+	$(BIN)/python -m pytest -m nightly tests/integration/test_mutation_matrix.py tests/interop/test_matrix.py \
+		tests/interop/test_servers.py
 
 bench: setup
 	$(BIN)/python benchmarks/gateway_throughput.py

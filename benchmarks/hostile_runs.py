@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.hostile import BEHAVIOURS, HostileRun, run_against
+from tests.support.hostile import BEHAVIOURS, HostileRun, run_against
 
 
 def main() -> None:

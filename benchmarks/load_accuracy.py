@@ -42,7 +42,7 @@ from typing import Any
 
 import psutil
 
-from gateway.embedded import EmbeddedGateway
+from opconform.gateway.embedded import EmbeddedGateway
 from opconform.metrics import percentile
 
 ROOT = Path(__file__).resolve().parent.parent

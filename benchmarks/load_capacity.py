@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from gateway.embedded import EmbeddedGateway
+from opconform.gateway.embedded import EmbeddedGateway
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -17,11 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from gateway.embedded import EmbeddedGateway
+from opconform.gateway.embedded import EmbeddedGateway
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = "import sys; from opconform.cli import main; sys.exit(main(sys.argv[1:]))"
-WITHOUT = "import conformance.command as c; c.check_selection = lambda args: None; " + RUN
+WITHOUT = "import opconform.conformance.command as c; c.check_selection = lambda args: None; " + RUN
 
 
 def main() -> int:

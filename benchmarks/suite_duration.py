@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from gateway.embedded import EmbeddedGateway
+from opconform.gateway.embedded import EmbeddedGateway
 
 ROOT = Path(__file__).resolve().parent.parent
 

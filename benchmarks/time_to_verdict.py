@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from conformance.plan import floor_seconds
-from gateway.embedded import EmbeddedGateway
+from opconform.conformance.plan import floor_seconds
 from opconform.contract import PLANS
+from opconform.gateway.embedded import EmbeddedGateway
 
 ROOT = Path(__file__).resolve().parent.parent
 REALISTIC = ["--ttft-ms", "500", "--tpot-ms", "20"]

@@ -9,9 +9,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from conformance import record
-from conformance.settings import RunSettings
 from opconform.config import OPTIONS, add_arguments
+from opconform.conformance import record
+from opconform.conformance.settings import RunSettings
 from opconform.exitcodes import HARNESS, USAGE, UsageError
 from opconform.preflight import check_report_dir, discard_report_dir, make_report_dir
 from opconform.redact import sweep
@@ -117,7 +117,7 @@ def check_selection(args: argparse.Namespace, settings: RunSettings) -> None:
 
     import pytest
 
-    from conformance.run import ConformanceRun
+    from opconform.conformance.run import ConformanceRun
 
     argv = [
         str(SUITE_DIR),
@@ -146,7 +146,7 @@ def validate(args: argparse.Namespace) -> RunSettings:
     a line: options, config file, target, TLS files, headers, areas, requirement IDs, SLOs,
     baseline, the run folder, the embedded gateway's arguments, the selection. Starts nothing.
     Returns the run's settings, resolved once: pytest gets them as they are."""
-    from gateway.command import check_gateway_args
+    from opconform.gateway.command import check_gateway_args
 
     cli = {option.name: getattr(args, option.name) for option in OPTIONS}
     settings = RunSettings.resolve(cli, args.config, target=True)
@@ -162,7 +162,7 @@ def validate(args: argparse.Namespace) -> RunSettings:
 
 def _unreachable(settings: RunSettings) -> str | None:
     """Why a remote target cannot be reached at all (one connection, TLS handshake), else None."""
-    from conformance.run import limits_of
+    from opconform.conformance.run import limits_of
     from opconform.preflight import reach
 
     if settings.target is None:
@@ -173,7 +173,7 @@ def _unreachable(settings: RunSettings) -> str | None:
 def run(args: argparse.Namespace) -> int:
     import pytest
 
-    from conformance.run import ConformanceRun
+    from opconform.conformance.run import ConformanceRun
 
     settings = validate(args)
     report_dir = settings.report_dir
@@ -252,7 +252,7 @@ def requirements_command(args: argparse.Namespace) -> int:
     import contextlib
     import io
 
-    from conformance.catalogue import requirements
+    from opconform.conformance.catalogue import requirements
 
     with contextlib.redirect_stdout(io.StringIO()):
         covered = coverage()

@@ -7,19 +7,20 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from conformance.plan import MARKER, bulk_of, is_frugal, room
-from conformance.prefetch import Jobs
-from conformance.skips import blocked, disabled
+from opconform.conformance.plan import MARKER, bulk_of, is_frugal, room
+from opconform.conformance.prefetch import Jobs
+from opconform.conformance.skips import blocked, disabled
 from opconform.target import Target
 
 if TYPE_CHECKING:  # as in the plugin: the client is imported when a run starts
-    from conformance.evidence import Recorder
     from opconform.client import ApiClient, Exchange
+    from opconform.conformance.evidence import Recorder
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", f"{MARKER}: needs a window of the main key to itself (conformance.plan)"
+        "markers",
+        f"{MARKER}: needs a window of the main key to itself (opconform.conformance.plan)",
     )
 
 
@@ -32,7 +33,8 @@ def bulk_key(api: ApiClient) -> str:
 
 @pytest.fixture(scope="session")
 def frugal(api: ApiClient, bulk_key: str) -> bool:
-    """The bulk identity's plan leaves little room (conformance.plan.FRUGAL_REQUESTS_PER_MIN):
+    """The bulk identity's plan leaves little room
+    (opconform.conformance.plan.FRUGAL_REQUESTS_PER_MIN):
     spend requests only on what is judged, so a run with one Free key fits in three of its
     windows (README: "One Free key")."""
     return is_frugal(api, bulk_key)
@@ -42,7 +44,8 @@ def frugal(api: ApiClient, bulk_key: str) -> bool:
 def jobs(
     request: pytest.FixtureRequest, api: ApiClient, bulk_key: str, frugal: bool, evidence: Recorder
 ) -> Jobs:
-    """The selection's jobs (conformance.prefetch), sent together when the bulk key has room: a
+    """The selection's jobs (opconform.conformance.prefetch), sent together when the bulk key has
+    room: a
     frugal Free key sends each when its check takes it, one after the other."""
 
     def together() -> bool:

@@ -9,8 +9,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from conformance import prefetch
 from opconform.client import Exchange
+from opconform.conformance import prefetch
 from opconform.contract import KEY_PREFIX, KEY_VARIABLES
 from opconform.redact import Redactor
 

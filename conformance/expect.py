@@ -10,8 +10,8 @@ from typing import Any
 from opconform.client import Exchange
 from opconform.contract import RATE_HEADERS
 from opconform.ratelimit import other_convention
+from opconform.schemas.loader import validator
 from opconform.text import elide
-from schemas.loader import validator
 
 
 def _showing(error: AssertionError, exchange: Exchange) -> AssertionError:

@@ -4,7 +4,8 @@ the mutation matrix) reuses the binary. Without `go`, or when its modules cannot
 module cache and no proxy), the Go checks are DISABLED with the reason, as the Node checks are
 without npm; a runner that does not compile is the harness's error, not a DISABLED check.
 
-`python -m conformance.gosdk` builds it ahead of a run (make setup does, when go exists)."""
+`python -m opconform.conformance.gosdk` builds it ahead of a run (make setup does, when go
+exists)."""
 
 from __future__ import annotations
 

@@ -17,8 +17,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from conformance.catalogue import prerequisites
-from conformance.judges import (
+from opconform.client import Exchange
+from opconform.conformance.catalogue import prerequisites
+from opconform.conformance.judges import (
     chunk_schema,
     closes,
     completion_schema,
@@ -38,8 +39,7 @@ from conformance.judges import (
     usage_adds_up,
     within_max_tokens,
 )
-from conformance.verdicts import transport_failure
-from opconform.client import Exchange
+from opconform.conformance.verdicts import transport_failure
 
 EXAMPLES_KEPT = 3
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from opconform.client import Exchange
 from opconform.contract import RATE_HEADERS, WINDOW_SECONDS
-from schemas.loader import validator
+from opconform.schemas.loader import validator
 
 
 def _request_json(exchange: Exchange) -> dict[str, Any]:

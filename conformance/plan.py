@@ -4,7 +4,8 @@ and the floor the plan's requests/min puts under the rest (n paced requests need
 ceil(n / requests-per-minute) - 1 whole minutes: no more than the limit in any minute).
 
 A check costs one request on the bulk key unless `COSTS` says otherwise; a check that takes jobs
-(conformance.prefetch) costs what its jobs send (`@job(sends=...)`, counted once per job run),
+(opconform.conformance.prefetch) costs what its jobs send (`@job(sends=...)`, counted once per job
+run),
 plus what `COSTS` says it sends itself. A cost is a count or a run setting ("samples": --samples,
 "models": the models checked, "cap": the plan's concurrency, "generated": the property run's
 bodies, "rounds": a latency check's requests, "drive": what is left of the main key's window),
@@ -154,7 +155,7 @@ def floor_seconds(
 
 def make_plan(items: list[pytest.Item], target: Target, api: ApiClient) -> dict[str, Any]:
     """The plan of the selected checks: per identity, requests, paced requests, floor."""
-    from conformance.prefetch import SPECS, instance_key
+    from opconform.conformance.prefetch import SPECS, instance_key
 
     settings = settings_of(target, api)
     planned: dict[str, int] = {}
@@ -205,7 +206,7 @@ def make_plan(items: list[pytest.Item], target: Target, api: ApiClient) -> dict[
         planned[label] = planned.get(label, 0) + n
         if not paced:
             unpaced[label] = unpaced.get(label, 0) + n
-    from conformance.run import plan_limits
+    from opconform.conformance.run import plan_limits
 
     plans = plan_limits(target)
     identities = {}

@@ -12,17 +12,23 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from conformance import selection
-from conformance.run import Check, ConformanceRun, quiet_benchmarks
-from conformance.selection import area_marker, area_of, is_check, needs_of, requirement_ids
-from conformance.settings import RunSettings
 from opconform.config import OPTIONS, add_arguments
+from opconform.conformance import selection
+from opconform.conformance.run import Check, ConformanceRun, quiet_benchmarks
+from opconform.conformance.selection import (
+    area_marker,
+    area_of,
+    is_check,
+    needs_of,
+    requirement_ids,
+)
+from opconform.conformance.settings import RunSettings
 from opconform.exitcodes import UsageError
 from opconform.target import Target
 
 if TYPE_CHECKING:  # the client is imported when a run starts, not when pytest loads plugins
-    from conformance.evidence import Recorder
     from opconform.client import ApiClient
+    from opconform.conformance.evidence import Recorder
 
 _RUN = pytest.StashKey[ConformanceRun]()
 _RESULT = pytest.StashKey[list[Any]]()
@@ -165,7 +171,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     run.stop()
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if run.summary and reporter is not None:
-        from conformance import record
+        from opconform.conformance import record
 
         counted, verdict = record.verdict_lines(run.summary)
         reporter.write_line(counted)
@@ -197,7 +203,8 @@ def api(request: pytest.FixtureRequest) -> ApiClient:
 
 @pytest.fixture(scope="session")
 def evidence(request: pytest.FixtureRequest) -> Recorder:
-    """The run's evidence recorder (conformance.evidence.Recorder): attach(), all_statuses."""
+    """The run's evidence recorder (opconform.conformance.evidence.Recorder): attach(),
+    all_statuses."""
     return _run(request).recorder
 
 
@@ -213,10 +220,10 @@ def _opconform_evidence(request: pytest.FixtureRequest) -> Any:
     if not is_check(item) or run is None:
         yield
         return
-    from conformance.invariants import Context
-    from conformance.prefetch import sent_already
-    from conformance.skips import blocked
-    from conformance.translate import allure_labels
+    from opconform.conformance.invariants import Context
+    from opconform.conformance.prefetch import sent_already
+    from opconform.conformance.skips import blocked
+    from opconform.conformance.translate import allure_labels
 
     run.recorder.take()
     ids = requirement_ids(item)
@@ -239,7 +246,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     fixtures it is first to use included, are the difference (results.json `sent`)."""
     run = item.config.stash.get(_RUN, None)
     if run is not None and run.client is not None and is_check(item):
-        from conformance.prefetch import mark_start
+        from opconform.conformance.prefetch import mark_start
 
         item.stash[_SENT_BEFORE] = dict(run.client.sent)
         mark_start(item)
@@ -249,8 +256,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 def pytest_runtest_call(item: pytest.Item) -> None:
     """A check whose prerequisite is already broken is not run. Decided here, once its fixtures
     are set up, so a check that configuration turns off reads DISABLED, not BLOCKED."""
-    from conformance.skips import blocked
-    from conformance.verdicts import broken_prerequisite
+    from opconform.conformance.skips import blocked
+    from opconform.conformance.verdicts import broken_prerequisite
 
     run = item.config.stash.get(_RUN, None)
     if run is None or not is_check(item):
@@ -268,7 +275,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     run = item.config.stash.get(_RUN, None)
     if run is None or not is_check(item):
         return
-    from conformance.translate import judged, redact_report, write_evidence
+    from opconform.conformance.translate import judged, redact_report, write_evidence
 
     redact_report(run, report)
     if report.when == "call" or (report.when == "setup" and not report.passed):
@@ -282,7 +289,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     run = session.config.stash.get(_RUN, None)
     if run is not None and run.target is not None:
-        from conformance import record
+        from opconform.conformance import record
 
         record.finish(run, session.items)
 
@@ -291,7 +298,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     run = config.stash.get(_RUN, None)
     if run is None or not run.summary:
         return
-    from conformance import record
+    from opconform.conformance import record
 
     for line in record.summary_lines(run.summary):
         terminalreporter.write_line(line)

@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from conformance.evidence import Recorder
-    from conformance.invariants import Context
     from opconform.client import ApiClient, Exchange
+    from opconform.conformance.evidence import Recorder
+    from opconform.conformance.invariants import Context
 
 _CURRENT: contextvars.ContextVar[Instance | None] = contextvars.ContextVar(
     "opconform_job", default=None
@@ -48,7 +48,7 @@ class Spec:
     params: tuple[str, ...]
     # Requests at once per identity (BULK or a key label) the job may have in flight.
     slots: dict[str, int]
-    sends: dict[str, int | str]  # what it sends, for the plan (conformance.plan)
+    sends: dict[str, int | str]  # what it sends, for the plan (opconform.conformance.plan)
     streams: bool = False  # it opens streams of the suite's own client
     # It sends through another client (an SDK), which the run's breaker does not stop.
     after_streams: bool = False
@@ -68,7 +68,8 @@ def job(
 ) -> Callable[[Callable[..., Any]], Any]:
     """Declare a check's sending as a job, the fixture `name` (default: the function's name):
     `slots` requests at once on the bulk key at most, one at a time on each of `others` (key
-    labels); `sends`: what it sends per identity, for the run's plan (conformance.plan; default
+    labels); `sends`: what it sends per identity, for the run's plan (opconform.conformance.plan;
+    default
     one request on the bulk key). `streams`: it opens streams; `after_streams`: it sends through
     another client (an SDK), which the run's breaker does not stop. In a wave both start once
     one stream has come back whole, and not at all when it did not (they would only wait out
@@ -89,7 +90,7 @@ def job(
             return jobs.pending(fixture_name, request.node)
 
         fixture.__name__ = fixture_name
-        fixture.__doc__ = f"The outcome of job {fixture_name} (conformance.prefetch)."
+        fixture.__doc__ = f"The outcome of job {fixture_name} (opconform.conformance.prefetch)."
         return pytest.fixture(name=fixture_name)(fixture)
 
     return register
@@ -282,7 +283,7 @@ class Jobs:
         *,
         together: Callable[[], bool],
     ) -> None:
-        from conformance.invariants import Context
+        from opconform.conformance.invariants import Context
 
         self._api = api
         self._bulk = bulk_key

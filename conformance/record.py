@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from conformance.results import (
+from opconform import __version__
+from opconform.conformance.results import (
     Baseline,
     CheckResult,
     as_dicts,
@@ -18,9 +19,8 @@ from conformance.results import (
     root_causes,
     verdict,
 )
-from conformance.selection import area_of, is_check, opt_in_of, requirement_ids
-from conformance.verdicts import apply_prerequisites, resolve_roots
-from opconform import __version__
+from opconform.conformance.selection import area_of, is_check, opt_in_of, requirement_ids
+from opconform.conformance.verdicts import apply_prerequisites, resolve_roots
 from opconform.outcome import BLOCKED, DISABLED, FAIL, PASS, WARN
 from opconform.preflight import make_report_dir
 from opconform.text import elide
@@ -28,7 +28,7 @@ from opconform.text import elide
 if TYPE_CHECKING:
     import pytest
 
-    from conformance.run import ConformanceRun
+    from opconform.conformance.run import ConformanceRun
     from opconform.target import Target
 
 INVARIANT_PREFIX = "invariant::"  # the id of a whole-run rule's result
@@ -56,7 +56,7 @@ def _opt_in_results(run: ConformanceRun) -> list[CheckResult]:
 def _invariant_results(run: ConformanceRun) -> list[CheckResult]:
     """One result per whole-run rule that judged anything: PASS, or FAIL/WARN with the first
     examples, their replay lines and the rate."""
-    from conformance.catalogue import requirements
+    from opconform.conformance.catalogue import requirements
 
     results = []
     catalogue = requirements()
@@ -111,7 +111,7 @@ def _unreachable_results(run: ConformanceRun, items: list[pytest.Item]) -> list[
 def finish(run: ConformanceRun, items: list[pytest.Item]) -> None:
     """Judge the whole run (run.summary), and write results.json and the reports into the run
     folder, if it has one."""
-    from schemas.loader import schema_hashes
+    from opconform.schemas.loader import schema_hashes
 
     run.results.extend(_opt_in_results(run))
     if run.unreachable:
@@ -188,7 +188,7 @@ def finish(run: ConformanceRun, items: list[pytest.Item]) -> None:
     }
     text = run.redactor.text(json.dumps(document, indent=2))
     (run.report_dir / "results.json").write_text(text, encoding="utf-8")
-    from reports.render import render_run
+    from opconform.reports.render import render_run
 
     render_run(run.report_dir)
     run.summary["report"] = str(run.report_dir / "report.html")
@@ -233,7 +233,7 @@ def verdict_lines(summary: dict[str, Any]) -> tuple[str, str]:
 
 def write_unreachable(report_dir: Path, target: Target, baseline: Baseline, why: str) -> None:
     """The one file an unreachable target leaves: results.json that says so, nothing judged."""
-    from schemas.loader import schema_hashes
+    from opconform.schemas.loader import schema_hashes
 
     summary, code = verdict([], why)
     now = time.time()

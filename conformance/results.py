@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from conformance.catalogue import Requirement, requirements
+from opconform.conformance.catalogue import Requirement, requirements
 from opconform.exitcodes import UsageError
 from opconform.outcome import (
     BLOCKED,

@@ -9,23 +9,23 @@ import contextlib
 import time
 from typing import TYPE_CHECKING, Any
 
-from conformance.settings import RunSettings
+from opconform.conformance.settings import RunSettings
 from opconform.contract import PLANS
 from opconform.target import Target
 
 if TYPE_CHECKING:  # the client is imported when a run starts, not when pytest loads plugins
     import pytest
 
-    from conformance.results import CheckResult
-    from conformance.verdicts import RunState
     from opconform.client import ApiClient, Limits
+    from opconform.conformance.results import CheckResult
+    from opconform.conformance.verdicts import RunState
 
 
 class ConformanceRun:
     """Everything a run shares: target, client, evidence, invariants, results."""
 
     def __init__(self, settings: RunSettings) -> None:
-        from conformance.evidence import Recorder
+        from opconform.conformance.evidence import Recorder
         from opconform.redact import Redactor
 
         self.settings = settings
@@ -48,18 +48,20 @@ class ConformanceRun:
         self.collected = 0  # checks collected, before any selection
         self.selection: str | None = None  # "selected --area auth (12 of 121 checks)"
         self.summary: dict[str, Any] | None = None  # the verdict and its counts, once judged
-        self.plan: dict[str, Any] | None = None  # the requests the run plans (conformance.plan)
+        self.plan: dict[str, Any] | None = (
+            None  # the requests the run plans (opconform.conformance.plan)
+        )
 
     def start(self) -> Target:
         if self.target is not None:
             return self.target
-        from conformance.invariants import Context, Invariants
         from opconform.client import ApiClient, Budget, TargetBreaker
+        from opconform.conformance.invariants import Context, Invariants
         from opconform.preflight import reach
         from opconform.ratelimit import Pacer
 
         if self.settings.embedded:
-            from gateway.embedded import EmbeddedGateway
+            from opconform.gateway.embedded import EmbeddedGateway
 
             self.gateway = EmbeddedGateway(self.settings.values.get("gateway_args"))
             self.target = self.settings.embedded_target(self.gateway.start())
@@ -106,7 +108,7 @@ class ConformanceRun:
         """The requests the run plans, per identity, said before the first is sent."""
         if self.client is None or self.target is None or self.unreachable:
             return
-        from conformance.plan import make_plan, plan_lines
+        from opconform.conformance.plan import make_plan, plan_lines
 
         self.plan = make_plan(items, self.target, self.client)
         for line in plan_lines(self.plan):
@@ -114,13 +116,13 @@ class ConformanceRun:
 
     def _observe(self, exchange: Any) -> None:
         if self.invariants is not None:
-            from conformance.prefetch import context_or
+            from opconform.conformance.prefetch import context_or
 
             self.invariants.observe(exchange, context_or(self.context))
 
     def state(self) -> RunState:
         """The run so far, as the verdict functions read it."""
-        from conformance.verdicts import RunState
+        from opconform.conformance.verdicts import RunState
 
         broken: dict[str, str] = {}
         if self.invariants is not None:

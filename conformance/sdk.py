@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from conformance import expect, gosdk, prefetch
-from conformance.skips import disabled
 from opconform.client import ApiClient
+from opconform.conformance import expect, gosdk, prefetch
+from opconform.conformance.skips import disabled
 from opconform.redact import Redactor
 from opconform.target import Target
 from opconform.timeouts import Timeouts

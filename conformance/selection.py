@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from conformance import catalogue
-from conformance.settings import RunSettings
+from opconform.conformance import catalogue
+from opconform.conformance.settings import RunSettings
 
 OPT_IN_MARKERS = ("slow", "quota")
 SUITE_DIR = Path(__file__).resolve().parent

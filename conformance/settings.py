@@ -18,7 +18,7 @@ from opconform.target import Target, parse_slo
 from opconform.transport import TransportSettings
 
 if TYPE_CHECKING:  # the catalogue and YAML are read when a run resolves, not at plugin load
-    from conformance.results import Baseline
+    from opconform.conformance.results import Baseline
 
 TARGET_OPTIONS = tuple(option for option in OPTIONS if option.scope == "target")
 
@@ -47,14 +47,14 @@ class RunSettings:
         if target and made is None:  # the embedded gateway's: the way to it is still the user's
             TransportSettings.from_values(values)
         parse_slo(values["latency_slo"])
-        from conformance.catalogue import check_areas, requirements
+        from opconform.conformance.catalogue import check_areas, requirements
 
         check_areas(values["area"] or [])
         if values["requirement"]:
             unknown = sorted(set(values["requirement"]) - set(requirements()))
             if unknown:
                 raise UsageError(f"--requirement: unknown ID(s) {', '.join(unknown)}")
-        from conformance.results import Baseline
+        from opconform.conformance.results import Baseline
 
         baseline = Baseline.load(values["expected_failures"])
         report_dir = Path(values["report_dir"]) if values["report_dir"] else None

@@ -1,6 +1,7 @@
 """How a check stops with an opconform status of its own: `disabled(reason)` when the run's
 configuration turns it off, `blocked(cause, reason)` when something it stands on is broken.
-Each raises pytest's skip carrying a typed outcome (conformance.verdicts.Disabled, Blocked) that
+Each raises pytest's skip carrying a typed outcome (opconform.conformance.verdicts.Disabled,
+Blocked) that
 the plugin reads by its fields; pytest shows the outcome's text as the skip reason."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from typing import NoReturn
 
 from _pytest.outcomes import Skipped
 
-from conformance.verdicts import Blocked, Disabled
+from opconform.conformance.verdicts import Blocked, Disabled
 
 
 class Skip(Skipped):  # pytest.skip.Exception

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from conformance import expect
 from opconform.client import ApiClient, Exchange
+from opconform.conformance import expect
 from opconform.contract import KEY_PREFIX
 from opconform.target import Target
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from conformance import expect
-from conformance.prefetch import BULK, Pending, job
 from opconform.client import ApiClient, Exchange
+from opconform.conformance import expect
+from opconform.conformance.prefetch import BULK, Pending, job
 from opconform.contract import COUNTING_PROMPT
 from opconform.target import Target
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from conformance import expect
-from conformance.prefetch import Pending, job
-from conformance.run import Check
-from conformance.skips import disabled
 from opconform.client import ApiClient, Exchange
+from opconform.conformance import expect
+from opconform.conformance.prefetch import Pending, job
+from opconform.conformance.run import Check
+from opconform.conformance.skips import disabled
 from opconform.sse import SSEStats
 from opconform.target import Target
 

@@ -6,9 +6,9 @@ import secrets
 
 import pytest
 
-from conformance import expect
-from conformance.prefetch import BULK, Pending, job
 from opconform.client import ApiClient, Exchange
+from opconform.conformance import expect
+from opconform.conformance.prefetch import BULK, Pending, job
 from opconform.target import Target
 
 requirement = pytest.mark.requirement

@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from conformance import expect
-from conformance.prefetch import Pending, job
-from conformance.sdk import python_client, raised
-from conformance.skips import disabled
 from opconform.client import ApiClient, Exchange
+from opconform.conformance import expect
+from opconform.conformance.prefetch import Pending, job
+from opconform.conformance.sdk import python_client, raised
+from opconform.conformance.skips import disabled
 from opconform.target import Target
 
 requirement = pytest.mark.requirement

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from conformance import expect
-from conformance.prefetch import BULK, Pending, job
-from conformance.run import Check
-from conformance.skips import blocked
 from opconform.client import ApiClient, Exchange
+from opconform.conformance import expect
+from opconform.conformance.prefetch import BULK, Pending, job
+from opconform.conformance.run import Check
+from opconform.conformance.skips import blocked
 
 requirement = pytest.mark.requirement
 

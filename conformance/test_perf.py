@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from conformance import expect
-from conformance.plan import ROUNDS, room
-from conformance.skips import disabled
 from opconform.client import ApiClient
+from opconform.conformance import expect
+from opconform.conformance.plan import ROUNDS, room
+from opconform.conformance.skips import disabled
 from opconform.sse import SSEEvent
 from opconform.target import Target
 

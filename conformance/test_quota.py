@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from conformance import expect
-from conformance.run import Check
-from conformance.skips import disabled
 from opconform.client import ApiClient
+from opconform.conformance import expect
+from opconform.conformance.run import Check
+from opconform.conformance.skips import disabled
 from opconform.contract import WINDOW_SECONDS
 from opconform.target import Target
 

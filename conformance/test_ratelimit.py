@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from conformance import expect
-from conformance.run import Check
-from conformance.skips import disabled
 from opconform.client import ApiClient, Exchange, Transfer
+from opconform.conformance import expect
+from opconform.conformance.run import Check
+from opconform.conformance.skips import disabled
 from opconform.contract import LONG_PROMPT, PLANS, WINDOW_SECONDS
 from opconform.ratelimit import (
     EPOCH_AFTER,
@@ -597,7 +597,7 @@ def test_other_key_unaffected(
 def test_python_sdk_raises_rate_limit_error(
     exhausted: dict[str, Any], api: ApiClient, target: Target, model: str
 ) -> None:
-    from conformance.sdk import python_client, raised
+    from opconform.conformance.sdk import python_client, raised
 
     over = _refused(exhausted, target)
     client = python_client(api, target, "main")
@@ -616,7 +616,7 @@ def test_python_sdk_raises_rate_limit_error(
 def test_node_sdk_raises_rate_limit_error(
     exhausted: dict[str, Any], api: ApiClient, target: Target, model: str
 ) -> None:
-    from conformance.sdk import run_node
+    from opconform.conformance.sdk import run_node
 
     over = _refused(exhausted, target)
     mode = "errors-429-chat" if _is_completion(over) else "errors-429"
@@ -643,7 +643,7 @@ def test_openai_go_returns_rate_limit_error(
 def _go_sdk_on_429(
     exhausted: dict[str, Any], api: ApiClient, target: Target, model: str, sdk: str
 ) -> None:
-    from conformance.sdk import go_typed_error, run_go
+    from opconform.conformance.sdk import go_typed_error, run_go
 
     over = _refused(exhausted, target)
     mode = "errors-429-chat" if _is_completion(over) else "errors-429"

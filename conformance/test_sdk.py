@@ -7,9 +7,10 @@ from typing import Any, NoReturn, TypeVar
 
 import pytest
 
-from conformance import expect
-from conformance.prefetch import BULK, Pending, job
-from conformance.sdk import (
+from opconform.client import ApiClient, LimitSpent
+from opconform.conformance import expect
+from opconform.conformance.prefetch import BULK, Pending, job
+from opconform.conformance.sdk import (
     GO_STEPS,
     go_typed_error,
     python_client,
@@ -18,7 +19,6 @@ from conformance.sdk import (
     run_node,
     sdk_refused,
 )
-from opconform.client import ApiClient, LimitSpent
 from opconform.ratelimit import PacingStopped
 from opconform.target import Target
 

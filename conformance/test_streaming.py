@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from conformance import expect
-from conformance.prefetch import BULK, Pending, job
-from conformance.run import Check
 from opconform.client import ApiClient, Exchange, StreamsDoNotEnd
+from opconform.conformance import expect
+from opconform.conformance.prefetch import BULK, Pending, job
+from opconform.conformance.run import Check
 from opconform.contract import COUNTING_PROMPT, SHORT_PROMPT
 from opconform.target import Target
 

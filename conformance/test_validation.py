@@ -9,11 +9,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conformance import expect
-from conformance.catalogue import requirements
-from conformance.plan import FRUGAL_GENERATED, GENERATED
-from conformance.prefetch import BULK, Pending, job
 from opconform.client import ApiClient, Exchange
+from opconform.conformance import expect
+from opconform.conformance.catalogue import requirements
+from opconform.conformance.plan import FRUGAL_GENERATED, GENERATED
+from opconform.conformance.prefetch import BULK, Pending, job
 
 requirement = pytest.mark.requirement
 

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from conformance.results import CheckResult, level_of
-from conformance.selection import area_of, needs_of, requirement_ids
-from conformance.skips import Skip
-from conformance.verdicts import (
+from opconform.conformance.results import CheckResult, level_of
+from opconform.conformance.selection import area_of, needs_of, requirement_ids
+from opconform.conformance.skips import Skip
+from opconform.conformance.verdicts import (
     Observed,
     Outcome,
     Raised,
@@ -24,7 +24,7 @@ from conformance.verdicts import (
 )
 
 if TYPE_CHECKING:
-    from conformance.run import ConformanceRun
+    from opconform.conformance.run import ConformanceRun
 
 
 def raised(exc: BaseException | None) -> Raised:
@@ -78,7 +78,8 @@ def judged(
     report: pytest.TestReport,
     sent_before: dict[str, int] | None,
 ) -> CheckResult:
-    """The check's result (conformance.verdicts decides), with pytest's report made to agree."""
+    """The check's result (opconform.conformance.verdicts decides), with pytest's report made to
+    agree."""
     ids = requirement_ids(item)
     exc = call.excinfo.value if call.excinfo is not None else None
     failed_assertion = (
@@ -130,7 +131,7 @@ def _sent(run: ConformanceRun, item: pytest.Item, before: dict[str, int] | None)
     """The requests the check sent: since its setup, with its jobs' sent ahead of it."""
     if before is None or run.client is None:
         return {}
-    from conformance.prefetch import sent_by
+    from opconform.conformance.prefetch import sent_by
 
     after = run.client.sent
     return sent_by(item, {label: n - before.get(label, 0) for label, n in after.items()})
@@ -152,7 +153,7 @@ def write_evidence(run: ConformanceRun, item: pytest.Item, exchanges: list[Any])
     if result is None:
         return
     if run.report_dir is not None and exchanges:
-        from conformance.evidence import write_transcript
+        from opconform.conformance.evidence import write_transcript
 
         result.evidence = write_transcript(
             run.report_dir / "transcripts", item.nodeid, exchanges, run.redactor
@@ -175,7 +176,7 @@ def allure_labels(area: str, ids: list[str]) -> None:
         import allure
     except ImportError:  # pragma: no cover - allure-pytest is a dependency
         return
-    from conformance.catalogue import requirements
+    from opconform.conformance.catalogue import requirements
 
     allure.dynamic.epic(area)
     for rid in ids:

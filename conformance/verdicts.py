@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from conformance.results import Baseline, CheckResult
+from opconform.conformance.results import Baseline, CheckResult
 from opconform.outcome import BLOCKED, DISABLED, ERROR, FAIL, INCONCLUSIVE, PASS, WARN
 from opconform.text import elide
 

@@ -13,10 +13,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.contract import Gateway
-from gateway.fault_hooks import FaultyGateway
-from gateway.settings import GatewayConfig
-from gateway.wire import ApiError
+from opconform.gateway.contract import Gateway
+from opconform.gateway.fault_hooks import FaultyGateway
+from opconform.gateway.settings import GatewayConfig
+from opconform.gateway.wire import ApiError
 
 
 def create_app(config: GatewayConfig) -> Starlette:

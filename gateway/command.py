@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
-from gateway.options import SERVE_OPTIONS, SERVE_SECTION
 from opconform.config import add_arguments, resolve
 from opconform.exitcodes import UsageError
+from opconform.gateway.options import SERVE_OPTIONS, SERVE_SECTION
 from opconform.outcome import HARNESS
 
 
@@ -65,8 +65,8 @@ def check_gateway_args(text: str | None, *, flag: str = "--gateway-args") -> Non
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from gateway.faults import FAULTS
-    from gateway.server import serve
+    from opconform.gateway.faults import FAULTS
+    from opconform.gateway.server import serve
 
     if args.list_faults:
         width = max(len(name) for name in FAULTS)
@@ -102,9 +102,9 @@ def _settings(
     """The gateway's configuration and resolved values, every check applied (UsageError)."""
     from dataclasses import replace
 
-    from gateway.catalogue import Latency
-    from gateway.faults import unknown_faults
-    from gateway.settings import ConfigError, load_config
+    from opconform.gateway.catalogue import Latency
+    from opconform.gateway.faults import unknown_faults
+    from opconform.gateway.settings import ConfigError, load_config
 
     values = resolve(
         {option.name: getattr(args, option.name) for option in SERVE_OPTIONS},

@@ -1,6 +1,7 @@
 """One mock generation and the stream the contract makes of it.
 
-Shared by the streaming and non-streaming paths of `gateway.contract`; the faults that bend a
+Shared by the streaming and non-streaming paths of `opconform.gateway.contract`; the faults that
+bend a
 stream (gateway/fault_streams.py) read the events this module writes.
 """
 
@@ -16,8 +17,8 @@ from typing import Any
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from gateway.catalogue import MockModel
-from gateway.wire import DONE_EVENT, MIDSTREAM_ERROR, dumps
+from opconform.gateway.catalogue import MockModel
+from opconform.gateway.wire import DONE_EVENT, MIDSTREAM_ERROR, dumps
 
 
 @dataclass

@@ -24,16 +24,16 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway import completion as generation
-from gateway import mock
-from gateway.catalogue import MockModel, model_object
-from gateway.completion import Completion, SlotStreamingResponse
-from gateway.limits import RateLimiter, Verdict
-from gateway.settings import ANONYMOUS_PLAN, ApiKey, GatewayConfig
-from gateway.timing import TimingLog
-from gateway.wire import JSON, ApiError, dumps
 from opconform.contract import KEY_PREFIX
-from schemas.loader import fast_check, validator
+from opconform.gateway import completion as generation
+from opconform.gateway import mock
+from opconform.gateway.catalogue import MockModel, model_object
+from opconform.gateway.completion import Completion, SlotStreamingResponse
+from opconform.gateway.limits import RateLimiter, Verdict
+from opconform.gateway.settings import ANONYMOUS_PLAN, ApiKey, GatewayConfig
+from opconform.gateway.timing import TimingLog
+from opconform.gateway.wire import JSON, ApiError, dumps
+from opconform.schemas.loader import fast_check, validator
 
 
 class Gateway:

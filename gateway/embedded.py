@@ -14,8 +14,8 @@ import tempfile
 import threading
 from types import TracebackType
 
-from gateway.options import PRINTED_LAST, SERVE_VARIABLES
 from opconform.config import variable
+from opconform.gateway.options import PRINTED_LAST, SERVE_VARIABLES
 
 LAST_VARIABLE = variable(PRINTED_LAST)  # printed last by `serve --print-env`
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import orjson
 
-from gateway.catalogue import Latency, MockModel
-from gateway.completion import Completion
-from gateway.faults import Faults
-from gateway.wire import DONE_EVENT
+from opconform.gateway.catalogue import Latency, MockModel
+from opconform.gateway.completion import Completion
+from opconform.gateway.faults import Faults
+from opconform.gateway.wire import DONE_EVENT
 
 # chaos-endless-stream: 10 ms a piece for at most 10 minutes.
 _ENDLESS_PIECES = 60_000

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.faults import Faults
+from opconform.gateway.faults import Faults
 
 # What the official SDKs send as User-Agent (go-openai sends Go's default).
 PYTHON_SDK, NODE_SDK = "OpenAI/Python", "OpenAI/JS"

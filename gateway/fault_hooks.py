@@ -25,17 +25,17 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from gateway.catalogue import CREATED, MockModel
-from gateway.completion import Completion
-from gateway.contract import Gateway
-from gateway.fault_answers import AnswerFaults
-from gateway.fault_clients import GO_FAULTS, NODE_SDK, PYTHON_SDK, GoClientFaults
-from gateway.fault_limits import FaultyLimiter
-from gateway.faults import Faults
-from gateway.limits import RateLimiter, Verdict
-from gateway.settings import ApiKey, GatewayConfig
-from gateway.wire import JSON, ApiError, dumps
 from opconform.contract import KEY_PREFIX, WINDOW_SECONDS
+from opconform.gateway.catalogue import CREATED, MockModel
+from opconform.gateway.completion import Completion
+from opconform.gateway.contract import Gateway
+from opconform.gateway.fault_answers import AnswerFaults
+from opconform.gateway.fault_clients import GO_FAULTS, NODE_SDK, PYTHON_SDK, GoClientFaults
+from opconform.gateway.fault_limits import FaultyLimiter
+from opconform.gateway.faults import Faults
+from opconform.gateway.limits import RateLimiter, Verdict
+from opconform.gateway.settings import ApiKey, GatewayConfig
+from opconform.gateway.wire import JSON, ApiError, dumps
 
 UNUSABLE_MODEL_ID = "gpt-3.5-turbo-legacy"
 _SERVER_ERROR = "An unexpected error occurred."

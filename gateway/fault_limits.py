@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from gateway.faults import Faults
-from gateway.limits import RateLimiter
+from opconform.gateway.faults import Faults
+from opconform.gateway.limits import RateLimiter
 
 
 class FaultyLimiter(RateLimiter):

@@ -80,7 +80,8 @@ class RateLimiter:
             state.window_count = 0
         reset = state.window_start + self.window_seconds
         limit, cap = plan.requests_per_min, plan.concurrent
-        # The gateway's plans state both figures (gateway.settings refuses a plan without them).
+        # The gateway's plans state both figures (opconform.gateway.settings refuses a plan without
+        # them).
         assert limit is not None and cap is not None
         allowance, cap_enforced, tokens_per_day = self.enforced(limit, cap, plan.tokens_per_day)
 

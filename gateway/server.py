@@ -9,11 +9,11 @@ from typing import TextIO
 
 import uvicorn
 
-from gateway.app import create_app
-from gateway.options import PRINTED_LAST
-from gateway.settings import GatewayConfig
 from opconform.config import OPTIONS, variable
 from opconform.contract import IDENTITIES
+from opconform.gateway.app import create_app
+from opconform.gateway.options import PRINTED_LAST
+from opconform.gateway.settings import GatewayConfig
 
 # Which identity each printed variable carries; the conformance suite reads the same names.
 ENV_ROLES = tuple((identity.env, identity.label) for identity in IDENTITIES)

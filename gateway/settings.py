@@ -7,8 +7,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from gateway.catalogue import Latency, MockModel, default_models
 from opconform.contract import KEY_PREFIX, PLANS, WINDOW_SECONDS, Plan
+from opconform.gateway.catalogue import Latency, MockModel, default_models
 
 
 class ConfigError(ValueError):

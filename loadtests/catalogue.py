@@ -17,7 +17,8 @@ PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
 
 @dataclass
 class ProfileSpec:
-    """What a profile declares about itself; loadtests.verdict.Profile adds its judgement."""
+    """What a profile declares about itself; opconform.loadtests.verdict.Profile adds its
+    judgement."""
 
     name: str
     duration: str = "60s"  # the default --duration

@@ -21,19 +21,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from loadtests import distributed
-from loadtests.catalogue import ProfileSpec, explicit_rate, profiles
-from loadtests.options import (
-    LOAD_OPTION_NAMES,
-    LOAD_OPTIONS,
-    SETTINGS_FILE_NAME,
-    SHARED,
-    SHARED_OPTIONS,
-    resolve_load,
-    settings_document,
-)
-from loadtests.transport_env import transport_to_environment
-from loadtests.workload import Distribution, read_dataset
 from opconform.config import (
     ENTERPRISE_LIMIT_OPTIONS,
     OPTION_BY_NAME,
@@ -43,6 +30,19 @@ from opconform.config import (
 )
 from opconform.contract import IDENTITY_BY_LABEL, KEY_VARIABLES, parse_duration
 from opconform.exitcodes import HARNESS, USAGE, UsageError
+from opconform.loadtests import distributed
+from opconform.loadtests.catalogue import ProfileSpec, explicit_rate, profiles
+from opconform.loadtests.options import (
+    LOAD_OPTION_NAMES,
+    LOAD_OPTIONS,
+    SETTINGS_FILE_NAME,
+    SHARED,
+    SHARED_OPTIONS,
+    resolve_load,
+    settings_document,
+)
+from opconform.loadtests.transport_env import transport_to_environment
+from opconform.loadtests.workload import Distribution, read_dataset
 from opconform.outcome import LOAD_INCONCLUSIVE
 from opconform.preflight import check_report_dir, make_report_dir
 from opconform.redact import sweep
@@ -217,8 +217,8 @@ def _limits(run: LoadRun, plan: str) -> dict[str, int | None]:
 
 
 def run_load(args: argparse.Namespace) -> int:
-    from gateway.command import check_gateway_args
-    from gateway.embedded import EmbeddedGateway
+    from opconform.gateway.command import check_gateway_args
+    from opconform.gateway.embedded import EmbeddedGateway
 
     if args.list:
         return list_profiles()
@@ -416,7 +416,7 @@ def _outcome(report_dir: Path, code: int, secrets: list[str]) -> int:
         print(f"opconform load: no load.json was written (Locust exit {code})", file=sys.stderr)
         return HARNESS
     document: dict[str, Any] = json.loads(result.read_text())
-    from reports.render import render_run
+    from opconform.reports.render import render_run
 
     render_run(report_dir)
     sweep(report_dir, secrets)  # Locust's own CSV and HTML too

@@ -10,10 +10,11 @@ listeners.
 
 from __future__ import annotations
 
-from loadtests.settings import Settings
-from loadtests.state import RUN, record, stop_run
-from loadtests.user import LLMUser
-from loadtests.verdict import (
+from opconform.contract import LONG_PROMPT, SHORT_PROMPT
+from opconform.loadtests.settings import Settings
+from opconform.loadtests.state import RUN, record, stop_run
+from opconform.loadtests.user import LLMUser
+from opconform.loadtests.verdict import (
     FAIL,
     INCONCLUSIVE,
     PASS,
@@ -24,7 +25,6 @@ from loadtests.verdict import (
     present,
     use_profile,
 )
-from opconform.contract import LONG_PROMPT, SHORT_PROMPT
 from opconform.metrics import Sample
 
 __all__ = [

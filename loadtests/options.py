@@ -18,7 +18,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from loadtests.arrivals import ARRIVALS
 from opconform.config import (
     OPTION_BY_NAME,
     OPTIONS,
@@ -28,6 +27,7 @@ from opconform.config import (
     stated_limits,
 )
 from opconform.contract import WINDOW_SECONDS
+from opconform.loadtests.arrivals import ARRIVALS
 from opconform.timeouts import DEFAULT_TIMEOUTS, Timeouts
 
 LOAD_SECTION = "load"

@@ -19,12 +19,12 @@ from typing import Any
 from locust import events
 from locust.env import Environment
 
-from loadtests.catalogue import explicit_rate
-from loadtests.options import document_from_environment
-from loadtests.transport_env import transport_from_environment
-from loadtests.workload import Distribution, Workload, read_dataset
 from opconform.config import ENTERPRISE_LIMIT_OPTIONS, OPTION_BY_NAME
 from opconform.contract import KEY_VARIABLES
+from opconform.loadtests.catalogue import explicit_rate
+from opconform.loadtests.options import document_from_environment
+from opconform.loadtests.transport_env import transport_from_environment
+from opconform.loadtests.workload import Distribution, Workload, read_dataset
 from opconform.redact import Redactor
 from opconform.slo import parse_slo
 from opconform.timeouts import DEFAULT_TIMEOUTS, Timeouts

@@ -16,7 +16,7 @@ from locust import events
 from locust.env import Environment
 from locust.runners import WorkerRunner
 
-from loadtests.settings import Settings
+from opconform.loadtests.settings import Settings
 from opconform.metrics import Sample, percentile
 from opconform.redact import Redactor
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import gevent
 
-from loadtests import receive_time
-from loadtests.event_lines import EventLines
-from loadtests.workload import Request
+from opconform.loadtests import receive_time
+from opconform.loadtests.event_lines import EventLines
+from opconform.loadtests.workload import Request
 from opconform.metrics import Sample
 from opconform.ratelimit import retry_after_seconds
 

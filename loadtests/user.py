@@ -18,12 +18,12 @@ import gevent.pool
 from locust import FastHttpUser
 from locust.runners import WorkerRunner
 
-from loadtests.arrivals import ClosedLoopPacing, open_arrivals
-from loadtests.settings import Settings
-from loadtests.state import RUN, record, sleep, stop_run
-from loadtests.stream_client import StreamClient
-from loadtests.workload import Request
 from opconform.contract import KEY_VARIABLES
+from opconform.loadtests.arrivals import ClosedLoopPacing, open_arrivals
+from opconform.loadtests.settings import Settings
+from opconform.loadtests.state import RUN, record, sleep, stop_run
+from opconform.loadtests.stream_client import StreamClient
+from opconform.loadtests.workload import Request
 from opconform.metrics import Sample
 from opconform.ratelimit import retry_after_seconds
 from opconform.timeouts import DEFAULT_TIMEOUTS

@@ -16,10 +16,10 @@ from locust import events
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
-from loadtests.catalogue import ProfileSpec
-from loadtests.settings import MissingLimit, Settings
-from loadtests.state import RUN, cpu_fraction, stop_run
 from opconform.contract import KEY_VARIABLES
+from opconform.loadtests.catalogue import ProfileSpec
+from opconform.loadtests.settings import MissingLimit, Settings
+from opconform.loadtests.state import RUN, cpu_fraction, stop_run
 from opconform.metrics import Sample, judge_slo, percentile, summarise
 from opconform.outcome import CONFORMANT, HARNESS, NOT_CONFORMANT, USAGE
 from opconform.outcome import LOAD_FAIL as FAIL

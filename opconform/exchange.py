@@ -12,7 +12,7 @@ from opconform.sse import SSEEvent, SSEStats
 @dataclass(repr=False)
 class Exchange:
     """One request and what came back, with timings. Bodies stay raw in memory; evidence is
-    redacted when it is recorded (see conformance.evidence)."""
+    redacted when it is recorded (see opconform.conformance.evidence)."""
 
     method: str
     url: str

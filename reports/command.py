@@ -13,7 +13,7 @@ from typing import TypeVar
 from jinja2 import UndefinedError
 
 from opconform.exitcodes import HARNESS, NOT_CONFORMANT, UsageError
-from reports.render import ReportError, kind_of, render_run
+from opconform.reports.render import ReportError, kind_of, render_run
 
 T = TypeVar("T")
 
@@ -93,7 +93,7 @@ def _document_path(run_dir: Path) -> Path:
 
 
 def _diff(old: Path, new: Path, args: argparse.Namespace) -> int:
-    from reports.diff import diff_runs, format_diff
+    from opconform.reports.diff import diff_runs, format_diff
 
     for folder in (old, new):
         if not folder.is_dir():

@@ -17,7 +17,7 @@ from opconform.outcome import (
     WARN,
     load_status,
 )
-from reports.render import ReportError, kind_of, load_document
+from opconform.reports.render import ReportError, kind_of, load_document
 
 # Conformance statuses from good to bad, for "did it get worse".
 # Skipped or disabled is a change of coverage, not a regression: a check that passed and is now

@@ -226,7 +226,7 @@ def _ms(value: Any) -> str:
 
 
 def load_context(document: dict[str, Any], run_dir: Path) -> dict[str, Any]:
-    from reports import plots
+    from opconform.reports import plots
 
     samples = _samples(run_dir)
     metrics = document.get("metrics", {})

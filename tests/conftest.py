@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from gateway.embedded import EmbeddedGateway
+from opconform.gateway.embedded import EmbeddedGateway
 
 ROOT = Path(__file__).resolve().parent.parent
 BYTECODE_CACHE = "PYTHONPYCACHEPREFIX"

@@ -34,7 +34,7 @@ import gevent.event
 import gevent.pool
 from locust import task
 
-from loadtests.llm import (
+from opconform.loadtests.llm import (
     RUN,
     SHORT_PROMPT,
     LLMUser,
@@ -45,7 +45,7 @@ from loadtests.llm import (
     stop_run,
     use_profile,
 )
-from loadtests.state import sleep
+from opconform.loadtests.state import sleep
 from opconform.metrics import percentile
 
 EDGE = 0.01  # seconds shaved off each stream's end: the server frees a slot as it sends [DONE]

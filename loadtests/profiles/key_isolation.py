@@ -14,8 +14,8 @@ from typing import Any
 
 from locust import task
 
-from loadtests import windows
-from loadtests.llm import (
+from opconform.loadtests import windows
+from opconform.loadtests.llm import (
     SHORT_PROMPT,
     LLMUser,
     Profile,

@@ -15,7 +15,8 @@ from typing import Any
 
 from locust import task
 
-from loadtests.llm import (
+from opconform.contract import PLANS, WINDOW_SECONDS
+from opconform.loadtests.llm import (
     LLMUser,
     Profile,
     Sample,
@@ -25,7 +26,6 @@ from loadtests.llm import (
     stop_run,
     use_profile,
 )
-from opconform.contract import PLANS, WINDOW_SECONDS
 from opconform.ratelimit import retry_after_seconds
 
 

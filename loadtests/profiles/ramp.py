@@ -14,7 +14,15 @@ from typing import Any
 
 from locust import LoadTestShape, task
 
-from loadtests.llm import RUN, LLMUser, Profile, Sample, Settings, expectation, use_profile
+from opconform.loadtests.llm import (
+    RUN,
+    LLMUser,
+    Profile,
+    Sample,
+    Settings,
+    expectation,
+    use_profile,
+)
 from opconform.metrics import summarise
 
 STEPS: list[dict[str, Any]] = []

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from loadtests.llm import Profile, Sample, Settings, expectation, group, use_profile
+from opconform.loadtests.llm import Profile, Sample, Settings, expectation, group, use_profile
 
 # Locust runs the User classes it finds in this module: steady's, since a soak is steady load
 # held longer and judged for drift.
-from loadtests.profiles.steady import SteadyUser, offered
-from loadtests.profiles.steady import expectations as steady_expectations
+from opconform.loadtests.profiles.steady import SteadyUser, offered
+from opconform.loadtests.profiles.steady import expectations as steady_expectations
 from opconform.metrics import summarise
 
 __all__ = ["SteadyUser"]

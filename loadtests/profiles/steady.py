@@ -15,7 +15,15 @@ from typing import Any
 
 from locust import task
 
-from loadtests.llm import LLMUser, Profile, Sample, Settings, group, no_failures, use_profile
+from opconform.loadtests.llm import (
+    LLMUser,
+    Profile,
+    Sample,
+    Settings,
+    group,
+    no_failures,
+    use_profile,
+)
 
 
 def offered(settings: Settings) -> float:

@@ -17,7 +17,7 @@ from typing import Any
 import gevent
 from locust import task
 
-from loadtests.llm import (
+from opconform.loadtests.llm import (
     RUN,
     LLMUser,
     Profile,
