@@ -9,7 +9,7 @@ from typing import Any
 
 from opconform.client import Exchange
 from opconform.contract import RATE_HEADERS
-from opconform.ratelimit import other_convention
+from opconform.rate_headers import other_convention
 from opconform.schemas.loader import validator
 from opconform.text import elide
 

@@ -15,13 +15,6 @@ import pytest
 from opconform.config import OPTIONS, add_arguments
 from opconform.conformance import selection
 from opconform.conformance.run import Check, ConformanceRun, quiet_benchmarks
-from opconform.conformance.selection import (
-    area_marker,
-    area_of,
-    is_check,
-    needs_of,
-    requirement_ids,
-)
 from opconform.conformance.settings import RunSettings
 from opconform.exitcodes import UsageError
 from opconform.target import Target
@@ -91,8 +84,8 @@ def _plain_report_dir(config: pytest.Config, report_dir: Path | None) -> None:
 def pytest_itemcollected(item: pytest.Item) -> None:
     """Each check also carries its area as a marker, so `-m sdk` or `-m "not perf"` select
     areas as pytest users expect (before -m filtering runs)."""
-    if is_check(item):
-        item.add_marker(area_marker(area_of(item)))
+    if selection.is_check(item):
+        item.add_marker(selection.area_marker(selection.area_of(item)))
 
 
 def _run_of(config: pytest.Config) -> ConformanceRun:
@@ -118,7 +111,7 @@ def _run_of(config: pytest.Config) -> ConformanceRun:
 def pytest_collection_modifyitems(
     session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
 ) -> None:
-    checks = [item for item in items if is_check(item)]
+    checks = [item for item in items if selection.is_check(item)]
     if not checks:
         return
     try:
@@ -138,7 +131,7 @@ def pytest_deselected(items: list[pytest.Item]) -> None:
     """Remember the checks a selection (-k, -m, --area, --requirement) left out: a run that
     leaves any out says so and gives no verdict on the whole contract."""
     for item in items:
-        if is_check(item):
+        if selection.is_check(item):
             item.config.stash.setdefault(_DESELECTED, set()).add(item.nodeid)
 
 
@@ -146,7 +139,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     run = session.config.stash.get(_RUN, None)
     if run is None or not run.collected:
         return
-    selected = sum(1 for item in session.items if is_check(item))
+    selected = sum(1 for item in session.items if selection.is_check(item))
     opt_in = {item.nodeid for item in run.disabled_items}
     left_out = session.config.stash.get(_DESELECTED, set()) - opt_in
     run.selection = selection.describe(session.config, run.settings, selected, left_out)
@@ -217,7 +210,7 @@ def check(request: pytest.FixtureRequest) -> Check:
 def _opconform_evidence(request: pytest.FixtureRequest) -> Any:
     item = request.node
     run = request.config.stash.get(_RUN, None)
-    if not is_check(item) or run is None:
+    if not selection.is_check(item) or run is None:
         yield
         return
     from opconform.conformance.invariants import Context
@@ -226,12 +219,12 @@ def _opconform_evidence(request: pytest.FixtureRequest) -> Any:
     from opconform.conformance.translate import allure_labels
 
     run.recorder.take()
-    ids = requirement_ids(item)
+    ids = selection.requirement_ids(item)
     run.context = Context(frozenset(ids), item.nodeid)
     for rid in ids:
         item.user_properties.append(("requirement", rid))
-    item.user_properties.append(("area", area_of(item)))
-    allure_labels(area_of(item), ids)
+    item.user_properties.append(("area", selection.area_of(item)))
+    allure_labels(selection.area_of(item), ids)
     if run.unreachable:
         blocked("run", run.unreachable)
     if run.stopped and not sent_already(item):
@@ -245,7 +238,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     """What the run had sent before this check's fixtures: the check's own requests, shared
     fixtures it is first to use included, are the difference (results.json `sent`)."""
     run = item.config.stash.get(_RUN, None)
-    if run is not None and run.client is not None and is_check(item):
+    if run is not None and run.client is not None and selection.is_check(item):
         from opconform.conformance.prefetch import mark_start
 
         item.stash[_SENT_BEFORE] = dict(run.client.sent)
@@ -260,9 +253,11 @@ def pytest_runtest_call(item: pytest.Item) -> None:
     from opconform.conformance.verdicts import broken_prerequisite
 
     run = item.config.stash.get(_RUN, None)
-    if run is None or not is_check(item):
+    if run is None or not selection.is_check(item):
         return
-    cause = broken_prerequisite(requirement_ids(item), needs_of(item), run.state())
+    cause = broken_prerequisite(
+        selection.requirement_ids(item), selection.needs_of(item), run.state()
+    )
     if cause is not None:
         blocked(cause[0], cause[1])
 
@@ -273,7 +268,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     outcome = yield
     report: pytest.TestReport = outcome.get_result()
     run = item.config.stash.get(_RUN, None)
-    if run is None or not is_check(item):
+    if run is None or not selection.is_check(item):
         return
     from opconform.conformance.translate import judged, redact_report, write_evidence
 

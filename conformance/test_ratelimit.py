@@ -17,7 +17,7 @@ from opconform.conformance import expect
 from opconform.conformance.run import Check
 from opconform.conformance.skips import disabled
 from opconform.contract import LONG_PROMPT, PLANS, WINDOW_SECONDS
-from opconform.ratelimit import (
+from opconform.rate_headers import (
     EPOCH_AFTER,
     read_rate_headers,
     reset_in_seconds,

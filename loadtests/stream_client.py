@@ -20,7 +20,7 @@ from opconform.loadtests import receive_time
 from opconform.loadtests.event_lines import EventLines
 from opconform.loadtests.workload import Request
 from opconform.metrics import Sample
-from opconform.ratelimit import retry_after_seconds
+from opconform.rate_headers import retry_after_seconds
 
 GAPS_KEPT = 256  # inter-chunk gaps kept per request (the pooled distribution needs no more)
 

@@ -25,7 +25,7 @@ from opconform.loadtests.state import RUN, record, sleep, stop_run
 from opconform.loadtests.stream_client import StreamClient
 from opconform.loadtests.workload import Request
 from opconform.metrics import Sample
-from opconform.ratelimit import retry_after_seconds
+from opconform.rate_headers import retry_after_seconds
 from opconform.timeouts import DEFAULT_TIMEOUTS
 
 _INDEX = itertools.count()  # users of this process, for spreading their start times

@@ -10,13 +10,8 @@ beyond the run's reach: LimitSpent.
 from __future__ import annotations
 
 from opconform.exchange import Exchange
-from opconform.ratelimit import (
-    Pacer,
-    PacingStopped,
-    about_tokens,
-    read_rate_headers,
-    retry_after_seconds,
-)
+from opconform.rate_headers import read_rate_headers, retry_after_seconds
+from opconform.ratelimit import Pacer, PacingStopped, about_tokens
 
 
 class UnexpectedRateLimit(Exception):

@@ -26,7 +26,7 @@ from opconform.loadtests.llm import (
     stop_run,
     use_profile,
 )
-from opconform.ratelimit import retry_after_seconds
+from opconform.rate_headers import retry_after_seconds
 
 
 def documented(settings: Settings) -> int | None:

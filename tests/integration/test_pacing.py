@@ -12,17 +12,16 @@ import httpx
 import pytest
 
 from opconform.gateway.embedded import EmbeddedGateway
-from opconform.ratelimit import (
+from opconform.rate_headers import (
     CONTRACT,
     IETF,
     OPENAI,
-    Pacer,
-    PacingStopped,
     duration_seconds,
     other_convention,
     read_rate_headers,
     retry_after_seconds,
 )
+from opconform.ratelimit import Pacer, PacingStopped
 from tests.conftest import SuiteRun, run_suite
 from tests.support.fakes import FakeClock
 

@@ -91,7 +91,7 @@ def test_open_loop_arrivals_pause_for_retry_after_without_a_burst() -> None:
 
 
 def test_retry_after_is_read_as_the_sdks_read_it() -> None:
-    from opconform.ratelimit import retry_after_seconds
+    from opconform.rate_headers import retry_after_seconds
 
     assert retry_after_seconds({"retry-after": "3"}) == 3.0
     assert retry_after_seconds({"retry-after": "1.5"}) == 1.5

@@ -12,7 +12,8 @@ from opconform.exitcodes import UsageError
 from opconform.gateway import mock
 from opconform.gateway.limits import RateLimiter
 from opconform.gateway.settings import DEFAULT_PLANS, ConfigError, load_config
-from opconform.ratelimit import Pacer, reset_in_seconds
+from opconform.rate_headers import reset_in_seconds
+from opconform.ratelimit import Pacer
 from opconform.redact import Redactor
 from opconform.target import Target, parse_slo
 
