@@ -12,7 +12,8 @@ from pathlib import Path
 from opconform.config import OPTIONS, add_arguments
 from opconform.conformance import record
 from opconform.conformance.settings import RunSettings
-from opconform.exitcodes import HARNESS, USAGE, UsageError
+from opconform.exitcodes import UsageError
+from opconform.outcome import HARNESS, USAGE
 from opconform.preflight import check_report_dir, discard_report_dir, make_report_dir
 from opconform.redact import sweep
 

@@ -29,7 +29,7 @@ from opconform.config import (
     stated_limits,
 )
 from opconform.contract import IDENTITY_BY_LABEL, KEY_VARIABLES, parse_duration
-from opconform.exitcodes import HARNESS, USAGE, UsageError
+from opconform.exitcodes import UsageError
 from opconform.loadtests import distributed
 from opconform.loadtests.catalogue import ProfileSpec, explicit_rate, profiles
 from opconform.loadtests.options import (
@@ -43,7 +43,7 @@ from opconform.loadtests.options import (
 )
 from opconform.loadtests.transport_env import transport_to_environment
 from opconform.loadtests.workload import Distribution, read_dataset
-from opconform.outcome import LOAD_INCONCLUSIVE
+from opconform.outcome import HARNESS, LOAD_INCONCLUSIVE, USAGE
 from opconform.preflight import check_report_dir, make_report_dir
 from opconform.redact import sweep
 from opconform.slo import parse_slo

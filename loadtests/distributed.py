@@ -24,7 +24,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 from opconform.contract import KEY_VARIABLES
-from opconform.exitcodes import HARNESS, UsageError
+from opconform.exitcodes import UsageError
+from opconform.outcome import HARNESS
 
 # A worker gives up on a master it cannot reach after Locust's own connect retries (5 s x 60);
 # a worker that lost its master after its heartbeat timeout (60 s). Past either, it is killed.

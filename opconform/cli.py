@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from importlib.metadata import entry_points
 
 from opconform import __version__
-from opconform.exitcodes import USAGE, UsageError
+from opconform.exitcodes import UsageError
+from opconform.outcome import USAGE
 
 COMMAND_GROUP = "opconform.commands"
 PURPOSE = (

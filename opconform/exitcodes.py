@@ -1,12 +1,4 @@
-"""The usage error every command turns into exit code USAGE.
-
-The exit codes themselves are `opconform.outcome`'s; they are re-exported here for the commands
-that import them with UsageError.
-"""
-
-from opconform.outcome import CONFORMANT, HARNESS, NOT_CONFORMANT, USAGE
-
-__all__ = ["CONFORMANT", "HARNESS", "NOT_CONFORMANT", "USAGE", "UsageError"]
+"""The usage error every command turns into exit code USAGE (the codes are opconform.outcome's)."""
 
 
 class UsageError(Exception):

@@ -12,7 +12,8 @@ from typing import TypeVar
 
 from jinja2 import UndefinedError
 
-from opconform.exitcodes import HARNESS, NOT_CONFORMANT, UsageError
+from opconform.exitcodes import UsageError
+from opconform.outcome import HARNESS, NOT_CONFORMANT
 from opconform.reports.render import ReportError, kind_of, render_run
 
 T = TypeVar("T")

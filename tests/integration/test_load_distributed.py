@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 
 from opconform.config import variable
-from opconform.exitcodes import HARNESS, USAGE
 from opconform.gateway.options import PRINTED_LAST
+from opconform.outcome import HARNESS, USAGE
 from tests.conftest import ROOT, clean_env, opconform_cli
 
 GATEWAY_ADDRESS = "10.200.0.1"  # on the hub's loopback: reached from every leaf via the hub
