@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from opconform.config import read_toml
 from opconform.contract import KEY_PREFIX, PLANS, WINDOW_SECONDS, Plan
 from opconform.gateway.catalogue import Latency, MockModel, default_models
 
@@ -106,12 +106,7 @@ def load_config(path: Path | None) -> GatewayConfig:
     config = default_config()
     if path is None:
         return config
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read gateway config {path}: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"gateway config {path} is not valid TOML: {exc}") from exc
+    data = read_toml(path, "gateway config")
 
     plans = dict(config.plans)
     for name, table in (data.get("plans") or {}).items():

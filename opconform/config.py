@@ -362,17 +362,24 @@ def add_arguments(
         add(*option.flags, **kwargs)
 
 
+def read_toml(path: Path, what: str = "") -> dict[str, Any]:
+    """A settings file's tables; one usage error line if it cannot be read or is not TOML.
+    `what` names the file's role in the message ("gateway config")."""
+    name = f"{what} {path}" if what else str(path)
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"cannot read {name}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{name} is not valid TOML: {exc}") from None
+
+
 def read_file(
     path: Path, options: Iterable[Option] = OPTIONS, section: str = RUN_SECTION
 ) -> dict[str, Any]:
     """One section of a settings file. The run's options may also stand at the top level (the
     file of a project that only runs the suite)."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"{path} is not valid TOML: {exc}") from None
+    data = read_toml(path)
     table = data.get(section)
     if table is None and section == RUN_SECTION:
         table = {key: value for key, value in data.items() if key not in SECTIONS}
