@@ -3,6 +3,9 @@ kind of client."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import httpx
 import pytest
 
@@ -46,6 +49,13 @@ def test_read_once_from_the_resolved_options_a_zero_refused() -> None:
     assert timeouts_of({"read_timeout": 7.0}) == Timeouts(read=7.0)
     with pytest.raises(UsageError, match="--read-timeout must be more than zero"):
         timeouts_of({"read_timeout": 0.0})
+
+
+def test_a_zero_deadline_is_refused_before_an_embedded_gateway_starts() -> None:
+    from opconform.conformance.settings import RunSettings
+
+    with pytest.raises(UsageError, match="--connect-timeout must be more than zero"):
+        RunSettings.resolve({"connect_timeout": 0.0}, Path(os.devnull), target=True, env={})
 
 
 def test_a_load_run_takes_the_runs_timeouts_and_its_grace_follows_them() -> None:
