@@ -163,12 +163,12 @@ def validate(args: argparse.Namespace) -> RunSettings:
 
 def _unreachable(settings: RunSettings) -> str | None:
     """Why a remote target cannot be reached at all (one connection, TLS handshake), else None."""
-    from opconform.conformance.run import limits_of
     from opconform.preflight import reach
 
-    if settings.target is None:
+    target = settings.target
+    if target is None:
         return None  # the embedded gateway: started by the plugin, on loopback
-    return reach(settings.target.base_url, settings.target.transport, limits_of(settings.target))
+    return reach(target.base_url, target.transport, target.timeouts)
 
 
 def run(args: argparse.Namespace) -> int:

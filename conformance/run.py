@@ -90,7 +90,7 @@ class ConformanceRun:
         )
         self.client.breaker = breaker
         self.client.concurrency = concurrency_limits(self.target)
-        self.unreachable = reach(self.target.base_url, self.target.transport, limits)
+        self.unreachable = reach(self.target.base_url, self.target.transport, self.target.timeouts)
         return self.target
 
     def say(self, message: str) -> None:
@@ -146,14 +146,11 @@ class ConformanceRun:
 
 
 def limits_of(target: Target) -> Limits:
-    """The deadlines of every exchange with the target: the run's timeouts."""
+    """What bounds every exchange with the target: the target's own deadlines (handed over,
+    not copied), the rest as declared in opconform.limits."""
     from opconform.client import Limits
 
-    return Limits(
-        connect_timeout=target.connect_timeout,
-        read_timeout=target.read_timeout,
-        request_timeout=target.request_timeout,
-    )
+    return Limits(timeouts=target.timeouts)
 
 
 def plan_limits(target: Target) -> dict[str, tuple[str, int | None]]:

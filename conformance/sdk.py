@@ -21,7 +21,6 @@ from opconform.conformance import expect, gosdk, prefetch
 from opconform.conformance.skips import disabled
 from opconform.redact import Redactor
 from opconform.target import Target
-from opconform.timeouts import Timeouts
 
 NODE_DIR = Path(__file__).resolve().parent / "node"
 NODE_SCRIPT = NODE_DIR / "sdk_check.mjs"
@@ -42,9 +41,9 @@ def python_client(api: ApiClient, target: Target, key: str) -> Any:
 
     sdk_httpx = _sdk_httpx()
     transport = target.transport
-    timeout = Timeouts.of(target).to_httpx(sdk_httpx)
+    timeout = target.timeouts.to_httpx(sdk_httpx)
     http_client = _deadline_client_class()(
-        deadline=target.request_timeout,
+        deadline=target.timeouts.request,
         event_hooks={"request": [count]},
         verify=transport.ssl_context(),
         trust_env=transport.env_proxies,
@@ -169,7 +168,7 @@ def run_node(
     node = node_available()
     if node is None:
         disabled("the Node SDK needs node and `npm ci` in conformance/node (make setup does it)")
-    env = _sdk_env(api, target, mode, key=key, model=model, restricted_model=restricted_model)
+    env = runner_env(api, target, mode, key=key, model=model, restricted_model=restricted_model)
     return _run_sdk_process(api, target, "node", [node, str(NODE_SCRIPT)], env, key=key)[-1]
 
 
@@ -188,7 +187,7 @@ def run_go(
     binary = gosdk.binary(api.breaker.remaining())
     if isinstance(binary, gosdk.Unavailable):
         disabled(binary.reason)
-    env = _sdk_env(api, target, mode, key=key, model=model, restricted_model=restricted_model)
+    env = runner_env(api, target, mode, key=key, model=model, restricted_model=restricted_model)
     env["OP_SDK_LIBRARY"] = library
     return _run_sdk_process(api, target, library, [str(binary)], env, key=key)[-1]
 
@@ -249,7 +248,7 @@ def sdk_refused(library: str, step: str, message: str) -> str:
     )
 
 
-def _sdk_env(
+def runner_env(
     api: ApiClient, target: Target, mode: str, *, key: str, model: str, restricted_model: str
 ) -> dict[str, str]:
     """What an SDK runner process reads (conformance/node/sdk_check.mjs, conformance/go)."""
@@ -264,7 +263,8 @@ def _sdk_env(
         "OP_SDK_RESTRICTED_MODEL": restricted_model,
         "OP_SDK_RESTRICTED_KEY": api.keys.get("restricted") or "",
         "OP_SDK_MODE": mode,
-        "OP_SDK_TIMEOUT_MS": str(int(target.request_timeout * 1000)),
+        # Connect, read and request deadlines; what each SDK makes of them is in its runner.
+        **target.timeouts.to_runner_env(),
         # TLS (extra CAs, client certificate, --insecure), proxies and --header.
         **target.transport.node_env(),
         "OP_SDK_CA_BUNDLE": target.transport.ca_bundle or "",
@@ -279,7 +279,7 @@ def _run_sdk_process(
     # A runner makes up to three requests, each with the SDK's own timeout; a stream's body is
     # not covered by every SDK's, so the process is killed at this deadline whatever it is doing
     # (subprocess.run kills the child when the timeout expires).
-    deadline = target.request_timeout * 3
+    deadline = target.timeouts.request * 3
     run_left = api.breaker.remaining()  # never past the run's --deadline
     if run_left is not None:
         deadline = max(1.0, min(deadline, run_left))

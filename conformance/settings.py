@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from opconform.config import OPTIONS, resolve
 from opconform.exitcodes import UsageError
-from opconform.target import Target, parse_slo
+from opconform.target import Target, parse_slo, timeouts_of
 from opconform.transport import TransportSettings
 
 if TYPE_CHECKING:  # the catalogue and YAML are read when a run resolves, not at plugin load
@@ -46,6 +46,7 @@ class RunSettings:
         made = Target.from_values(values) if target and values.get("base_url") else None
         if target and made is None:  # the embedded gateway's: the way to it is still the user's
             TransportSettings.from_values(values)
+            timeouts_of(values)  # a zero deadline is refused before the gateway starts
         parse_slo(values["latency_slo"])
         from opconform.conformance.catalogue import check_areas, requirements
 

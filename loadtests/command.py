@@ -47,6 +47,7 @@ from opconform.outcome import HARNESS, LOAD_INCONCLUSIVE, USAGE
 from opconform.preflight import check_report_dir, make_report_dir
 from opconform.redact import sweep
 from opconform.slo import parse_slo
+from opconform.target import timeouts_of
 from opconform.timeouts import Timeouts
 from opconform.transport import TransportSettings
 
@@ -121,7 +122,7 @@ class LoadRun:
 
     @property
     def timeouts(self) -> Timeouts:
-        return Timeouts.from_values(self.shared)
+        return timeouts_of(self.shared)
 
 
 def seconds(text: str) -> float:
@@ -171,9 +172,7 @@ def _resolve(args: argparse.Namespace) -> LoadRun:
     duration_s = options["duration"] or seconds(spec.duration)
     if duration_s < 1 or options["max_requests"] < 1 or options["processes"] < 1:
         raise UsageError("--duration, --max-requests and --processes must be positive")
-    for name in ("connect_timeout", "read_timeout"):
-        if shared[name] is not None and shared[name] <= 0:
-            raise UsageError(f"{OPTION_BY_NAME[name].flag} must be more than zero")
+    timeouts_of(shared)  # a zero deadline is refused now, before anything starts
     output = options["output_tokens"] or str(options["max_tokens"])
     Distribution.parse(output, what="--output-tokens")
     Distribution.parse(options["prompt_tokens"], what="--prompt-tokens")
@@ -307,10 +306,9 @@ def run_load(args: argparse.Namespace) -> int:
 def _unreachable(base_url: str, transport: TransportSettings, timeouts: Timeouts) -> str | None:
     """Why the target cannot be reached at all (one connection, TLS handshake), else None:
     `opconform run`'s own pre-check, at the run's --connect-timeout."""
-    from opconform.limits import Limits
     from opconform.preflight import reach
 
-    return reach(base_url, transport, Limits(connect_timeout=timeouts.connect))
+    return reach(base_url, transport, timeouts)
 
 
 def _locust_command(

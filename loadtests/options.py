@@ -28,6 +28,7 @@ from opconform.config import (
 )
 from opconform.contract import WINDOW_SECONDS
 from opconform.loadtests.arrivals import ARRIVALS
+from opconform.target import timeouts_of
 from opconform.timeouts import DEFAULT_TIMEOUTS, Timeouts
 
 LOAD_SECTION = "load"
@@ -188,5 +189,5 @@ def document_from_environment(env: Mapping[str, str] | None = None) -> dict[str,
         plan=shared.get("plan") or "free",
         rpm=limits.requests_per_min,
         concurrent=limits.concurrent,
-        timeouts=Timeouts.from_values(shared),
+        timeouts=timeouts_of(shared),
     )

@@ -27,6 +27,7 @@ from opconform.loadtests.transport_env import transport_from_environment
 from opconform.loadtests.workload import Distribution, Workload, read_dataset
 from opconform.redact import Redactor
 from opconform.slo import parse_slo
+from opconform.target import timeouts_of
 from opconform.timeouts import DEFAULT_TIMEOUTS, Timeouts
 from opconform.transport import TransportSettings
 
@@ -128,7 +129,7 @@ class Settings:
             progress_seconds=document["progress_seconds"],
             breaker=document["breaker"],
             transport=transport_from_environment(),
-            timeouts=Timeouts.from_values(document),
+            timeouts=timeouts_of(document),
         )
 
     def redactor(self) -> Redactor:

@@ -9,9 +9,8 @@ from opconform.timeouts import DEFAULT_TIMEOUTS, Timeouts
 
 @dataclass(frozen=True)
 class Limits:
-    connect_timeout: float = DEFAULT_TIMEOUTS.connect
-    read_timeout: float = DEFAULT_TIMEOUTS.read  # longest silence between reads
-    request_timeout: float = DEFAULT_TIMEOUTS.request  # whole exchange
+    # The run's deadlines, the Target's own object (conformance.run.limits_of), not a copy.
+    timeouts: Timeouts = DEFAULT_TIMEOUTS
     close_grace: float = 2.0  # how long a stream may stay open after [DONE]
     max_body_bytes: int = 4 * 1024 * 1024
     max_stream_bytes: int = 16 * 1024 * 1024
@@ -24,10 +23,6 @@ class Limits:
     # and usage chunks) does not end the way the contract says: cut it and say so.
     stream_events_per_token: int = 4
     stream_events_floor: int = 64
-
-    @property
-    def timeouts(self) -> Timeouts:
-        return Timeouts.of(self)
 
     def stream_event_cap(self, max_tokens: int) -> int:
         return max(self.stream_events_floor, self.stream_events_per_token * max_tokens + 16)

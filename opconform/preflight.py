@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 from opconform.exitcodes import UsageError
 
 if TYPE_CHECKING:
-    from opconform.client import Limits
+    from opconform.timeouts import Timeouts
     from opconform.transport import TransportSettings
 
 
@@ -80,7 +80,7 @@ def _through_proxy(url: str, scheme: str, host: str) -> bool:
     return scheme in proxies and not urllib.request.proxy_bypass(host)
 
 
-def reach(base_url: str, transport: TransportSettings, limits: Limits) -> str | None:
+def reach(base_url: str, transport: TransportSettings, timeouts: Timeouts) -> str | None:
     """None when a connection (and for https a verified TLS handshake) succeeds; else one line:
     "cannot connect to https://...: connection refused"."""
     parsed = urlparse(base_url)
@@ -96,7 +96,7 @@ def reach(base_url: str, transport: TransportSettings, limits: Limits) -> str | 
     last = "no address"
     for family, kind, proto, _name, address in infos:
         sock = socket.socket(family, kind, proto)
-        sock.settimeout(limits.connect_timeout)
+        sock.settimeout(timeouts.connect)
         try:
             sock.connect(address)
         except ConnectionRefusedError:
@@ -104,7 +104,7 @@ def reach(base_url: str, transport: TransportSettings, limits: Limits) -> str | 
             sock.close()
             continue
         except TimeoutError:
-            last = f"no answer within {limits.connect_timeout:g}s (--connect-timeout)"
+            last = f"no answer within {timeouts.connect:g}s (--connect-timeout)"
             sock.close()
             continue
         except OSError as exc:

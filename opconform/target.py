@@ -12,6 +12,7 @@ from opconform import slo as slo_grammar
 from opconform.config import OPTION_BY_NAME, stated_limits
 from opconform.contract import IDENTITY_BY_LABEL, WINDOW_SECONDS
 from opconform.exitcodes import UsageError
+from opconform.timeouts import Timeouts
 from opconform.transport import TransportSettings
 
 
@@ -29,6 +30,17 @@ def _positive(values: Mapping[str, Any], name: str) -> Any:
     if not value:
         raise UsageError(f"{OPTION_BY_NAME[name].flag} must be more than zero")
     return value
+
+
+def timeouts_of(values: Mapping[str, Any]) -> Timeouts:
+    """The deadlines the resolved options state: the one reading of --connect-timeout,
+    --read-timeout and --request-timeout, for a run's Target and for each load process (an
+    option left out keeps its default; zero is refused)."""
+    return Timeouts(
+        connect=_positive(values, "connect_timeout"),
+        read=_positive(values, "read_timeout"),
+        request=_positive(values, "request_timeout"),
+    )
 
 
 @dataclass(frozen=True)
@@ -50,9 +62,7 @@ class Target:
     upstream_error_model: str | None
     unavailable_model: str | None
     midstream_error_model: str | None
-    connect_timeout: float
-    read_timeout: float
-    request_timeout: float
+    timeouts: Timeouts  # every client of the run takes its deadlines from this one object
     deadline: float
     samples: int
     window_seconds: float = WINDOW_SECONDS
@@ -96,9 +106,7 @@ class Target:
             upstream_error_model=values.get("upstream_error_model"),
             unavailable_model=values.get("unavailable_model"),
             midstream_error_model=values.get("midstream_error_model"),
-            connect_timeout=_positive(values, "connect_timeout"),
-            read_timeout=_positive(values, "read_timeout"),
-            request_timeout=_positive(values, "request_timeout"),
+            timeouts=timeouts_of(values),
             latency_slo=parse_slo(values.get("latency_slo")),
             deadline=_positive(values, "deadline"),
             samples=_positive(values, "samples"),

@@ -141,7 +141,7 @@ class Transfer:
 
     def _consume(self, *, min_events: int | None, drain: bool = False) -> None:
         exchange = self.exchange
-        deadline = self._start + self.limits.request_timeout
+        deadline = self._start + self.limits.timeouts.request
         run_left = self.client.breaker.remaining()
         cut_by_run = run_left is not None and time.perf_counter() + run_left < deadline
         if run_left is not None:
@@ -171,13 +171,13 @@ class Transfer:
                             exchange.error_kind = "deadline"
                         elif self._decoder is not None and exchange.events:
                             exchange.error = (
-                                f"the stream did not end within {self.limits.request_timeout:g}s "
+                                f"the stream did not end within {self.limits.timeouts.request:g}s "
                                 f"({len(exchange.events)} events, no [DONE]; --request-timeout)"
                             )
                             exchange.error_kind = "stream-cap"
                         else:
                             exchange.error = (
-                                f"timed out after {self.limits.request_timeout:g}s "
+                                f"timed out after {self.limits.timeouts.request:g}s "
                                 f"waiting for {stage} (--request-timeout)"
                             )
                             exchange.error_kind = "timeout"
@@ -291,7 +291,7 @@ class Transfer:
                 (
                     "error",
                     f"timed out: {exc.__class__.__name__} (--read-timeout "
-                    f"{self.limits.read_timeout:g}s)",
+                    f"{self.limits.timeouts.read:g}s)",
                     time.perf_counter(),
                 )
             )

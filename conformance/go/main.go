@@ -172,13 +172,39 @@ func httpClient() (*http.Client, *counter, error) {
 			return nil, nil, fmt.Errorf("OP_SDK_HEADERS: %w", err)
 		}
 	}
-	count := &counter{next: transport, headers: headers}
-	timeout := 60 * time.Second
-	if ms, err := strconv.Atoi(os.Getenv("OP_SDK_TIMEOUT_MS")); err == nil && ms > 0 {
-		timeout = time.Duration(ms) * time.Millisecond
+	connect, err := milliseconds("OP_SDK_CONNECT_TIMEOUT_MS")
+	if err != nil {
+		return nil, nil, err
 	}
-	// Client.Timeout bounds the whole exchange, a streamed body included.
-	return &http.Client{Transport: count, Timeout: timeout}, count, nil
+	read, err := milliseconds("OP_SDK_READ_TIMEOUT_MS")
+	if err != nil {
+		return nil, nil, err
+	}
+	request, err := milliseconds("OP_SDK_REQUEST_TIMEOUT_MS")
+	if err != nil {
+		return nil, nil, err
+	}
+	// What the Go SDKs can express and what we chose: both take an *http.Client (openai-go's
+	// option.WithRequestTimeout is only a per-request context deadline), so the deadlines are
+	// the transport's and the client's. --connect-timeout: the dial (to the target or a proxy)
+	// and the TLS handshake. --read-timeout: ResponseHeaderTimeout, the silence between the
+	// request and the headers; net/http has no deadline for silence inside a body, so there
+	// the request deadline is the bound. --request-timeout: Client.Timeout, the whole exchange,
+	// a streamed body included.
+	transport.DialContext = (&net.Dialer{Timeout: connect, KeepAlive: 30 * time.Second}).DialContext
+	transport.TLSHandshakeTimeout = connect
+	transport.ResponseHeaderTimeout = read
+	count := &counter{next: transport, headers: headers}
+	return &http.Client{Transport: count, Timeout: request}, count, nil
+}
+
+// milliseconds: one of the run's deadlines (opconform/timeouts.py: RUNNER_VARIABLES), always given.
+func milliseconds(name string) (time.Duration, error) {
+	ms, err := strconv.Atoi(os.Getenv(name))
+	if err != nil || ms <= 0 {
+		return 0, fmt.Errorf("%s must be a whole number of milliseconds, not %q", name, os.Getenv(name))
+	}
+	return time.Duration(ms) * time.Millisecond, nil
 }
 
 // outcome: what the SDK made of an error answer, next to the status that was on the wire.

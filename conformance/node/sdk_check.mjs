@@ -17,12 +17,40 @@ if (env.OP_SDK_CLIENT_CERT) {
 if (env.OP_SDK_INSECURE) {
   tls.rejectUnauthorized = false;
 }
-// connect: direct connections; requestTls: the tunnelled connection through a proxy.
-// proxyTunnel false: an http:// target goes to an http:// proxy as an absolute-URI request,
-// as curl and httpx send it; https:// targets are tunnelled with CONNECT either way.
+// The run's deadlines (opconform/timeouts.py: RUNNER_VARIABLES), in milliseconds, always given.
+const milliseconds = (name) => {
+  const value = Number(env[name]);
+  if (!Number.isInteger(value) || value <= 0) {
+    throw new Error(`${name} must be a whole number of milliseconds, not ${env[name]}`);
+  }
+  return value;
+};
+// What the Node SDK can express and what we chose: the SDK itself has one `timeout` per request
+// (--request-timeout), which bounds the wait for the headers and the reading of a whole answer
+// but not a stream's body (the process deadline in conformance/sdk.py covers that). Connect and
+// read are the transport's: undici's connect timeout (--connect-timeout, for a connection to
+// the target, to a proxy, and through a proxy's tunnel) and its headersTimeout and bodyTimeout
+// (--read-timeout: the longest silence before the headers and between two reads of the body).
+const deadlines = {
+  connect: milliseconds("OP_SDK_CONNECT_TIMEOUT_MS"),
+  read: milliseconds("OP_SDK_READ_TIMEOUT_MS"),
+  request: milliseconds("OP_SDK_REQUEST_TIMEOUT_MS"),
+};
+const connectTls = { ...tls, timeout: deadlines.connect };
+const silence = { headersTimeout: deadlines.read, bodyTimeout: deadlines.read };
+// connect: direct connections; requestTls: the tunnelled connection through a proxy; proxyTls:
+// the connection to the proxy. proxyTunnel false: an http:// target goes to an http:// proxy as
+// an absolute-URI request, as curl and httpx send it; https:// targets are tunnelled with
+// CONNECT either way.
 const dispatcher = env.OP_SDK_ENV_PROXIES
-  ? new EnvHttpProxyAgent({ connect: tls, requestTls: tls, proxyTunnel: false })
-  : new Agent({ connect: tls });
+  ? new EnvHttpProxyAgent({
+      connect: connectTls,
+      requestTls: connectTls,
+      proxyTls: { timeout: deadlines.connect },
+      proxyTunnel: false,
+      ...silence,
+    })
+  : new Agent({ connect: connectTls, ...silence });
 const headers = JSON.parse(env.OP_SDK_HEADERS || "{}");
 
 let requests = 0;
@@ -35,7 +63,7 @@ const client = (key) =>
     baseURL: env.OP_SDK_BASE_URL,
     apiKey: key,
     maxRetries: 0,
-    timeout: Number(env.OP_SDK_TIMEOUT_MS || 60000),
+    timeout: deadlines.request,
     fetch: countingFetch,
     defaultHeaders: headers,
   });

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from opconform.client import ApiClient, Exchange, Limits, StreamsDoNotEnd, TargetUnreachable
+from opconform.timeouts import Timeouts
 from tests.support.fakes import scripted_server
 from tests.support.hostile import read_request
 
@@ -85,7 +86,7 @@ def recorded() -> list[Exchange]:
 
 @pytest.fixture
 def client(base_url: str, recorded: list[Exchange]) -> Iterator[ApiClient]:
-    limits = Limits(connect_timeout=2.0, read_timeout=5.0, request_timeout=10.0)
+    limits = Limits(timeouts=Timeouts(connect=2.0, read=5.0, request=10.0))
     api = ApiClient(base_url, {"main": "op_sk_test"}, limits, on_exchange=recorded.append)
     try:
         yield api

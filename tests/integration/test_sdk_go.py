@@ -21,6 +21,7 @@ import pytest
 from opconform.config import variable
 from opconform.conformance import gosdk
 from opconform.gateway.embedded import EmbeddedGateway
+from opconform.timeouts import Timeouts
 from tests.conftest import SuiteRun, run_suite
 
 GO_CHECKS = {
@@ -194,7 +195,7 @@ def _run(runner: Path, base_url: str, key: str, library: str, mode: str) -> dict
         "OP_SDK_KEY": key,
         "OP_SDK_MODE": mode,
         "OP_SDK_LIBRARY": library,
-        "OP_SDK_TIMEOUT_MS": "20000",
+        **Timeouts(request=20.0).to_runner_env(),
     }
     done = subprocess.run(
         [str(runner)], env=env, capture_output=True, text=True, timeout=120, check=False

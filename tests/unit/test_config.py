@@ -56,7 +56,7 @@ def test_an_embedded_gateway_fills_only_the_options_that_describe_the_target() -
         "sk-gw",
         "free",
     )
-    assert (target.samples, target.request_timeout, target.transport.insecure) == (3, 7.0, True)
+    assert (target.samples, target.timeouts.request, target.transport.insecure) == (3, 7.0, True)
     assert target.embedded
 
 
