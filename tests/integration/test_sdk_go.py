@@ -80,6 +80,7 @@ def test_go_checks_pass_over_https_with_the_runs_transport(
 
 
 @needs_go
+@pytest.mark.slow
 def test_go_sdks_go_through_the_environment_proxy_with_the_extra_header(
     runner: Path, tmp_path: Path
 ) -> None:
@@ -110,6 +111,7 @@ def test_go_sdks_go_through_the_environment_proxy_with_the_extra_header(
 
 
 @needs_go
+@pytest.mark.slow
 def test_go_faults_fail_the_go_checks_and_nothing_else(runner: Path, tmp_path: Path) -> None:
     faults = [arg for name in GO_FAULTS for arg in ("--fault", name)]
     with EmbeddedGateway(faults) as gateway:
@@ -121,6 +123,7 @@ def test_go_faults_fail_the_go_checks_and_nothing_else(runner: Path, tmp_path: P
     assert run.code == 1
 
 
+@pytest.mark.slow
 def test_go_checks_are_disabled_without_go(tmp_path: Path) -> None:
     path = os.pathsep.join(
         folder
