@@ -1,7 +1,7 @@
 """The data of each server-sent event, cheaply, from a stream's body read line by line.
 
 Pure Python (no Locust or gevent), so it is tested on its own
-(tests/integration/test_load_accuracy.py).
+(tests/unit/test_event_lines.py).
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """The client's one send path (opconform/client.py): a stream a check holds open is accounted
 for like any other request, by the breakers, the token budget, the request counts and the
-evidence, and a stream the check abandons on purpose is no failure of the target."""
+evidence, and a stream the check abandons on purpose is no failure of the target. Against a
+scripted loopback server (a TCP reset, a stream held open); the send path on an
+httpx.MockTransport: tests/unit/test_client.py."""
 
 from __future__ import annotations
 

@@ -9,55 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from opconform.config import resolve
 from opconform.gateway.embedded import EmbeddedGateway
-from opconform.gateway.options import SERVE_OPTIONS, SERVE_SECTION
-from opconform.loadtests.options import resolve_load
 from tests.conftest import opconform_cli
-
-SETTINGS = """
-plan = "pro"
-model_count = 3
-
-[load]
-model = "from-file"
-max_tokens = 32
-profile_option = ["hold_seconds=2"]
-
-[serve]
-port = 9001
-fault = ["stream-no-done", "429-no-retry-after"]
-"""
-
-
-def test_each_command_reads_its_own_section(tmp_path: Path) -> None:
-    file = tmp_path / "opconform.toml"
-    file.write_text(SETTINGS)
-    run = resolve({}, env={}, config_file=file)
-    assert (run["plan"], run["model_count"]) == ("pro", 3)
-    shared, load = resolve_load({}, env={}, config_file=file)
-    assert shared["plan"] == "pro" and load["model"] == "from-file"
-    assert load["profile_option"] == ["hold_seconds=2"]
-    assert load["processes"] == 1  # not in the file: the table's default
-    serve = resolve({}, env={}, config_file=file, options=SERVE_OPTIONS, section=SERVE_SECTION)
-    assert serve["port"] == 9001 and serve["fault"] == ["stream-no-done", "429-no-retry-after"]
-
-
-def test_precedence_is_the_same_for_every_command(tmp_path: Path) -> None:
-    file = tmp_path / "opconform.toml"
-    file.write_text(SETTINGS)
-    _, load = resolve_load({}, env={"OP_LOAD_MODEL": "from-env"}, config_file=file)
-    assert load["model"] == "from-env"
-    _, load = resolve_load({"model": "from-cli"}, env={"OP_LOAD_MODEL": "x"}, config_file=file)
-    assert load["model"] == "from-cli"
-    serve = resolve(
-        {"fault": ["a,b", "c"]},
-        env={"OP_SERVE_FAULT": "d"},
-        config_file=file,
-        options=SERVE_OPTIONS,
-        section=SERVE_SECTION,
-    )
-    assert serve["fault"] == ["a", "b", "c"]  # repeatable and comma-separated at once
 
 
 def test_serve_reads_its_section_of_the_settings_file(tmp_path: Path) -> None:

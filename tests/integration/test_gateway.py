@@ -5,19 +5,16 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from starlette.testclient import TestClient
 
-from opconform.gateway.app import create_app
 from opconform.gateway.embedded import EmbeddedGateway
-from opconform.gateway.faults import FAULTS, Faults
-from opconform.gateway.settings import default_config
+from opconform.gateway.faults import FAULTS
 from tests.conftest import opconform_cli
+from tests.support.bodies import ask
 
 
 def _client(gateway: EmbeddedGateway, key: str = "OP_PRO_API_KEY") -> httpx.Client:
@@ -27,10 +24,6 @@ def _client(gateway: EmbeddedGateway, key: str = "OP_PRO_API_KEY") -> httpx.Clie
         timeout=10,
         headers={"authorization": f"Bearer {gateway.env[key]}"},
     )
-
-
-def _ask(content: str = "What is the capital of France?", **extra: Any) -> dict[str, Any]:
-    return {"model": "gpt-4o", "messages": [{"role": "user", "content": content}], **extra}
 
 
 def test_print_env_names_every_identity(clean_gateway: EmbeddedGateway) -> None:
@@ -60,12 +53,12 @@ def test_catalogue_is_realistic(clean_gateway: EmbeddedGateway) -> None:
 
 def test_same_request_same_text_and_usage_adds_up(clean_gateway: EmbeddedGateway) -> None:
     with _client(clean_gateway) as client:
-        first = client.post("/chat/completions", json=_ask()).json()
-        second = client.post("/chat/completions", json=_ask()).json()
+        first = client.post("/chat/completions", json=ask()).json()
+        second = client.post("/chat/completions", json=ask()).json()
         assert first["choices"][0]["message"] == second["choices"][0]["message"]
         usage = first["usage"]
         assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
-        cut = client.post("/chat/completions", json=_ask("Count from 1 to 99", max_tokens=3))
+        cut = client.post("/chat/completions", json=ask("Count from 1 to 99", max_tokens=3))
         assert cut.json()["choices"][0]["finish_reason"] == "length"
         assert cut.json()["usage"]["completion_tokens"] == 3
 
@@ -73,11 +66,11 @@ def test_same_request_same_text_and_usage_adds_up(clean_gateway: EmbeddedGateway
 def test_special_models(clean_gateway: EmbeddedGateway) -> None:
     with _client(clean_gateway) as client:
         upstream = client.post(
-            "/chat/completions", json={**_ask(), "model": "op-test-upstream-error"}
+            "/chat/completions", json={**ask(), "model": "op-test-upstream-error"}
         )
         assert upstream.status_code == 502 and "not billed" in upstream.json()["error"]["message"]
         unavailable = client.post(
-            "/chat/completions", json={**_ask(), "model": "op-test-unavailable"}
+            "/chat/completions", json={**ask(), "model": "op-test-unavailable"}
         )
         assert unavailable.status_code == 503 and unavailable.headers["retry-after"].isdigit()
         listed = {m["id"] for m in client.get("/models").json()["data"]}
@@ -89,7 +82,7 @@ def test_latency_model_is_ground_truth() -> None:
         EmbeddedGateway(["--ttft-ms", "80", "--tpot-ms", "10"]) as gateway,
         _client(gateway) as client,
     ):
-        body = _ask("Count from 1 to 20", stream=True)
+        body = ask("Count from 1 to 20", stream=True)
         arrivals = []
         start = time.perf_counter()
         with client.stream("POST", "/chat/completions", json=body) as response:
@@ -116,7 +109,7 @@ def test_every_response_carries_rate_headers(fresh_gateway: EmbeddedGateway) -> 
             client.post("/chat/completions", content=b"{"),
             client.get("/nowhere"),
             client.delete("/models"),
-            client.post("/chat/completions", json=_ask(stream=True)),
+            client.post("/chat/completions", json=ask(stream=True)),
             httpx.get(fresh_gateway.base_url + "/models", trust_env=False),
         ]
         for answer in answers:
@@ -146,20 +139,20 @@ def test_stream_holds_its_slot_until_it_ends(fresh_gateway: EmbeddedGateway) -> 
             client.stream(
                 "POST",
                 "/chat/completions",
-                json=_ask("Count from 1 to 20000", stream=True, max_tokens=8000),
+                json=ask("Count from 1 to 20000", stream=True, max_tokens=8000),
             )
             for _ in range(5)
         ]
         opened = [s.__enter__() for s in streams]
         try:
             assert all(r.status_code == 200 for r in opened)
-            assert client.post("/chat/completions", json=_ask(max_tokens=2)).status_code == 429
+            assert client.post("/chat/completions", json=ask(max_tokens=2)).status_code == 429
         finally:
             for stream in streams:
                 stream.__exit__(None, None, None)
         deadline = time.monotonic() + 3
         while time.monotonic() < deadline:
-            if client.post("/chat/completions", json=_ask(max_tokens=2)).status_code == 200:
+            if client.post("/chat/completions", json=ask(max_tokens=2)).status_code == 200:
                 break
             time.sleep(0.1)
         else:
@@ -197,90 +190,6 @@ def test_list_faults_and_bad_fault() -> None:
     assert "Traceback" not in bad.stderr
 
 
-def test_fault_names_are_constants() -> None:
-    """opconform.gateway.faults.Faults names every registered fault and nothing else, so the
-    gateway's
-    `Faults.X` and the registry cannot drift apart."""
-    constants = {v for k, v in vars(Faults).items() if k.isupper()}
-    assert constants == set(FAULTS)
-
-
-# In-process gateways: the new faults are about answers, not the transport.
-def _in_process(*faults: str, **options: Any) -> TestClient:
-    config = replace(default_config(), faults=frozenset(faults), **options)
-    return TestClient(create_app(config), headers={"authorization": "Bearer op_sk_test_pro"})
-
-
-def _events(text: str) -> list[Any]:
-    return [
-        line[6:] if line == "data: [DONE]" else json.loads(line[6:])
-        for line in text.splitlines()
-        if line.startswith("data: ")
-    ]
-
-
-@pytest.mark.parametrize(
-    "broken",
-    [
-        {"temperature": 5},
-        {"messages": None},
-        {"messages": []},
-        {"max_tokens": 0},
-        {"model": 7},
-        {"messages": "hello"},
-    ],
-    ids=["temperature", "no-messages", "empty-messages", "max-tokens-0", "model-type", "types"],
-)
-def test_stream_invalid_body_accepted(broken: dict[str, Any]) -> None:
-    body = {k: v for k, v in {**_ask(stream=True), **broken}.items() if v is not None}
-    with _in_process(Faults.STREAM_INVALID_BODY_ACCEPTED) as faulty:
-        streamed = faulty.post("/v1/chat/completions", json=body)
-        assert streamed.status_code == 200
-        assert streamed.headers["content-type"].startswith("text/event-stream")
-        assert _events(streamed.text)[-1] == "[DONE]"
-        plain = faulty.post("/v1/chat/completions", json={**body, "stream": False})
-        assert plain.status_code == 400
-    with _in_process() as clean:
-        assert clean.post("/v1/chat/completions", json=body).status_code == 400
-
-
-def test_model_list_faults() -> None:
-    with _in_process(Faults.MODELS_SINGLE_PROVIDER) as client:
-        data = client.get("/v1/models").json()["data"]
-        assert len(data) == 51 and {m["owned_by"] for m in data} == {"openai"}
-    with _in_process(Faults.MODELS_TOO_FEW) as client:
-        data = client.get("/v1/models").json()["data"]
-        assert len(data) == 20 and len({m["owned_by"] for m in data}) == 9
-        assert len({m["id"] for m in data}) == 20
-
-
-def test_stream_role_missing_every_fifth_stream() -> None:
-    with _in_process(Faults.STREAM_ROLE_MISSING_SOMETIMES) as client:
-        roles = [
-            "role"
-            in _events(client.post("/v1/chat/completions", json=_ask(stream=True)).text)[0][
-                "choices"
-            ][0]["delta"]
-            for _ in range(10)
-        ]
-    assert roles == [True] * 4 + [False] + [True] * 4 + [False]
-
-
-def test_usage_over_max_tokens_every_fifth_completion() -> None:
-    ask = _ask("Count from 1 to 20", max_tokens=3)
-    streamed = {**ask, "stream": True, "stream_options": {"include_usage": True}}
-    usages = []
-    with _in_process(Faults.USAGE_OVER_MAX_TOKENS_SOMETIMES) as client:
-        for n in range(10):
-            if n % 2:
-                usages.append(client.post("/v1/chat/completions", json=ask).json()["usage"])
-            else:
-                events = _events(client.post("/v1/chat/completions", json=streamed).text)
-                usages.append(events[-2]["usage"])
-    assert [u["completion_tokens"] for u in usages] == [3] * 4 + [4] + [3] * 4 + [4]
-    assert all(u["total_tokens"] == u["prompt_tokens"] + u["completion_tokens"] for u in usages)
-
-
 def _stream_with_arrivals(client: httpx.Client, body: dict[str, Any]) -> list[tuple[float, str]]:
     """(time.time() on arrival, data) of every event of one stream, read line by line."""
     arrivals = []
@@ -293,7 +202,7 @@ def _stream_with_arrivals(client: httpx.Client, body: dict[str, Any]) -> list[tu
 
 def test_timing_log(tmp_path: Path) -> None:
     log = tmp_path / "timing.jsonl"
-    body = _ask(
+    body = ask(
         "Count from 1 to 10", stream=True, stream_options={"include_usage": True}, max_tokens=50
     )
     with (
@@ -303,7 +212,7 @@ def test_timing_log(tmp_path: Path) -> None:
         _client(gateway) as client,
     ):
         arrivals = _stream_with_arrivals(client, body)
-        client.post("/chat/completions", json=_ask())  # not a stream: not logged
+        client.post("/chat/completions", json=ask())  # not a stream: not logged
         # Flushed when the stream ended, before the gateway stops.
         lines = [json.loads(line) for line in log.read_text().splitlines()]
         _stream_with_arrivals(client, body)
@@ -325,15 +234,15 @@ def test_answer_tokens_short_and_fast() -> None:
     args = ["--answer-tokens", "3", "--ttft-ms", "0", "--tpot-ms", "0"]
     with EmbeddedGateway(args) as gateway, _client(gateway) as client:
         start = time.perf_counter()
-        answer = client.post("/chat/completions", json=_ask("Count from 1 to 500")).json()
+        answer = client.post("/chat/completions", json=ask("Count from 1 to 500")).json()
         assert answer["choices"][0]["message"]["content"] == "1\n2\n3"
         assert answer["choices"][0]["finish_reason"] == "stop"
         assert answer["usage"]["completion_tokens"] == 3
-        long_prompt = _ask("Explain quantum computing in detail. " * 20, stream=True)
+        long_prompt = ask("Explain quantum computing in detail. " * 20, stream=True)
         events = [data for _, data in _stream_with_arrivals(client, long_prompt)]
         content = [json.loads(e)["choices"][0]["delta"].get("content") for e in events[1:-2]]
         assert len(content) == 3 and all(content)
-        cut = client.post("/chat/completions", json=_ask("Count from 1 to 9", max_tokens=2))
+        cut = client.post("/chat/completions", json=ask("Count from 1 to 9", max_tokens=2))
         assert cut.json()["choices"][0]["finish_reason"] == "length"
         assert time.perf_counter() - start < 2
     bad = opconform_cli("serve", "--answer-tokens", "0")

@@ -15,26 +15,8 @@ from opconform.conformance.verdicts import REQUEST_NAMED
 from opconform.gateway.embedded import EmbeddedGateway
 from opconform.gateway.faults import FAULTS, Fault
 from tests.conftest import SuiteRun, run_suite
+from tests.support.mutation import REQUIREMENT_FAULTS, SCHEDULE, SLOW_FIRST
 
-REQUIREMENT_FAULTS = sorted(name for name, fault in FAULTS.items() if fault.breaks)
-# The longest runs (measured 7-15 s on 2 cores, against ~4 s for most: they wait out a stream or
-# a slot, a latency SLO, a rate-limit window, or run the SDKs) start first, so that the two
-# workers finish together instead of one running a 15 s fault alone at the end.
-SLOW_FIRST = (
-    "concurrency-slot-leak-on-disconnect",
-    "stream-no-close",
-    "slow-first-token",
-    "sdk-errors-as-400",
-    "slow-model-list",
-    "reject-python-sdk-user-agent",
-    "429-retry-after-too-early",
-    "429-no-retry-after",
-    "ratelimit-window-never-resets",
-)
-SCHEDULE = sorted(
-    REQUIREMENT_FAULTS,
-    key=lambda name: SLOW_FIRST.index(name) if name in SLOW_FIRST else len(SLOW_FIRST),
-)
 MATRIX_REPORT = (
     Path(__file__).resolve().parent.parent.parent / "reports" / "runs" / "mutation-matrix.md"
 )
@@ -102,22 +84,6 @@ def test_fault_is_caught_by_its_check(matrix: dict[str, SuiteRun], name: str) ->
     assert run.code == (1 if must else 0), (
         f"exit code {run.code} (MUST broken: {must}): {run.stdout[-800:]}"
     )
-
-
-def test_every_checked_requirement_has_a_fault() -> None:
-    broken = {rid for fault in FAULTS.values() for rid in fault.breaks}
-    testable = {r.id for r in requirements().values() if r.testable}
-    assert testable <= broken, f"requirements no fault exercises: {sorted(testable - broken)}"
-    assert broken <= set(requirements()), f"faults name unknown IDs: {broken - set(requirements())}"
-
-
-def test_there_are_enough_faults() -> None:
-    assert len(REQUIREMENT_FAULTS) >= 30
-
-
-def test_schedule_runs_every_fault_once() -> None:
-    assert sorted(SCHEDULE) == REQUIREMENT_FAULTS
-    assert set(SLOW_FIRST) <= set(REQUIREMENT_FAULTS), set(SLOW_FIRST) - set(REQUIREMENT_FAULTS)
 
 
 @pytest.mark.slow

@@ -2,7 +2,9 @@
 Locust's FastHttpSession against a scripted loopback server, and the Sample it fills in.
 
 Locust patches the interpreter it is imported in (gevent), so the client runs in a child
-process; the server runs here, on threads. Nothing is timed: only the order of the stamps."""
+process; the server runs here, on threads. Nothing is timed: only the order of the stamps.
+(Its exact stamps and end-of-stream decisions on a fake response:
+tests/unit/test_stream_client.py.)"""
 
 from __future__ import annotations
 

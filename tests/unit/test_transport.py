@@ -1,11 +1,6 @@
-"""The cases of tests/integration/test_transport.py that start no process or server.
-
-TLS, proxies and extra headers (opconform/transport.py) for the suite and both SDK checks.
-
-The HTTPS tests serve the reference gateway with a throwaway CA made here (trustme); the proxy
-test puts a recording forward proxy (standard library) in HTTP_PROXY and checks that every
-request of a whole run, the SDK checks' included, went through it carrying --header.
-"""
+"""Extra headers (opconform/transport.py): parsed, read from the environment one per line, and
+the credential-like ones kept secret. (TLS and proxies on a whole run:
+tests/integration/test_transport.py.)"""
 
 from __future__ import annotations
 
