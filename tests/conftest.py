@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from opconform.gateway.embedded import EmbeddedGateway
+from tests.support.hostile import HOSTILE_RUNS, start_hostile_runs
 
 ROOT = Path(__file__).resolve().parent.parent
 BYTECODE_CACHE = "PYTHONPYCACHEPREFIX"
@@ -34,6 +35,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker(NIGHTLY):
             item.add_marker(skip)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """The hostile-target runs (tests/integration/test_hostile.py) start now, in the background:
+    each waits on a target's deadlines for up to a minute, which then overlaps the tests that run
+    before them instead of adding to the session's wall time."""
+    if session.config.option.collectonly:
+        return
+    session.config.stash[HOSTILE_RUNS] = start_hostile_runs(session.items)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -2,18 +2,19 @@
 against each hostile behaviour (tests/support/hostile.py) finishes in 120 s or less, with a failing
 verdict and a written report.
 
-The ten runs go two at a time (the machine has two cores), started once for the module; each
-test then judges one of them. Each run is killed at 300 s so a regression cannot hang the suite.
+The runs start together as soon as collection has finished (they mostly wait on the target's
+deadlines, so they overlap the tests before them); each test then judges one of them. Each run
+is killed at 300 s so a regression cannot hang the suite.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
 
-from tests.support.hostile import BEHAVIOURS, HostileRun, run_against
+from tests.support.hostile import BEHAVIOURS, HOSTILE_RUNS, HostileRun, start_hostile_runs
 
 pytestmark = pytest.mark.slow
 
@@ -21,21 +22,12 @@ MAX_WALL_SECONDS = 120.0
 
 
 @pytest.fixture(scope="module")
-def hostile_runs(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, Future[HostileRun]]:
-    # Only the behaviours selected in this session (-k), all submitted at once.
-    selected = [
-        str(item.callspec.params["behaviour"])
-        for item in request.session.items
-        if isinstance(item, pytest.Function)
-        and item.module is request.module
-        and hasattr(item, "callspec")
-    ]
-    folder = tmp_path_factory.mktemp("hostile")
-    pool = ThreadPoolExecutor(max_workers=5)  # runs mostly wait on deadlines, not the CPU
-    runs = {name: pool.submit(run_against, name, folder / name) for name in selected}
-    pool.shutdown(wait=False)
+def hostile_runs(request: pytest.FixtureRequest) -> dict[str, Future[HostileRun]]:
+    # Started when collection finished (tests/conftest.py), so their minute of waiting on
+    # deadlines overlaps the tests that run before this module.
+    runs = request.config.stash.get(HOSTILE_RUNS, None)
+    if runs is None:
+        runs = start_hostile_runs(request.session.items)
     return runs
 
 

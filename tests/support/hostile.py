@@ -19,11 +19,15 @@ import socketserver
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 MAX_SECONDS = 300.0  # no connection is served longer than this
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -323,6 +327,33 @@ def run_against(behaviour: str, report_dir: Path, hard_limit: float = 300.0) -> 
     finally:
         server_process.kill()
         server_process.wait()
+
+
+# Where the runs started for a session wait for their tests (pytest's stash).
+HOSTILE_RUNS: pytest.StashKey[dict[str, Future[HostileRun]]] = pytest.StashKey()
+HOSTILE_MODULE = "test_hostile"
+
+
+def start_hostile_runs(items: Sequence[pytest.Item]) -> dict[str, Future[HostileRun]]:
+    """One run per behaviour that `items` select from the hostile module (-k narrows them),
+    all submitted at once; empty when none is selected."""
+    selected = [
+        str(item.callspec.params["behaviour"])
+        for item in items
+        if isinstance(item, pytest.Function)
+        and item.module is not None
+        and item.module.__name__.rsplit(".", 1)[-1] == HOSTILE_MODULE
+        and hasattr(item, "callspec")
+        and not item.get_closest_marker("skip")
+    ]
+    if not selected:
+        return {}
+    folder = Path(tempfile.mkdtemp(prefix="opconform-hostile-"))
+    # The runs mostly wait on the target's deadlines, not on the CPU.
+    pool = ThreadPoolExecutor(max_workers=5, thread_name_prefix="hostile-run")
+    runs = {name: pool.submit(run_against, name, folder / name) for name in selected}
+    pool.shutdown(wait=False)
+    return runs
 
 
 def main() -> None:
