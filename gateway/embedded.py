@@ -12,12 +12,39 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Sequence
 from types import TracebackType
 
 from opconform.config import variable
 from opconform.gateway.options import PRINTED_LAST, SERVE_VARIABLES
 
 LAST_VARIABLE = variable(PRINTED_LAST)  # printed last by `serve --print-env`
+
+
+def serve_arguments(host: str, args: Sequence[str]) -> list[str]:
+    """`opconform serve` on a free port of `host`, printing its OP_* variables when it is up."""
+    return [
+        "serve",
+        "--host",
+        host,
+        "--port",
+        "0",
+        "--print-env",
+        "--quiet",
+        # Configured by its arguments alone (--gateway-args), never by the settings a user
+        # keeps for `opconform serve`: the embedded target is the contract's own.
+        "--config",
+        os.devnull,
+        *args,
+    ]
+
+
+def printed_variable(line: str) -> tuple[str, str]:
+    """One line of `serve --print-env` as (name, value)."""
+    # `# NAME=value` lines carry what no command reads (the Enterprise key).
+    text = line.strip().removeprefix("export ").removeprefix("# ")
+    name, _, value = text.partition("=")
+    return name, value
 
 
 class GatewayStartError(RuntimeError):
@@ -34,23 +61,7 @@ class EmbeddedGateway:
         self._log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115
 
     def start(self, timeout: float = 30.0) -> dict[str, str]:
-        command = [
-            sys.executable,
-            "-m",
-            "opconform",
-            "serve",
-            "--host",
-            self.host,
-            "--port",
-            "0",
-            "--print-env",
-            "--quiet",
-            # Configured by its arguments alone (--gateway-args), never by the settings a user
-            # keeps for `opconform serve`: the embedded target is the contract's own.
-            "--config",
-            os.devnull,
-            *self.args,
-        ]
+        command = [sys.executable, "-m", "opconform", *serve_arguments(self.host, self.args)]
         env = {k: v for k, v in os.environ.items() if k not in SERVE_VARIABLES}
         self._process = subprocess.Popen(
             command,
@@ -65,9 +76,7 @@ class EmbeddedGateway:
         try:
             assert self._process.stdout is not None
             for line in self._process.stdout:
-                # `# NAME=value` lines carry what no command reads (the Enterprise key).
-                text = line.strip().removeprefix("export ").removeprefix("# ")
-                name, _, value = text.partition("=")
+                name, value = printed_variable(line)
                 if name.startswith("OP_"):
                     self.env[name] = value
                 if name == LAST_VARIABLE:

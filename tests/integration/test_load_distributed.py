@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 from opconform.config import variable
+from opconform.gateway.embedded import printed_variable, serve_arguments
 from opconform.gateway.options import PRINTED_LAST
 from opconform.outcome import HARNESS, USAGE
 from tests.conftest import ROOT, clean_env, opconform_cli
@@ -148,23 +149,19 @@ def _gateway(hosts: Hosts) -> dict[str, str]:
         "hub",
         [
             *OPCONFORM,
-            "serve",
-            "--host",
-            GATEWAY_ADDRESS,
-            "--port",
-            "0",
-            "--print-env",
-            "--quiet",
-            "--config",
-            os.devnull,
-            "--window-seconds",
-            WINDOW,
-            "--ttft-ms",
-            "5",
-            "--tpot-ms",
-            "1",
-            "--answer-tokens",
-            "8",
+            *serve_arguments(
+                GATEWAY_ADDRESS,
+                [
+                    "--window-seconds",
+                    WINDOW,
+                    "--ttft-ms",
+                    "5",
+                    "--tpot-ms",
+                    "1",
+                    "--answer-tokens",
+                    "8",
+                ],
+            ),
         ],
         clean_env({"PYTHONUNBUFFERED": "1"}),
     )
@@ -174,7 +171,7 @@ def _gateway(hosts: Hosts) -> dict[str, str]:
     try:
         assert process.stdout is not None
         for line in process.stdout:
-            name, _, value = line.strip().removeprefix("export ").partition("=")
+            name, value = printed_variable(line)
             found[name] = value
             if name == variable(PRINTED_LAST):
                 break
