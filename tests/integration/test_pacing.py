@@ -246,6 +246,45 @@ def test_a_window_the_run_refilled_or_another_limit_is_no_evidence() -> None:
     assert other.not_reset("main", {"retry-after": "3600"}, sent_ago=0) is None
 
 
+def test_errors_in_the_window_trouble_the_key_until_it_leaves() -> None:
+    """What the concurrency check asks before it trusts a served extra request."""
+    clock = FakeClock()
+    pacer = _pacer(clock, limit=60)
+    pacer.sent("main")
+    pacer.observe("main", 200, {})
+    assert pacer.troubled("main") is None
+    clock.now += 5
+    pacer.observe("main", 500, {})
+    clock.now += 10
+    pacer.observe("main", None, {})  # no answer at all
+    assert pacer.troubled("main") == (
+        "2 answer(s) on the main key in the last 60s were errors, the last 0s ago"
+    )
+    clock.now += 56  # the 500 left the window, the failed exchange not yet
+    left = pacer.troubled("main")
+    assert left is not None and left.startswith("1 answer(s)")
+    clock.now += 5
+    assert pacer.troubled("main") is None
+
+
+def test_a_quiet_window_counts_from_the_last_send_or_answer() -> None:
+    clock = FakeClock()
+    pacer = _pacer(clock, limit=60)
+    pacer.wait_quiet("main", "nothing sent yet")
+    assert clock.slept == []
+    pacer.sent("main")
+    clock.now += 10
+    pacer.observe("main", 200, {})  # a stream that ended 10 s after it was sent
+    clock.now += 20
+    pacer.wait_quiet("main", "measure again", settle=3)
+    assert clock.slept == [pytest.approx(43.0)]
+    assert "measure again" in pacer.waits[0]
+    late = _pacer(FakeClock(), limit=60, time_left=lambda: 5.0)
+    late.sent("main")
+    with pytest.raises(PacingStopped, match="deadline"):
+        late.wait_quiet("main", "measure again")
+
+
 # ---------------------------------------------------------------------------- whole runs
 # The gateway's and the run's window are 4 s instead of 60 (both options exist for tests):
 # the run paces exactly as with the contract's minute, only 15 times faster.
