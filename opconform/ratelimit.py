@@ -178,8 +178,12 @@ class Pacer:
         # A key whose headers state a lower limit than its plan is paced by the plan alone:
         # waiting for its resets would hide that deviation (OP-RL-004/007 judge it).
         delay = 0.0 if _states_less(identity) else max(0.0, identity.blocked_until - now)
-        if identity.header_limit is not None and limit is not None:
-            limit = max(limit, identity.header_limit)
+        stated = identity.header_limit if identity.header_convention == CONTRACT else None
+        if stated is not None and limit is not None:
+            # Only the contract's X-RateLimit-Limit speaks for the key (one of another plan goes
+            # at its own rate); another convention's figure may be an upstream's passed through
+            # (LiteLLM forwards llmock's x-ratelimit-limit-requests: 100000 on a 60/min key).
+            limit = max(limit, stated)
         if limit is not None and identity.sent and len(identity.sent) + needed > limit:
             # The oldest requests that must leave the window before `needed` more fit in it.
             index = min(len(identity.sent) - 1, max(0, len(identity.sent) + needed - limit - 1))

@@ -115,6 +115,22 @@ def test_pacer_goes_slower_on_headers_never_faster() -> None:
     assert pacer.recent("main") == 1
 
 
+def test_only_the_contracts_limit_lets_a_key_go_faster_than_its_plan() -> None:
+    """A gateway may pass an upstream's OpenAI-named headers through (LiteLLM: llmock's 100000
+    on a 60/min key): the key is still paced at its plan, not at the upstream's figure."""
+    clock = FakeClock()
+    pacer = _pacer(clock, limit=3)
+    pacer.observe("main", 200, {"x-ratelimit-limit-requests": "100000"})
+    pacer.sent("main", 3)
+    pacer.before("main")
+    assert clock.slept == [pytest.approx(60.0)]
+    pro_as_free = _pacer(FakeClock(), limit=3)  # the contract's own statement: another plan
+    pro_as_free.observe("main", 200, {"x-ratelimit-limit": "600", "x-ratelimit-remaining": "5"})
+    pro_as_free.sent("main", 3)
+    pro_as_free.before("main")
+    assert pro_as_free.waits == []
+
+
 def test_pacer_never_waits_past_the_deadline() -> None:
     clock = FakeClock()
     pacer = _pacer(clock, limit=60, time_left=lambda: 5.0)
