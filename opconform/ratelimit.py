@@ -20,7 +20,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from opconform.contract import WINDOW_SECONDS
 from opconform.rate_headers import (
@@ -49,6 +49,10 @@ class _Identity:
     # window was observed from its start): a 429 then is evidence about the limit.
     observed_from: float = 0.0
     refused: _Refusal | None = None  # requests/min 429s since the key's last other answer
+    # When the key's last request left or its last answer ended, and when its answers in the
+    # trailing window were errors: a server's per-key state left by the run (see `troubled`).
+    last_active: float = float("-inf")
+    errors: deque[float] = field(default_factory=deque)
 
 
 @dataclass
@@ -137,14 +141,49 @@ class Pacer:
             self._prune(identity, self._clock())
             return len(identity.sent)
 
+    def troubled(self, label: str) -> str | None:
+        """Why the target's own count of this key's open requests may be off, else None: some
+        of the key's answers in the trailing window were errors (or none came). Servers keep
+        that count per request, and failed requests are where it goes wrong: LiteLLM keeps the
+        slot of a request it refuses before calling its model and gives back three slots for a
+        streamed request that fails after its retries (measured by hand, tests/interop)."""
+        with self._lock:
+            identity = self._identity(label)
+            now = self._clock()
+            while identity.errors and identity.errors[0] <= now - self.window:
+                identity.errors.popleft()
+            if not identity.errors:
+                return None
+            return (
+                f"{len(identity.errors)} answer(s) on the {label} key in the last "
+                f"{self.window:.0f}s were errors, the last {now - identity.errors[-1]:.0f}s ago"
+            )
+
+    def wait_quiet(self, label: str, why: str, *, settle: float = 0.0) -> None:
+        """Wait until the run has sent nothing on this key, and had no answer on it, for a
+        whole window (and `settle` seconds more, for the server to notice disconnects): what a
+        server keeps per window about the key has then expired. PacingStopped when the run's
+        deadline comes first."""
+        while True:
+            with self._lock:
+                identity = self._identity(label)
+                delay = identity.last_active + self.window + settle - self._clock()
+            if delay <= 0:
+                return
+            self._wait(label, delay, why)
+
     def _delay(self, identity: _Identity, needed: int, now: float) -> float:
         self._prune(identity, now)
         limit = identity.limit
         # A key whose headers state a lower limit than its plan is paced by the plan alone:
         # waiting for its resets would hide that deviation (OP-RL-004/007 judge it).
         delay = 0.0 if _states_less(identity) else max(0.0, identity.blocked_until - now)
-        if identity.header_limit is not None and limit is not None:
-            limit = max(limit, identity.header_limit)
+        stated = identity.header_limit if identity.header_convention == CONTRACT else None
+        if stated is not None and limit is not None:
+            # Only the contract's X-RateLimit-Limit speaks for the key (one of another plan goes
+            # at its own rate); another convention's figure may be an upstream's passed through
+            # (LiteLLM forwards llmock's x-ratelimit-limit-requests: 100000 on a 60/min key).
+            limit = max(limit, stated)
         if limit is not None and identity.sent and len(identity.sent) + needed > limit:
             # The oldest requests that must leave the window before `needed` more fit in it.
             index = min(len(identity.sent) - 1, max(0, len(identity.sent) + needed - limit - 1))
@@ -163,6 +202,7 @@ class Pacer:
                 if delay <= 0:
                     if take:
                         identity.sent.append(now)
+                        identity.last_active = now
                     return
             self._wait(label, delay, why or f"room for {needed} request(s) in its window")
             why = why or ""
@@ -185,6 +225,7 @@ class Pacer:
             identity = self._identity(label)
             now = self._clock()
             identity.sent.extend([now] * n)
+            identity.last_active = max(identity.last_active, now)
 
     def observe(
         self, label: str, status: int | None, headers: Mapping[str, str], sent_ago: float = 0.0
@@ -196,6 +237,9 @@ class Pacer:
         now = self._clock()
         with self._lock:
             identity = self._identity(label)
+            identity.last_active = max(identity.last_active, now)
+            if status is None or status >= 400:
+                identity.errors.append(now)
             if info is not None:
                 identity.header_limit = info.limit
                 identity.header_convention = info.convention

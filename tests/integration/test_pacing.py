@@ -115,6 +115,22 @@ def test_pacer_goes_slower_on_headers_never_faster() -> None:
     assert pacer.recent("main") == 1
 
 
+def test_only_the_contracts_limit_lets_a_key_go_faster_than_its_plan() -> None:
+    """A gateway may pass an upstream's OpenAI-named headers through (LiteLLM: llmock's 100000
+    on a 60/min key): the key is still paced at its plan, not at the upstream's figure."""
+    clock = FakeClock()
+    pacer = _pacer(clock, limit=3)
+    pacer.observe("main", 200, {"x-ratelimit-limit-requests": "100000"})
+    pacer.sent("main", 3)
+    pacer.before("main")
+    assert clock.slept == [pytest.approx(60.0)]
+    pro_as_free = _pacer(FakeClock(), limit=3)  # the contract's own statement: another plan
+    pro_as_free.observe("main", 200, {"x-ratelimit-limit": "600", "x-ratelimit-remaining": "5"})
+    pro_as_free.sent("main", 3)
+    pro_as_free.before("main")
+    assert pro_as_free.waits == []
+
+
 def test_pacer_never_waits_past_the_deadline() -> None:
     clock = FakeClock()
     pacer = _pacer(clock, limit=60, time_left=lambda: 5.0)
@@ -244,6 +260,45 @@ def test_a_window_the_run_refilled_or_another_limit_is_no_evidence() -> None:
     other = _pacer(FakeClock(), limit=60)
     assert other.not_reset("main", {"retry-after": "3600"}, sent_ago=0) is None  # tokens/day
     assert other.not_reset("main", {"retry-after": "3600"}, sent_ago=0) is None
+
+
+def test_errors_in_the_window_trouble_the_key_until_it_leaves() -> None:
+    """What the concurrency check asks before it trusts a served extra request."""
+    clock = FakeClock()
+    pacer = _pacer(clock, limit=60)
+    pacer.sent("main")
+    pacer.observe("main", 200, {})
+    assert pacer.troubled("main") is None
+    clock.now += 5
+    pacer.observe("main", 500, {})
+    clock.now += 10
+    pacer.observe("main", None, {})  # no answer at all
+    assert pacer.troubled("main") == (
+        "2 answer(s) on the main key in the last 60s were errors, the last 0s ago"
+    )
+    clock.now += 56  # the 500 left the window, the failed exchange not yet
+    left = pacer.troubled("main")
+    assert left is not None and left.startswith("1 answer(s)")
+    clock.now += 5
+    assert pacer.troubled("main") is None
+
+
+def test_a_quiet_window_counts_from_the_last_send_or_answer() -> None:
+    clock = FakeClock()
+    pacer = _pacer(clock, limit=60)
+    pacer.wait_quiet("main", "nothing sent yet")
+    assert clock.slept == []
+    pacer.sent("main")
+    clock.now += 10
+    pacer.observe("main", 200, {})  # a stream that ended 10 s after it was sent
+    clock.now += 20
+    pacer.wait_quiet("main", "measure again", settle=3)
+    assert clock.slept == [pytest.approx(43.0)]
+    assert "measure again" in pacer.waits[0]
+    late = _pacer(FakeClock(), limit=60, time_left=lambda: 5.0)
+    late.sent("main")
+    with pytest.raises(PacingStopped, match="deadline"):
+        late.wait_quiet("main", "measure again")
 
 
 # ---------------------------------------------------------------------------- whole runs
