@@ -104,7 +104,11 @@ class Pacer:
             # What other clients (or an earlier run) sent before this run is unknown for one
             # window; after that, every request in a trailing window is the run's own.
             self._identities[label] = _Identity(limit, plan, deque(), observed_from=started)
+        # Seconds during which at least one request was held back: threads sending one key's
+        # requests at once wait together, and their waits are one stretch of the run, not a sum.
         self.waited = 0.0
+        self._waiters = 0
+        self._waiting_since = 0.0
         self.waits: list[str] = []
 
     def _identity(self, label: str) -> _Identity:
@@ -216,8 +220,17 @@ class Pacer:
             self.waits.append(message)
             if self.on_wait is not None:
                 self.on_wait(message)
-        self._sleep(delay)
-        self.waited += delay
+        with self._lock:
+            if self._waiters == 0:
+                self._waiting_since = self._clock()
+            self._waiters += 1
+        try:
+            self._sleep(delay)
+        finally:
+            with self._lock:
+                self._waiters -= 1
+                if self._waiters == 0:
+                    self.waited += self._clock() - self._waiting_since
 
     def sent(self, label: str, n: int = 1) -> None:
         """Requests that left for this key (paced or not, ours or an SDK's)."""

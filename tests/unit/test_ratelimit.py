@@ -67,6 +67,37 @@ def test_pacer_never_waits_past_the_deadline() -> None:
         pacer.before("main")
 
 
+class _TogetherClock:
+    """A clock whose sleepers sleep at the same time: each sleep waits until `sleepers` threads
+    sleep, and then time moves on to the latest of their wake-up times."""
+
+    def __init__(self, sleepers: int) -> None:
+        self.now = 1000.0
+        self._barrier = threading.Barrier(sleepers, timeout=10)
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        wake = self.now + seconds
+        self._barrier.wait()
+        with self._lock:
+            self.now = max(self.now, wake)
+
+
+def test_waits_taken_together_are_counted_once() -> None:
+    """results.json's pacing.waited is the run's time spent held back, not a sum over threads
+    (it showed 233 s for a 124 s run)."""
+    clock = _TogetherClock(sleepers=3)
+    pacer = Pacer({"main": ("free", 3)}, window=60, clock=clock, sleep=clock.sleep)
+    pacer.sent("main", 3)
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        for future in [pool.submit(pacer.before, "main") for _ in range(3)]:
+            future.result()
+    assert pacer.waited == 60.0
+
+
 def test_threads_taking_room_never_overfill_the_window() -> None:
     """Requests sent at once from several threads (ApiClient.gather) each take their place in
     the window as they are admitted."""
