@@ -25,10 +25,24 @@ STRADDLE_FACTOR = 2
 SPAN_MARGIN = 0.98
 
 
+def _opens(sample: Sample, previous: int) -> bool:
+    """An accepted request that states it is its window's first (Remaining = Limit - 1) opens a
+    window even where Remaining did not go up: a window whose only request came just before its
+    end (a limiter whose windows follow the clock, not the key's first request) reads Limit - 1
+    as well, and the next window's first would otherwise be counted in it."""
+    limit = sample.ratelimit_limit
+    return (
+        sample.status == 200
+        and limit is not None
+        and previous == limit - 1 == sample.ratelimit_remaining
+    )
+
+
 def split(samples: list[Sample]) -> list[list[Sample]]:
     """One client's requests (in send order) cut into requests/min windows: where
-    X-RateLimit-Remaining goes up, whatever convention X-RateLimit-Reset follows (epoch seconds
-    or seconds to go); Reset groups them only when Remaining is absent."""
+    X-RateLimit-Remaining goes up (or an accepted request states it is a window's first),
+    whatever convention X-RateLimit-Reset follows (epoch seconds or seconds to go); Reset groups
+    them only when Remaining is absent."""
     if any(s.ratelimit_remaining is not None for s in samples):
         windows: list[list[Sample]] = []
         previous: int | None = None
@@ -38,7 +52,7 @@ def split(samples: list[Sample]) -> list[list[Sample]]:
                 if windows:
                     windows[-1].append(sample)
                 continue
-            if previous is None or remaining > previous:
+            if previous is None or remaining > previous or _opens(sample, previous):
                 windows.append([])
             windows[-1].append(sample)
             previous = remaining
