@@ -26,6 +26,7 @@ from opconform.metrics import Sample, summarise
 from opconform.redact import LEAK_PATTERN
 from tests.conftest import ROOT, clean_env, opconform_cli
 from tests.support.minimal_server import MinimalServer
+from tests.support.samples import chat_sample, stream_sample
 
 PROFILE_DIR = ROOT / "loadtests" / "profiles"
 SHORT_WINDOW = ["--window-seconds", "3"]
@@ -60,51 +61,28 @@ def _judge(module: str, samples: list[Sample]) -> dict[str, str]:
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-def _stream(sent: float, e2e: float, phase: str, status: int = 200, **more: Any) -> Sample:
-    return Sample(
-        group="main",
-        kind="stream",
-        scheduled=None,
-        sent=sent,
-        status=status,
-        outcome="ok" if status == 200 else "expected_429",
-        ttfb=min(e2e, 0.001),
-        e2e=e2e,
-        phase=phase,
-        **more,
-    )
-
-
 def test_short_streams_leave_the_cap_inconclusive_never_failed() -> None:
     """The independent gateway's case: every stream ended before the disconnect phase."""
     samples = [
-        _stream(100.0 + r + i * 0.002, 0.001, f"round-{r}") for r in range(5) for i in range(5)
+        stream_sample(100.0 + r + i * 0.002, 0.001, f"round-{r}")
+        for r in range(5)
+        for i in range(5)
     ]
-    samples += [_stream(100.5 + r, 0.001, f"excess-{r}") for r in range(5)]
+    samples += [stream_sample(100.5 + r, 0.001, f"excess-{r}") for r in range(5)]
     verdicts = _judge("concurrency_cap", samples)
     assert "fail" not in verdicts.values(), verdicts
     assert verdicts["slots free after streams end and clients disconnect"] == "inconclusive"
     assert verdicts["the excess over the cap is rejected with 429"] == "inconclusive"
     # Held streams: the excess got 200 while 5 were open, and a disconnect leaked slots.
-    held = [_stream(200.0 + i * 0.01, 1.0, "round-1", disconnected=i % 2 == 0) for i in range(5)]
-    held += [_stream(200.2, 0.01, "excess-1")]
-    held += [_stream(202.0 + i * 0.01, 1.0, "round-2") for i in range(2)]
-    held += [_stream(202.05 + i * 0.01, 0.001, "round-2", status=429) for i in range(3)]
+    held = [
+        stream_sample(200.0 + i * 0.01, 1.0, "round-1", disconnected=i % 2 == 0) for i in range(5)
+    ]
+    held += [stream_sample(200.2, 0.01, "excess-1")]
+    held += [stream_sample(202.0 + i * 0.01, 1.0, "round-2") for i in range(2)]
+    held += [stream_sample(202.05 + i * 0.01, 0.001, "round-2", status=429) for i in range(3)]
     verdicts = _judge("concurrency_cap", held)
     assert verdicts["the excess over the cap is rejected with 429"] == "fail"
     assert verdicts["slots free after streams end and clients disconnect"] == "fail"
-
-
-def _chat(group: str, sent: float, status: int = 200, **more: Any) -> Sample:
-    return Sample(
-        group=group,
-        kind="chat",
-        scheduled=None,
-        sent=sent,
-        status=status,
-        outcome="ok" if status == 200 else "expected_429",
-        **more,
-    )
 
 
 def test_a_fixed_window_across_a_reset_is_no_failure_of_key_isolation() -> None:
@@ -113,40 +91,44 @@ def test_a_fixed_window_across_a_reset_is_no_failure_of_key_isolation() -> None:
     window seen from its start that accepted more than the limit, shows no limiter at work."""
     name = "key A is limited (429s)"
     straddle = [
-        _chat("flood", i / 3, ratelimit_limit=60, ratelimit_remaining=r, ratelimit_reset=10)
+        chat_sample("flood", i / 3, ratelimit_limit=60, ratelimit_remaining=r, ratelimit_reset=10)
         for i, r in enumerate([*range(18, -1, -1), *range(59, 11, -1)][:89])
     ]
     assert _judge("key_isolation", straddle)[name] == "inconclusive"
-    assert _judge("key_isolation", [_chat("flood", i / 3) for i in range(89)])[name] == (
+    assert _judge("key_isolation", [chat_sample("flood", i / 3) for i in range(89)])[name] == (
         "inconclusive"
     )
-    assert _judge("key_isolation", [_chat("flood", i / 5) for i in range(150)])[name] == "fail"
+    assert (
+        _judge("key_isolation", [chat_sample("flood", i / 5) for i in range(150)])[name] == "fail"
+    )
     overfilled = [
-        _chat("flood", i / 3, ratelimit_limit=60, ratelimit_remaining=max(0, 59 - i))
+        chat_sample("flood", i / 3, ratelimit_limit=60, ratelimit_remaining=max(0, 59 - i))
         for i in range(70)
     ]
     assert _judge("key_isolation", overfilled)[name] == "fail"
 
 
 def test_an_unenforced_limit_fails_rpm_burst_without_headers() -> None:
-    verdicts = _judge("rpm_burst", [_chat("abusive", i / 3) for i in range(208)])
+    verdicts = _judge("rpm_burst", [chat_sample("abusive", i / 3) for i in range(208)])
     assert verdicts["abusive: 429 starts at the documented limit of 60"] == "fail", verdicts
-    verdicts = _judge("rpm_burst", [_chat("polite", i / 2) for i in range(120)])
+    verdicts = _judge("rpm_burst", [chat_sample("polite", i / 2) for i in range(120)])
     assert verdicts["polite: 429 starts at the documented limit of 60"] == "inconclusive"
 
 
 def test_missing_headers_are_one_finding_not_an_error() -> None:
     """A complete stream without X-RateLimit-* is judged by the headers expectation alone (it
     used to count as an error and hide its latency); every answer is judged, 500s too."""
-    complete = [_stream(100.0 + i, 0.2, "", ttft=0.05, ratelimit_headers=False) for i in range(4)]
+    complete = [
+        stream_sample(100.0 + i, 0.2, "", ttft=0.05, ratelimit_headers=False) for i in range(4)
+    ]
     verdicts = _judge("steady", complete)
     assert verdicts["main key: no errors or broken streams"] == "pass", verdicts
     assert verdicts["main key: rate-limit headers on every response"] == "fail", verdicts
     summary = summarise(complete, None, {})
     assert summary["ttft"]["p50"] == 0.05 and summary["error_rate"] == 0.0, summary
-    failed = _stream(200.0, 0.01, "", status=500, ratelimit_headers=False)
+    failed = stream_sample(200.0, 0.01, "", status=500, ratelimit_headers=False)
     failed.outcome = "unexpected_status"
-    with_headers = _stream(201.0, 0.2, "", ratelimit_headers=True)
+    with_headers = stream_sample(201.0, 0.2, "", ratelimit_headers=True)
     verdicts = _judge("steady", [with_headers, failed])
     assert verdicts["main key: rate-limit headers on every response"] == "fail", verdicts
     verdicts = _judge("steady", [with_headers])
@@ -156,18 +138,18 @@ def test_missing_headers_are_one_finding_not_an_error() -> None:
 def test_drift_needs_more_than_a_handful_of_requests_per_slice() -> None:
     """One request a slice (a short soak) is noise, not drift; twelve a slice can show it
     (five slices by default)."""
-    few = [_stream(100.0, 0.05, "", ttft=0.009), _stream(101.0, 0.05, "", ttft=0.09)]
+    few = [stream_sample(100.0, 0.05, "", ttft=0.009), stream_sample(101.0, 0.05, "", ttft=0.09)]
     assert _judge("soak", few)["no latency drift"] == "inconclusive"
-    slow_end = [_stream(100.0 + i, 0.3, "", ttft=0.05 if i < 48 else 0.3) for i in range(61)]
+    slow_end = [stream_sample(100.0 + i, 0.3, "", ttft=0.05 if i < 48 else 0.3) for i in range(61)]
     assert _judge("soak", slow_end)["no latency drift"] == "fail"
-    steady = [_stream(100.0 + i, 0.3, "", ttft=0.05 + (i % 3) * 0.001) for i in range(61)]
+    steady = [stream_sample(100.0 + i, 0.3, "", ttft=0.05 + (i % 3) * 0.001) for i in range(61)]
     assert _judge("soak", steady)["no latency drift"] == "pass"
 
 
 def test_streams_in_flight_are_no_evidence_of_the_cap() -> None:
     """Requests in flight that the target refused or failed never had a slot: "never more than
     5 open" needs a request sent while 5 accepted streams were open."""
-    failed = [_stream(100.0 + i * 0.01, 0.5, "round-1", status=500) for i in range(8)]
+    failed = [stream_sample(100.0 + i * 0.01, 0.5, "round-1", status=500) for i in range(8)]
     for sample in failed:
         sample.outcome = "unexpected_status"
     verdicts = _judge("concurrency_cap", failed)

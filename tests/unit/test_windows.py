@@ -4,21 +4,13 @@ from __future__ import annotations
 
 from opconform.loadtests import windows
 from opconform.metrics import Sample
+from tests.support.samples import chat_sample
 
 LIMIT = 60
 
 
 def _answer(sent: float, status: int, remaining: int) -> Sample:
-    return Sample(
-        group="polite",
-        kind="chat",
-        scheduled=None,
-        sent=sent,
-        status=status,
-        outcome="ok" if status == 200 else "expected_429",
-        ratelimit_limit=LIMIT,
-        ratelimit_remaining=remaining,
-    )
+    return chat_sample("polite", sent, status, ratelimit_limit=LIMIT, ratelimit_remaining=remaining)
 
 
 def test_a_window_with_one_late_request_is_not_merged_into_the_next() -> None:
