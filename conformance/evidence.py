@@ -77,6 +77,7 @@ def record(exchange: Exchange, redactor: Redactor) -> dict[str, Any]:
         },
         "error": redactor.text(exchange.error) if exchange.error else None,
         "aborted_by_check": exchange.aborted,
+        "resent": exchange.resent,
         "started_at": exchange.started_at,
         "elapsed_s": round(exchange.elapsed, 4),
         "time_to_headers_s": (

@@ -295,7 +295,24 @@ class ApiClient:
     # old one may be spoiled, and to settle the exchange once it has ended.
     def open_response(self, exchange: Exchange) -> httpx.Response:
         """Send the exchange's request on the current connection pool; the caller (a Transfer's
-        worker) reads the body and closes the response."""
+        worker) reads the body and closes the response.
+
+        A connection the server had already closed (at its keep-alive timeout, or after a 5xx
+        that another thread had just read off it) is reset before any answer: nothing was
+        answered, so the request goes once more on a new pool, as urllib3, Go's net/http and the
+        OpenAI SDKs resend it. The exchange says so; a target that resets every request is
+        reset again, and that error is the exchange's."""
+        try:
+            return self._open(exchange)
+        except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError) as exc:
+            exchange.resent = f"{type(exc).__name__} before any answer: {exc}"[:200]
+            self.discard_connections()
+            label = exchange.key_label or "anonymous"
+            self.pacer.sent(label)
+            self._count(label)
+            return self._open(exchange)
+
+    def _open(self, exchange: Exchange) -> httpx.Response:
         http = self._http
         request = http.build_request(
             exchange.method,

@@ -30,6 +30,8 @@ class Exchange:
     # deadline (our run's deadline cut it: no evidence about the target)
     error_kind: str | None = None
     aborted: bool = False  # a check disconnected on purpose (held streams)
+    # Why the request went out a second time (its first connection was reset before any answer)
+    resent: str | None = None
     # stream-cap reached by the count of events the request's max_tokens allows (not by time):
     # the stream went on past max_tokens, which says nothing yet about whether it would end
     past_event_cap: bool = False

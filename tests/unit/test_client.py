@@ -175,3 +175,47 @@ def test_a_5xx_is_followed_by_a_fresh_connection_pool() -> None:
         assert after_500 is not first_pool and client._http is after_500
     finally:
         client.close()
+
+
+def _reset_first(times: int) -> Handler:
+    """Resets the first `times` requests before any answer, then answers."""
+    resets = [times]
+
+    def handle(_request: httpx.Request) -> httpx.Response:
+        if resets[0] > 0:
+            resets[0] -= 1
+            raise httpx.ReadError("[Errno 104] Connection reset by peer")
+        return httpx.Response(200, json={"data": []})
+
+    return handle
+
+
+def test_a_reset_before_any_answer_is_sent_once_more_on_a_new_pool() -> None:
+    """A pooled connection the server had closed (mockllm after a 500, uvicorn at its keep-alive
+    timeout) is reset before anything is answered: no evidence about the target either way, so
+    the request goes once more, and the exchange and the counts say so."""
+    target = _Target(_reset_first(1))
+    recorded: list[Exchange] = []
+    client = _client(target, recorded)
+    try:
+        first_pool = client._http
+        exchange = client.request("GET", "/models")
+        assert client._http is not first_pool
+    finally:
+        client.close()
+    assert exchange.status == 200 and exchange.error is None
+    assert exchange.resent is not None and "ReadError" in exchange.resent
+    assert len(target.requests) == 2 and client.sent == {"main": 2}
+    assert recorded == [exchange] and client.breaker.in_a_row == 0
+
+
+def test_a_target_that_resets_every_request_is_reset_once_more_and_no_more() -> None:
+    target = _Target(_reset_first(10))
+    client = _client(target, [])
+    try:
+        exchange = client.request("GET", "/models")
+    finally:
+        client.close()
+    assert exchange.status is None and exchange.error is not None
+    assert "connection reset" in exchange.error and exchange.error_kind == "transport"
+    assert len(target.requests) == 2 and client.sent == {"main": 2}
