@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.hostile import BEHAVIOURS, HOSTILE_RUNS, HostileRun, start_hostile_runs
+from tests.support.hostile import BEHAVIOURS, HOSTILE_RUNS, HostileRun
 
 pytestmark = pytest.mark.slow
 
@@ -25,10 +25,7 @@ MAX_WALL_SECONDS = 120.0
 def hostile_runs(request: pytest.FixtureRequest) -> dict[str, Future[HostileRun]]:
     # Started when collection finished (tests/conftest.py), so their minute of waiting on
     # deadlines overlaps the tests that run before this module.
-    runs = request.config.stash.get(HOSTILE_RUNS, None)
-    if runs is None:
-        runs = start_hostile_runs(request.session.items)
-    return runs
+    return request.config.stash[HOSTILE_RUNS]
 
 
 @pytest.mark.parametrize("behaviour", list(BEHAVIOURS))
